@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Listen    Listen               `yaml:"listen"`
+	Schemas   []SchemaConfig       `yaml:"schemas"`
+	Upstreams map[string]*Upstream `yaml:"upstreams"`
+	Services  []ServiceConfig      `yaml:"services"`
+	Routes    []RouteConfig        `yaml:"routes"`
+	HTTP      HTTPConfig           `yaml:"http"`
+	// ShutdownTimeout bounds the drain of in-flight calls on SIGTERM.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+
+	// dir is the directory of the config file; relative paths resolve there.
+	dir string
+}
+
+// Listen names the listeners' addresses.
+type Listen struct {
+	HTTP string `yaml:"http"`
+}
+
+// SchemaConfig is one schema source; exactly one field is set.
+type SchemaConfig struct {
+	DescriptorSet string            `yaml:"descriptor_set"`
+	Proto         *ProtoConfig      `yaml:"proto"`
+	Reflection    *ReflectionConfig `yaml:"reflection"`
+}
+
+// ProtoConfig names .proto sources compiled at start-up.
+type ProtoConfig struct {
+	ImportPaths []string `yaml:"import_paths"`
+	Files       []string `yaml:"files"`
+}
+
+// ReflectionConfig fetches schemas from an upstream's server reflection.
+type ReflectionConfig struct {
+	Upstream string   `yaml:"upstream"`
+	Services []string `yaml:"services"`
+}
+
+// Upstream is one gRPC or plain HTTP upstream.
+type Upstream struct {
+	GRPC *GRPCUpstream `yaml:"grpc"`
+	HTTP *HTTPUpstream `yaml:"http"`
+	// Timeout is the default deadline of calls to this upstream.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// GRPCUpstream lists the static targets of a gRPC upstream.
+type GRPCUpstream struct {
+	Targets []string   `yaml:"targets"`
+	TLS     *TLSClient `yaml:"tls"`
+}
+
+// TLSClient configures TLS to an upstream.
+type TLSClient struct {
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// HTTPUpstream is a plain HTTP/JSON upstream.
+type HTTPUpstream struct {
+	URL string `yaml:"url"`
+}
+
+// ServiceConfig exposes one gRPC service from its HTTP rules.
+type ServiceConfig struct {
+	Name     string     `yaml:"name"`
+	Upstream string     `yaml:"upstream"`
+	Timeout  Duration   `yaml:"timeout"`
+	JSON     JSONConfig `yaml:"json"`
+	// AutoMapping exposes methods without an HTTP rule at
+	// POST /package.Service/Method (default true).
+	AutoMapping *bool `yaml:"auto_mapping"`
+}
+
+// JSONConfig chooses the JSON mapping options of a service.
+type JSONConfig struct {
+	UseProtoNames     bool `yaml:"use_proto_names"`
+	EmitUnpopulated   bool `yaml:"emit_unpopulated"`
+	EnumsAsNumbers    bool `yaml:"enums_as_numbers"`
+	DiscardUnknown    bool `yaml:"discard_unknown_fields"`
+	AllowUnknownQuery bool `yaml:"allow_unknown_query_params"`
+}
+
+// RouteConfig is one route the annotations do not give: an extra HTTP
+// binding of a gRPC method, or a proxy to a plain HTTP upstream.
+type RouteConfig struct {
+	Get    string `yaml:"get"`
+	Post   string `yaml:"post"`
+	Put    string `yaml:"put"`
+	Patch  string `yaml:"patch"`
+	Delete string `yaml:"delete"`
+	// Call is "package.Service/Method" for a gRPC target.
+	Call         string `yaml:"call"`
+	Body         string `yaml:"body"`
+	ResponseBody string `yaml:"response_body"`
+	// Upstream names the upstream; for Call routes it defaults to the
+	// service's upstream.
+	Upstream string       `yaml:"upstream"`
+	Rewrite  *RewriteSpec `yaml:"rewrite"`
+	Timeout  Duration     `yaml:"timeout"`
+}
+
+// RewriteSpec is the method and path sent to a plain HTTP upstream; "{var}"
+// in the path takes the route's path variable.
+type RewriteSpec struct {
+	Method string `yaml:"method"`
+	Path   string `yaml:"path"`
+}
+
+// HTTPConfig tunes the HTTP ingress.
+type HTTPConfig struct {
+	MaxBodyBytes   ByteSize `yaml:"max_body_bytes"`
+	ForwardHeaders []string `yaml:"forward_headers"`
+}
+
+// Duration is a time.Duration written as "5s", "250ms".
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: invalid duration %q (want e.g. 5s, 250ms)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ByteSize is a size in bytes, written as a number or with a KiB/MiB suffix.
+type ByteSize int64
+
+// UnmarshalYAML parses "4MiB", "512KiB" or a plain number of bytes.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	s := strings.TrimSpace(n.Value)
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if strings.HasSuffix(s, suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, suffix)), m
+		}
+	}
+	var v int64
+	if _, err := fmt.Sscan(s, &v); err != nil || v <= 0 {
+		return fmt.Errorf("line %d: invalid size %q (want e.g. 4MiB, 65536)", n.Line, n.Value)
+	}
+	*b = ByteSize(v * mult)
+	return nil
+}
+
+// LoadConfig reads and strictly decodes the configuration file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg.dir = filepath.Dir(path)
+	return cfg, nil
+}
+
+// ParseConfig strictly decodes a configuration: an unknown key is an error
+// naming its line.
+func ParseConfig(data []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	cfg := &Config{dir: "."}
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// path resolves p relative to the config file's directory.
+func (c *Config) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// methodPath returns the route's HTTP method and path template.
+func (r *RouteConfig) methodPath() (string, string, error) {
+	var method, path string
+	n := 0
+	for m, p := range map[string]string{"GET": r.Get, "POST": r.Post, "PUT": r.Put, "PATCH": r.Patch, "DELETE": r.Delete} {
+		if p != "" {
+			method, path = m, p
+			n++
+		}
+	}
+	if n != 1 {
+		return "", "", fmt.Errorf("a route needs exactly one of get, post, put, patch, delete")
+	}
+	return method, path, nil
+}

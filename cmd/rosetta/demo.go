@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/rosettagw/rosetta/examples/library"
+	"github.com/rosettagw/rosetta/transports/rest"
+)
+
+// demo starts the example library service on a loopback port, the gateway
+// on listen with schemas fetched by server reflection, and prints what to
+// try. It runs until ctx ends.
+func demo(ctx context.Context, listen string, out io.Writer, logger *slog.Logger) error {
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer()
+	library.Register(srv)
+	reflection.Register(srv)
+	go srv.Serve(upLn)
+	defer srv.Stop()
+
+	cfg, err := ParseConfig([]byte(fmt.Sprintf(`
+listen: {http: %q}
+schemas:
+  - reflection: {upstream: library}
+upstreams:
+  library: {grpc: {targets: [%q]}, timeout: 5s}
+services:
+  - name: example.library.v1.LibraryService
+    upstream: library
+`, listen, upLn.Addr().String())))
+	if err != nil {
+		return err
+	}
+	g, err := build(ctx, cfg)
+	defer g.close()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(out, `Rosetta demo: the example library service (gRPC, %s) is served as REST at %s
+Schemas came from the upstream's server reflection; no code was generated.
+
+Try:
+  curl -s %[2]s/v1/shelves/1
+  curl -s '%[2]s/v1/shelves/1/books?page_size=2&filter.genre=GENRE_FICTION'
+  curl -s %[2]s/v1/shelves/1/books/1
+  curl -s -X POST %[2]s/v1/shelves/1/books -H 'Content-Type: application/json' \
+       -d '{"title":"Dune","author":{"name":"Frank Herbert"},"genre":"GENRE_FICTION","priceCents":"1299"}'
+  curl -s -X PATCH '%[2]s/v1/shelves/1/books/1?update_mask=title' -d '{"title":"New title"}'
+  curl -s '%[2]s/v1/shelves/1/books:batchGet?names=shelves/1/books/1&names=shelves/1/books/2'
+  curl -s %[2]s/v1/shelves/1/books/1/title
+  curl -s %[2]s/v1/shelves/1/books/1:download
+  curl -s -X POST %[2]s/example.library.v1.LibraryService/Ping -d '{"message":"hi"}'
+  curl -s -i %[2]s/v1/shelves/1/books/999          # 404 as a google.rpc.Status
+  curl -s -i -X POST %[2]s/v1/shelves/1/books -d '{"title":1}'   # 400 naming the field
+
+Routes: %[2]s is serving %d routes; stop with Ctrl-C.
+`, upLn.Addr(), base, len(g.table.Routes()))
+	handler := rest.New(g.restGeneration(), rest.Options{Logger: logger})
+	return serveHTTP(ctx, ln, handler, 5*time.Second, logger)
+}

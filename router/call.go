@@ -1,0 +1,102 @@
+package router
+
+import (
+	"context"
+	"net/netip"
+
+	"google.golang.org/grpc/metadata"
+)
+
+// Protocol names the ingress a call came in on.
+type Protocol string
+
+// The ingress protocols.
+const (
+	HTTP Protocol = "http"
+)
+
+// Call is one protocol-neutral call on its way through the gateway: what the
+// ingress learnt about it, and, once dispatched, the upstream's reply.
+type Call struct {
+	// Route is the matched route.
+	Route *Route
+	// Protocol is the ingress protocol.
+	Protocol Protocol
+	// Peer is the client's address.
+	Peer netip.AddrPort
+	// Metadata is what is forwarded upstream as gRPC metadata (or HTTP
+	// headers), already filtered by the ingress allow-list.
+	Metadata metadata.MD
+	// Target is the route's Target with any path variables substituted.
+	Target string
+	// Decode produces the upstream request: a message in protobuf wire form
+	// for gRPC, the body for plain HTTP. It runs only after every policy
+	// passed, so a rejected call never costs a decode.
+	Decode func() ([]byte, error)
+	// Reply is set by Dispatch.
+	Reply *Reply
+}
+
+// Reply is an upstream's answer to one unary call.
+type Reply struct {
+	// Message is the response message in protobuf wire form (from a gRPC
+	// upstream) or the response body (from a plain HTTP upstream).
+	Message []byte
+	// HTTPStatus and ContentType describe a plain HTTP upstream's answer.
+	HTTPStatus  int
+	ContentType string
+	// Header and Trailer are the upstream's response metadata.
+	Header, Trailer metadata.MD
+}
+
+// Invoker calls an upstream. Implementations live in transports/.
+type Invoker interface {
+	// Invoke sends one request to target (a route's Target, with path
+	// variables substituted by the ingress) and returns the reply, or an
+	// error carrying a gRPC status.
+	Invoke(ctx context.Context, target string, req []byte, md metadata.MD) (*Reply, error)
+}
+
+// Handler handles a call; policies wrap the next handler, and Dispatch ends
+// every chain.
+type Handler interface {
+	Handle(ctx context.Context, c *Call) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, c *Call) error
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, c *Call) error { return f(ctx, c) }
+
+// Middleware is one policy: it wraps the next handler of the chain.
+type Middleware func(next Handler) Handler
+
+// Chain builds the handler that runs mws in order and then final.
+func Chain(final Handler, mws ...Middleware) Handler {
+	h := final
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+// Dispatch is the end of every chain: it decodes the call's request, applies
+// the route deadline and invokes the route's upstream.
+var Dispatch Handler = HandlerFunc(func(ctx context.Context, c *Call) error {
+	req, err := c.Decode()
+	if err != nil {
+		return err
+	}
+	if c.Route.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Route.Timeout)
+		defer cancel()
+	}
+	reply, err := c.Route.Invoker.Invoke(ctx, c.Target, req, c.Metadata)
+	if err != nil {
+		return err
+	}
+	c.Reply = reply
+	return nil
+})

@@ -1,0 +1,43 @@
+package router
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/rosettagw/rosetta/translate"
+)
+
+// Route is one compiled way in to one upstream target: an HTTP binding of a
+// gRPC method (or the method's default POST path), with its upstream, its
+// deadline and its handler chain.
+type Route struct {
+	// HTTPMethod and Template say which HTTP requests the route takes.
+	HTTPMethod string
+	Template   *translate.Template
+	// Binding maps HTTP requests onto Method; nil for a route that proxies
+	// to a plain HTTP upstream.
+	Binding *translate.Binding
+	// Method is the gRPC method called upstream; nil for an HTTP proxy route.
+	Method protoreflect.MethodDescriptor
+	// Target is what Invoker is asked to call: "/package.Service/Method"
+	// for gRPC, the rewrite template ("POST /v1/charge/{id}") for HTTP.
+	Target string
+	// Upstream names the upstream in the configuration.
+	Upstream string
+	// Invoker calls the upstream.
+	Invoker Invoker
+	// Timeout bounds the upstream call; zero means no route deadline.
+	Timeout time.Duration
+	// Handler is the route's chain: its policies, then Dispatch.
+	Handler Handler
+}
+
+// String names the route as "GET /v1/{name=shelves/*} → pkg.Svc/Method".
+func (r *Route) String() string {
+	target := r.Target
+	if r.Method != nil {
+		target = string(r.Method.FullName())
+	}
+	return r.HTTPMethod + " " + r.Template.Source + " → " + target
+}

@@ -1,0 +1,190 @@
+package translate
+
+import (
+	"encoding/base64"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// resolveFieldPath resolves a dotted field path (proto names) against md.
+// Every element but the last must be a singular message field.
+func resolveFieldPath(md protoreflect.MessageDescriptor, path []string) ([]protoreflect.FieldDescriptor, error) {
+	fds := make([]protoreflect.FieldDescriptor, 0, len(path))
+	for i, name := range path {
+		fd := md.Fields().ByName(protoreflect.Name(name))
+		if fd == nil {
+			return nil, fmt.Errorf("no field %q in message %s", name, md.FullName())
+		}
+		fds = append(fds, fd)
+		if i < len(path)-1 {
+			if fd.Kind() != protoreflect.MessageKind || fd.IsList() || fd.IsMap() {
+				return nil, fmt.Errorf("field %q of %s is not a singular message, so %q cannot be traversed", name, md.FullName(), strings.Join(path, "."))
+			}
+			md = fd.Message()
+		}
+	}
+	return fds, nil
+}
+
+// lookupField finds a field of md by its proto name or its JSON name.
+func lookupField(md protoreflect.MessageDescriptor, name string) protoreflect.FieldDescriptor {
+	fields := md.Fields()
+	if fd := fields.ByName(protoreflect.Name(name)); fd != nil {
+		return fd
+	}
+	return fields.ByJSONName(name)
+}
+
+// mutableParent walks fds[:len-1] from m, creating messages as needed, and
+// returns the message holding the last field.
+func mutableParent(m protoreflect.Message, fds []protoreflect.FieldDescriptor) protoreflect.Message {
+	for _, fd := range fds[:len(fds)-1] {
+		m = m.Mutable(fd).Message()
+	}
+	return m
+}
+
+// isWellKnownScalar reports whether a message type is read from one string
+// in a path or query parameter (Timestamp, Duration, FieldMask, wrappers).
+func isWellKnownScalar(md protoreflect.MessageDescriptor) bool {
+	switch md.FullName() {
+	case "google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask",
+		"google.protobuf.DoubleValue", "google.protobuf.FloatValue",
+		"google.protobuf.Int64Value", "google.protobuf.UInt64Value",
+		"google.protobuf.Int32Value", "google.protobuf.UInt32Value",
+		"google.protobuf.BoolValue", "google.protobuf.StringValue", "google.protobuf.BytesValue":
+		return true
+	}
+	return false
+}
+
+// parseScalar converts one textual parameter into a value of field fd, which
+// must not be a message field (see setFromString for those).
+func parseScalar(fd protoreflect.FieldDescriptor, s string) (protoreflect.Value, error) {
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		return protoreflect.ValueOfString(s), nil
+	case protoreflect.BytesKind:
+		b, err := decodeBase64(s)
+		if err != nil {
+			return protoreflect.Value{}, fmt.Errorf("invalid base64 value %q", s)
+		}
+		return protoreflect.ValueOfBytes(b), nil
+	case protoreflect.BoolKind:
+		switch s {
+		case "true", "1":
+			return protoreflect.ValueOfBool(true), nil
+		case "false", "0":
+			return protoreflect.ValueOfBool(false), nil
+		}
+		return protoreflect.Value{}, fmt.Errorf("invalid bool value %q", s)
+	case protoreflect.EnumKind:
+		ed := fd.Enum()
+		if ev := ed.Values().ByName(protoreflect.Name(s)); ev != nil {
+			return protoreflect.ValueOfEnum(ev.Number()), nil
+		}
+		n, err := strconv.ParseInt(s, 10, 32)
+		if err != nil || (ed.Values().ByNumber(protoreflect.EnumNumber(n)) == nil && ed.IsClosed()) {
+			return protoreflect.Value{}, fmt.Errorf("invalid value %q for enum %s", s, ed.FullName())
+		}
+		return protoreflect.ValueOfEnum(protoreflect.EnumNumber(n)), nil
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		n, err := strconv.ParseInt(s, 10, 32)
+		if err != nil {
+			return protoreflect.Value{}, fmt.Errorf("invalid int32 value %q", s)
+		}
+		return protoreflect.ValueOfInt32(int32(n)), nil
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return protoreflect.Value{}, fmt.Errorf("invalid int64 value %q", s)
+		}
+		return protoreflect.ValueOfInt64(n), nil
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return protoreflect.Value{}, fmt.Errorf("invalid uint32 value %q", s)
+		}
+		return protoreflect.ValueOfUint32(uint32(n)), nil
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return protoreflect.Value{}, fmt.Errorf("invalid uint64 value %q", s)
+		}
+		return protoreflect.ValueOfUint64(n), nil
+	case protoreflect.FloatKind:
+		f, err := strconv.ParseFloat(s, 32)
+		if err != nil || (math.IsInf(f, 0) && !strings.Contains(strings.ToLower(s), "inf")) {
+			return protoreflect.Value{}, fmt.Errorf("invalid float value %q", s)
+		}
+		return protoreflect.ValueOfFloat32(float32(f)), nil
+	case protoreflect.DoubleKind:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return protoreflect.Value{}, fmt.Errorf("invalid double value %q", s)
+		}
+		return protoreflect.ValueOfFloat64(f), nil
+	}
+	return protoreflect.Value{}, fmt.Errorf("a %s field cannot be set from a parameter", fd.Kind())
+}
+
+// decodeBase64 accepts standard and URL-safe base64, padded or not, as the
+// proto3 JSON mapping does.
+func decodeBase64(s string) ([]byte, error) {
+	enc := base64.StdEncoding
+	if strings.ContainsAny(s, "-_") {
+		enc = base64.URLEncoding
+	}
+	if len(s)%4 != 0 {
+		enc = enc.WithPadding(base64.NoPadding)
+	}
+	return enc.DecodeString(s)
+}
+
+// setFromString sets (or, for a list, appends) the field fd of m from one
+// textual value.
+func setFromString(m protoreflect.Message, fd protoreflect.FieldDescriptor, s string, opts protojson.UnmarshalOptions) error {
+	if fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind {
+		if !isWellKnownScalar(fd.Message()) {
+			return fmt.Errorf("message field cannot be set from a parameter")
+		}
+		var target protoreflect.Message
+		if fd.IsList() {
+			target = m.Mutable(fd).List().NewElement().Message()
+		} else {
+			target = m.NewField(fd).Message()
+		}
+		if err := opts.Unmarshal(wellKnownJSON(fd.Message(), s), target.Interface()); err != nil {
+			return fmt.Errorf("invalid %s value %q", fd.Message().Name(), s)
+		}
+		if fd.IsList() {
+			m.Mutable(fd).List().Append(protoreflect.ValueOfMessage(target))
+		} else {
+			m.Set(fd, protoreflect.ValueOfMessage(target))
+		}
+		return nil
+	}
+	v, err := parseScalar(fd, s)
+	if err != nil {
+		return err
+	}
+	if fd.IsList() {
+		m.Mutable(fd).List().Append(v)
+	} else {
+		m.Set(fd, v)
+	}
+	return nil
+}
+
+// wellKnownJSON renders a parameter as the JSON form of a well-known type.
+func wellKnownJSON(md protoreflect.MessageDescriptor, s string) []byte {
+	if md.FullName() == "google.protobuf.BoolValue" && (s == "true" || s == "false") {
+		return []byte(s)
+	}
+	return strconv.AppendQuote(nil, s)
+}

@@ -1,0 +1,307 @@
+// Package rest is the REST/JSON ingress: it matches HTTP requests against the
+// route table, builds the protocol-neutral call, runs the route's chain and
+// writes the answer as JSON (or raw HttpBody bytes), with errors as JSON
+// google.rpc.Status bodies.
+package rest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/translate"
+)
+
+// DefaultForwardHeaders are the request headers forwarded upstream as gRPC
+// metadata when the configuration names none.
+var DefaultForwardHeaders = []string{"Authorization", "X-Request-Id", "Traceparent", "Tracestate"}
+
+// Options configure the REST ingress.
+type Options struct {
+	// MaxBodyBytes bounds request bodies (default 4 MiB); larger ones get 413.
+	MaxBodyBytes int64
+	// ForwardHeaders are forwarded upstream as metadata, besides
+	// Grpc-Metadata-* (with the prefix stripped).
+	ForwardHeaders []string
+	// Logger receives one access-log line per call (nil: none).
+	Logger *slog.Logger
+}
+
+// Generation is what one configuration generation gives the ingress.
+type Generation struct {
+	// Table holds the HTTP routes.
+	Table *router.Table
+	// Resolver resolves Any types in error details.
+	Resolver translate.Resolver
+}
+
+// Handler is the REST ingress http.Handler. Its generation can be swapped
+// atomically while it serves; a call finishes on the generation it started
+// with.
+type Handler struct {
+	gen     atomic.Pointer[Generation]
+	maxBody int64
+	forward map[string]bool
+	log     *slog.Logger
+}
+
+// New returns a Handler serving gen.
+func New(gen *Generation, opts Options) *Handler {
+	h := &Handler{maxBody: opts.MaxBodyBytes, forward: map[string]bool{}, log: opts.Logger}
+	if h.maxBody <= 0 {
+		h.maxBody = 4 << 20
+	}
+	fwd := opts.ForwardHeaders
+	if fwd == nil {
+		fwd = DefaultForwardHeaders
+	}
+	for _, name := range fwd {
+		h.forward[http.CanonicalHeaderKey(name)] = true
+	}
+	h.gen.Store(gen)
+	return h
+}
+
+// Swap replaces the generation served by new calls.
+func (h *Handler) Swap(gen *Generation) { h.gen.Store(gen) }
+
+// ServeHTTP transcodes one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	gen := h.gen.Load()
+	code := h.serve(w, r, gen)
+	if h.log != nil {
+		h.log.LogAttrs(r.Context(), slog.LevelInfo, "access",
+			slog.String("proto", "http"), slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", code), slog.Duration("duration", time.Since(start)), slog.String("peer", r.RemoteAddr))
+	}
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *Generation) int {
+	var buf [8]string
+	m := gen.Table.Lookup(r.Method, r.URL.EscapedPath(), buf[:0])
+	if m.Route == nil {
+		if m.Allow != "" {
+			w.Header().Set("Allow", m.Allow)
+			return h.writeStatus(w, gen, http.StatusMethodNotAllowed, &spb.Status{Code: int32(codes.Unimplemented), Message: "method " + r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + m.Allow})
+		}
+		return h.writeStatus(w, gen, http.StatusNotFound, &spb.Status{Code: int32(codes.NotFound), Message: "no route for " + r.Method + " " + r.URL.Path})
+	}
+	route := m.Route
+	body, code, st := h.readBody(r, route)
+	if st != nil {
+		return h.writeStatus(w, gen, code, st)
+	}
+	ctx, cancel, st := withGRPCTimeout(r)
+	if st != nil {
+		return h.writeStatus(w, gen, http.StatusBadRequest, st)
+	}
+	defer cancel()
+	call := &router.Call{
+		Route:    route,
+		Protocol: router.HTTP,
+		Peer:     peer(r),
+		Metadata: h.metadata(r),
+		Target:   route.Target,
+	}
+	if route.Binding != nil {
+		req := &translate.Request{PathValues: m.PathValues, Query: r.URL.RawQuery, Body: body, ContentType: r.Header.Get("Content-Type")}
+		call.Decode = func() ([]byte, error) { return route.Binding.DecodeRequest(req) }
+	} else {
+		call.Target = expandTarget(route, m.PathValues, r.URL.RawQuery)
+		call.Decode = func() ([]byte, error) { return body, nil }
+	}
+	err := route.Handler.Handle(ctx, call)
+	if call.Reply != nil {
+		writeMetadata(w.Header(), call.Reply.Header)
+	}
+	if err != nil {
+		return h.writeError(w, gen, err)
+	}
+	if route.Binding == nil {
+		return writeProxied(w, call.Reply)
+	}
+	resp, err := route.Binding.EncodeResponse(call.Reply.Message)
+	if err != nil {
+		return h.writeStatus(w, gen, http.StatusBadGateway, &spb.Status{Code: int32(codes.Internal), Message: "undecodable upstream response: " + err.Error()})
+	}
+	writeMetadata(w.Header(), call.Reply.Trailer)
+	w.Header().Set("Content-Type", resp.ContentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(resp.Body)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(resp.Body)
+	return http.StatusOK
+}
+
+// readBody checks the content type and reads the body within the limit.
+func (h *Handler) readBody(r *http.Request, route *router.Route) ([]byte, int, *spb.Status) {
+	if route.Binding != nil && route.Binding.Body == translate.NoBody {
+		return nil, 0, nil
+	}
+	if route.Binding != nil && !route.Binding.RawBody() && !isJSON(r.Header.Get("Content-Type")) {
+		return nil, http.StatusUnsupportedMediaType, &spb.Status{Code: int32(codes.InvalidArgument), Message: "unsupported Content-Type " + strconv.Quote(r.Header.Get("Content-Type")) + "; send application/json"}
+	}
+	if r.ContentLength > h.maxBody {
+		return nil, http.StatusRequestEntityTooLarge, tooLarge(h.maxBody)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, h.maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, http.StatusRequestEntityTooLarge, tooLarge(h.maxBody)
+		}
+		return nil, http.StatusBadRequest, &spb.Status{Code: int32(codes.InvalidArgument), Message: "reading request body: " + err.Error()}
+	}
+	return body, 0, nil
+}
+
+func tooLarge(limit int64) *spb.Status {
+	return &spb.Status{Code: int32(codes.ResourceExhausted), Message: "request body exceeds " + strconv.FormatInt(limit, 10) + " bytes"}
+}
+
+// isJSON accepts no content type (curl without -H), application/json and
+// any application/*+json.
+func isJSON(ct string) bool {
+	if ct == "" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+// metadata collects what is forwarded upstream: the allow-listed headers,
+// Grpc-Metadata-* with the prefix stripped, and X-Forwarded-For/-Host.
+func (h *Handler) metadata(r *http.Request) metadata.MD {
+	md := metadata.MD{}
+	for name, vals := range r.Header {
+		switch {
+		case h.forward[name]:
+			md[strings.ToLower(name)] = vals
+		case strings.HasPrefix(name, "Grpc-Metadata-") && len(name) > len("Grpc-Metadata-"):
+			key := strings.ToLower(name[len("Grpc-Metadata-"):])
+			md[key] = append(md[key], vals...)
+		}
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
+			host = prior + ", " + host
+		}
+		md["x-forwarded-for"] = []string{host}
+	}
+	if r.Host != "" {
+		md["x-forwarded-host"] = []string{r.Host}
+	}
+	return md
+}
+
+func peer(r *http.Request) netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(r.RemoteAddr)
+	return ap
+}
+
+// writeMetadata returns upstream metadata as Grpc-Metadata-* headers.
+func writeMetadata(h http.Header, md metadata.MD) {
+	for k, vs := range md {
+		if k == "content-type" || strings.HasPrefix(k, "grpc-") || strings.HasPrefix(k, ":") {
+			continue
+		}
+		for _, v := range vs {
+			h.Add("Grpc-Metadata-"+k, v)
+		}
+	}
+}
+
+// writeError answers an error from the chain.
+func (h *Handler) writeError(w http.ResponseWriter, gen *Generation, err error) int {
+	var bad *translate.BadRequestError
+	if errors.As(err, &bad) {
+		return h.writeStatus(w, gen, http.StatusBadRequest, translate.BadRequestStatus(bad))
+	}
+	st := translate.StatusOf(err)
+	if errors.Is(err, context.DeadlineExceeded) {
+		st = &spb.Status{Code: int32(codes.DeadlineExceeded), Message: "deadline exceeded"}
+	}
+	return h.writeStatus(w, gen, translate.HTTPStatus(codes.Code(st.GetCode())), st)
+}
+
+func (h *Handler) writeStatus(w http.ResponseWriter, gen *Generation, code int, st *spb.Status) int {
+	body := translate.StatusJSON(st, gen.Resolver)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(code)
+	w.Write(body)
+	return code
+}
+
+func writeProxied(w http.ResponseWriter, reply *router.Reply) int {
+	if reply.ContentType != "" {
+		w.Header().Set("Content-Type", reply.ContentType)
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(reply.Message)))
+	w.WriteHeader(reply.HTTPStatus)
+	w.Write(reply.Message)
+	return reply.HTTPStatus
+}
+
+// expandTarget substitutes the path variables of an HTTP proxy route into its
+// rewrite target ("POST /v1/charge/{id}") and keeps the query.
+func expandTarget(route *router.Route, vals []string, query string) string {
+	t := route.Target
+	for i, v := range route.Template.Variables {
+		t = strings.ReplaceAll(t, "{"+strings.Join(v.FieldPath, ".")+"}", vals[i])
+	}
+	if query != "" {
+		t += "?" + query
+	}
+	return t
+}
+
+// withGRPCTimeout applies a Grpc-Timeout request header ("100m", "5S") to
+// the request context.
+func withGRPCTimeout(r *http.Request) (context.Context, context.CancelFunc, *spb.Status) {
+	v := r.Header.Get("Grpc-Timeout")
+	if v == "" {
+		ctx, cancel := context.WithCancel(r.Context())
+		return ctx, cancel, nil
+	}
+	d, ok := parseGRPCTimeout(v)
+	if !ok {
+		return nil, nil, &spb.Status{Code: int32(codes.InvalidArgument), Message: "invalid Grpc-Timeout header " + strconv.Quote(v)}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d)
+	return ctx, cancel, nil
+}
+
+// parseGRPCTimeout parses the gRPC timeout format: up to 8 digits and a unit
+// (H, M, S, m, u, n).
+func parseGRPCTimeout(s string) (time.Duration, bool) {
+	if len(s) < 2 || len(s) > 9 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	unit := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second, 'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[s[len(s)-1]]
+	if unit == 0 {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}

@@ -1,0 +1,102 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/rosettagw/rosetta/router"
+)
+
+// HTTPConfig configures a plain HTTP upstream.
+type HTTPConfig struct {
+	// URL is the base URL; request paths are appended to its path.
+	URL string
+	// Client sends the requests (default: a client with pooled keep-alive
+	// connections and no overall timeout: route deadlines apply).
+	Client *http.Client
+	// MaxResponseBytes bounds response bodies (default 4 MiB).
+	MaxResponseBytes int64
+}
+
+// HTTP is a plain HTTP/JSON upstream.
+type HTTP struct {
+	base    *url.URL
+	client  *http.Client
+	maxResp int64
+}
+
+// NewHTTP validates cfg and returns the upstream.
+func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("url %q: want http(s)://host[:port][/path]", cfg.URL)
+	}
+	client := cfg.Client
+	if client == nil {
+		client = &http.Client{Transport: &http.Transport{
+			MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true,
+		}}
+	}
+	maxResp := cfg.MaxResponseBytes
+	if maxResp <= 0 {
+		maxResp = 4 << 20
+	}
+	return &HTTP{base: u, client: client, maxResp: maxResp}, nil
+}
+
+// Invoke sends body to target, "METHOD /path?query", and returns the
+// upstream's status, content type and body. Metadata is sent as headers.
+// Only a failure to get an answer is an error (UNAVAILABLE, or the context's
+// DEADLINE_EXCEEDED); the upstream's own error statuses pass through.
+func (h *HTTP) Invoke(ctx context.Context, target string, body []byte, md metadata.MD) (*router.Reply, error) {
+	method, path, ok := strings.Cut(target, " ")
+	if !ok {
+		return nil, status.Errorf(codes.Internal, "bad HTTP target %q", target)
+	}
+	u := *h.base
+	p, q, _ := strings.Cut(path, "?")
+	u.Path = strings.TrimSuffix(u.Path, "/") + p
+	u.RawQuery = q
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "HTTP upstream request: %v", err)
+	}
+	for k, vs := range md {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	if len(body) > 0 && req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		if ctx.Err() == context.DeadlineExceeded {
+			return nil, status.Error(codes.DeadlineExceeded, "HTTP upstream did not answer in time")
+		}
+		return nil, status.Errorf(codes.Unavailable, "HTTP upstream unreachable: %v", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, h.maxResp+1))
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "HTTP upstream response: %v", err)
+	}
+	if int64(len(data)) > h.maxResp {
+		return nil, status.Errorf(codes.ResourceExhausted, "HTTP upstream response exceeds %d bytes", h.maxResp)
+	}
+	header := metadata.MD{}
+	for k, vs := range resp.Header {
+		header[strings.ToLower(k)] = vs
+	}
+	return &router.Reply{Message: data, HTTPStatus: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Header: header}, nil
+}
