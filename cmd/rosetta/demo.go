@@ -57,17 +57,19 @@ Schemas came from the upstream's server reflection; no code was generated.
 
 Try:
   curl -s %[2]s/v1/shelves/1
-  curl -s '%[2]s/v1/shelves/1/books?page_size=2&filter.genre=GENRE_FICTION'
-  curl -s %[2]s/v1/shelves/1/books/1
+  curl -s '%[2]s/v1/shelves/1/books?page_size=2&filter.genre=GENRE_FICTION&tags=sci-fi'
+  curl -s %[2]s/v1/shelves/1/books/dune
   curl -s -X POST %[2]s/v1/shelves/1/books -H 'Content-Type: application/json' \
-       -d '{"title":"Dune","author":{"name":"Frank Herbert"},"genre":"GENRE_FICTION","priceCents":"1299"}'
-  curl -s -X PATCH '%[2]s/v1/shelves/1/books/1?update_mask=title' -d '{"title":"New title"}'
-  curl -s '%[2]s/v1/shelves/1/books:batchGet?names=shelves/1/books/1&names=shelves/1/books/2'
-  curl -s %[2]s/v1/shelves/1/books/1/title
-  curl -s %[2]s/v1/shelves/1/books/1:download
-  curl -s -X POST %[2]s/example.library.v1.LibraryService/Ping -d '{"message":"hi"}'
-  curl -s -i %[2]s/v1/shelves/1/books/999          # 404 as a google.rpc.Status
-  curl -s -i -X POST %[2]s/v1/shelves/1/books -d '{"title":1}'   # 400 naming the field
+       -d '{"title":"Solaris","author":{"name":"Stanislaw Lem"},"genre":"GENRE_FICTION","priceCents":"1299"}'
+  curl -s -X PATCH '%[2]s/v1/shelves/1/books/dune?update_mask=title' -H 'Content-Type: application/json' -d '{"title":"Dune (1965)"}'
+  curl -s '%[2]s/v1/shelves/1/books:batchGet?names=shelves/1/books/dune&names=shelves/1/books/neuromancer'
+  curl -s %[2]s/v1/shelves/1/books/dune/title
+  curl -s %[2]s/v1/shelves/1/books/dune:download
+  curl -s %[2]s/v1/assets/css/site.css
+  curl -s -X POST %[2]s/example.library.v1.LibraryService/Ping -H 'Content-Type: application/json' -d '{"message":"hi"}'
+  curl -s -i %[2]s/v1/shelves/1/books/missing                                   # 404, a google.rpc.Status
+  curl -s -i -X POST %[2]s/v1/shelves/1/books -H 'Content-Type: application/json' -d '{"title":1}'   # 400 naming the field
+  curl -s -i -X DELETE %[2]s/v1/shelves/1                                       # 405 with Allow
 
 Routes: %[2]s is serving %d routes; stop with Ctrl-C.
 `, upLn.Addr(), base, len(g.table.Routes()))
