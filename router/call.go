@@ -33,7 +33,8 @@ type Call struct {
 	// for gRPC, the body for plain HTTP. It runs only after every policy
 	// passed, so a rejected call never costs a decode.
 	Decode func() ([]byte, error)
-	// Reply is set by Dispatch.
+	// Reply is set by Dispatch; after a failed upstream call it may hold
+	// only the upstream's metadata.
 	Reply *Reply
 }
 
@@ -94,9 +95,6 @@ var Dispatch Handler = HandlerFunc(func(ctx context.Context, c *Call) error {
 		defer cancel()
 	}
 	reply, err := c.Route.Invoker.Invoke(ctx, c.Target, req, c.Metadata)
-	if err != nil {
-		return err
-	}
-	c.Reply = reply
-	return nil
+	c.Reply = reply // on error too: its header and trailer metadata go back to the client
+	return err
 })

@@ -128,6 +128,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *Generation)
 	err := route.Handler.Handle(ctx, call)
 	if call.Reply != nil {
 		writeMetadata(w.Header(), call.Reply.Header)
+		writeMetadata(w.Header(), call.Reply.Trailer)
 	}
 	if err != nil {
 		return h.writeError(w, gen, err)
@@ -139,7 +140,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *Generation)
 	if err != nil {
 		return h.writeStatus(w, gen, http.StatusBadGateway, &spb.Status{Code: int32(codes.Internal), Message: "undecodable upstream response: " + err.Error()})
 	}
-	writeMetadata(w.Header(), call.Reply.Trailer)
 	w.Header().Set("Content-Type", resp.ContentType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(http.StatusOK)
@@ -299,8 +299,21 @@ func parseGRPCTimeout(s string) (time.Duration, bool) {
 	if err != nil || n < 0 {
 		return 0, false
 	}
-	unit := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second, 'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[s[len(s)-1]]
-	if unit == 0 {
+	var unit time.Duration
+	switch s[len(s)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
 		return 0, false
 	}
 	return time.Duration(n) * unit, true
