@@ -34,9 +34,13 @@ type endpoint struct {
 	allow   string // the Allow header value for 405 answers
 }
 
-// Add inserts r. Two routes with the same
-// HTTP method and the same template shape (variable names aside) conflict.
+// Add inserts r. Two routes with the same HTTP method and the same template
+// shape (variable names aside) conflict, and a template of more than 64
+// segments is refused.
 func (t *Table) Add(r *Route) error {
+	if len(r.Template.Segments) > maxSegments {
+		return fmt.Errorf("route %s has %d path segments, more than the %d a request may have", r, len(r.Template.Segments), maxSegments)
+	}
 	n := &t.root
 	for _, seg := range r.Template.Segments {
 		n = n.child(seg)
@@ -139,37 +143,64 @@ type Match struct {
 }
 
 // Lookup finds the route for an HTTP method and an escaped request path.
-// Literal segments win over "*", which wins over "**"; a final ":verb" is
-// tried as a custom verb first and as part of the last segment second. The
-// path values are appended to vals, so a caller can pass a reused buffer.
+// Literal segments win over "*", which wins over "**", among the routes that
+// take method (HEAD falls back to GET); a final ":verb" is tried as a custom
+// verb first and as part of the last segment second. When no route takes
+// method but some take the path, Match.Allow lists their methods (answer
+// 405); a path of more than 64 segments never matches. The path values are
+// appended to vals, so a caller can pass a reused buffer; a lookup that
+// matches, or answers 404, then allocates nothing.
 func (t *Table) Lookup(method, path string, vals []string) Match {
-	var starts [maxSegments + 1]int
-	if path == "" || path[0] != '/' {
+	if path == "" || path[0] != '/' || strings.Count(path, "/") > maxSegments {
 		return Match{}
 	}
+	var starts [maxSegments + 2]int
+	verbAt := -1
 	if i := strings.LastIndexByte(path, ':'); i > strings.LastIndexByte(path, '/') {
-		if e := t.root.match(path[:i], 0, 0, &starts, path[i+1:]); e != nil {
-			return e.pick(method, path[:i], &starts, vals)
+		verbAt = i
+		if r := t.root.match(path[:i], 0, 0, &starts, path[i+1:], method); r != nil {
+			return pick(r, path[:i], &starts, vals)
 		}
 	}
-	if e := t.root.match(path, 0, 0, &starts, ""); e != nil {
-		return e.pick(method, path, &starts, vals)
+	if r := t.root.match(path, 0, 0, &starts, "", method); r != nil {
+		return pick(r, path, &starts, vals)
 	}
-	return Match{}
+	var acc allowSet
+	if verbAt >= 0 {
+		t.root.collect(path[:verbAt], 0, 0, path[verbAt+1:], &acc)
+	}
+	t.root.collect(path, 0, 0, "", &acc)
+	return Match{Allow: acc.String()}
 }
 
-// match walks the trie from n over p[pos:], recording where each segment
-// starts in starts.
-func (n *node) match(p string, pos, depth int, starts *[maxSegments + 1]int, verb string) *endpoint {
+// route returns the route of n's endpoint for verb that takes method.
+func (n *node) route(verb, method string) *Route {
+	if e := n.endpoint(verb); e != nil {
+		if r := e.methods[method]; r != nil {
+			return r
+		}
+		if method == "HEAD" {
+			return e.methods["GET"]
+		}
+	}
+	return nil
+}
+
+// match walks the trie from n over p[pos:] for a route that takes method,
+// recording where each segment starts in starts. A "**" that matches no
+// segment, like the end of the path, starts at len(p)+1.
+func (n *node) match(p string, pos, depth int, starts *[maxSegments + 2]int, verb, method string) *Route {
 	if pos == len(p) {
-		if e := n.endpoint(verb); e != nil {
+		if r := n.route(verb, method); r != nil {
 			starts[depth] = pos + 1
-			return e
+			return r
 		}
 		if n.deep != nil { // "**" matching no segment
-			starts[depth] = pos
-			starts[depth+1] = pos + 1
-			return n.deep.endpoint(verb)
+			if r := n.deep.route(verb, method); r != nil {
+				starts[depth] = pos + 1
+				starts[depth+1] = pos + 1
+				return r
+			}
 		}
 		return nil
 	}
@@ -183,43 +214,109 @@ func (n *node) match(p string, pos, depth int, starts *[maxSegments + 1]int, ver
 		end += pos + 1
 	}
 	seg := p[pos+1 : end]
-	starts[depth] = pos + 1
 	if c := n.literals[seg]; c != nil {
-		if e := c.match(p, end, depth+1, starts, verb); e != nil {
-			return e
+		starts[depth] = pos + 1
+		if r := c.match(p, end, depth+1, starts, verb, method); r != nil {
+			return r
 		}
 	}
 	if n.wildcard != nil && seg != "" {
 		starts[depth] = pos + 1
-		if e := n.wildcard.match(p, end, depth+1, starts, verb); e != nil {
-			return e
+		if r := n.wildcard.match(p, end, depth+1, starts, verb, method); r != nil {
+			return r
 		}
 	}
 	if n.deep != nil {
-		if e := n.deep.endpoint(verb); e != nil {
+		if r := n.deep.route(verb, method); r != nil {
 			starts[depth] = pos + 1
 			starts[depth+1] = len(p) + 1
-			return e
+			return r
 		}
 	}
 	return nil
 }
 
-// pick chooses the route for method and cuts the variable values out of p.
-func (e *endpoint) pick(method, p string, starts *[maxSegments + 1]int, vals []string) Match {
-	r := e.methods[method]
-	if r == nil && method == "HEAD" {
-		r = e.methods["GET"]
-	}
-	if r == nil {
-		return Match{Allow: e.allow}
-	}
-	for _, v := range r.Template.Variables {
-		from, to := starts[v.Start], starts[v.End]-1
-		if from > to {
-			to = from
+// collect adds to acc every endpoint that matches p[pos:], whatever its
+// methods, the way match walks.
+func (n *node) collect(p string, pos, depth int, verb string, acc *allowSet) {
+	if pos == len(p) {
+		if e := n.endpoint(verb); e != nil {
+			acc.add(e)
 		}
-		vals = append(vals, p[from:min(to, len(p))])
+		if n.deep != nil {
+			if e := n.deep.endpoint(verb); e != nil {
+				acc.add(e)
+			}
+		}
+		return
+	}
+	if depth >= maxSegments || p[pos] != '/' {
+		return
+	}
+	end := strings.IndexByte(p[pos+1:], '/')
+	if end < 0 {
+		end = len(p)
+	} else {
+		end += pos + 1
+	}
+	seg := p[pos+1 : end]
+	if c := n.literals[seg]; c != nil {
+		c.collect(p, end, depth+1, verb, acc)
+	}
+	if n.wildcard != nil && seg != "" {
+		n.wildcard.collect(p, end, depth+1, verb, acc)
+	}
+	if n.deep != nil {
+		if e := n.deep.endpoint(verb); e != nil {
+			acc.add(e)
+		}
+	}
+}
+
+// allowSet gathers the endpoints a path matches, for the Allow header; it
+// allocates only when they accept different methods.
+type allowSet struct {
+	first *endpoint
+	more  []*endpoint
+}
+
+func (a *allowSet) add(e *endpoint) {
+	switch {
+	case a.first == nil:
+		a.first = e
+	case e.allow != a.first.allow:
+		a.more = append(a.more, e)
+	}
+}
+
+// String is the Allow header value: every method of every endpoint, sorted.
+func (a *allowSet) String() string {
+	if a.first == nil {
+		return ""
+	}
+	if len(a.more) == 0 {
+		return a.first.allow
+	}
+	set := map[string]bool{}
+	for _, e := range append(a.more, a.first) {
+		for _, m := range strings.Split(e.allow, ", ") {
+			set[m] = true
+		}
+	}
+	methods := make([]string, 0, len(set))
+	for m := range set {
+		methods = append(methods, m)
+	}
+	sort.Strings(methods)
+	return strings.Join(methods, ", ")
+}
+
+// pick cuts the values of r's template variables out of p.
+func pick(r *Route, p string, starts *[maxSegments + 2]int, vals []string) Match {
+	for _, v := range r.Template.Variables {
+		from := min(starts[v.Start], len(p))
+		to := max(min(starts[v.End]-1, len(p)), from)
+		vals = append(vals, p[from:to])
 	}
 	return Match{Route: r, PathValues: vals}
 }

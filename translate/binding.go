@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	"google.golang.org/genproto/googleapis/api/annotations"
@@ -68,8 +69,10 @@ type Binding struct {
 	Body BodyKind
 
 	pathFields   [][]protoreflect.FieldDescriptor
+	pathNames    []string
 	multiSegment []bool
 	bodyField    protoreflect.FieldDescriptor
+	patchMask    protoreflect.FieldDescriptor // update_mask derived from a PATCH body
 	responseBody protoreflect.FieldDescriptor
 	input        protoreflect.MessageType
 	output       protoreflect.MessageType
@@ -162,6 +165,7 @@ func newBinding(md protoreflect.MethodDescriptor, httpMethod, path, body, respon
 			return nil, fmt.Errorf("path variable %q is a message field", strings.Join(v.FieldPath, "."))
 		}
 		b.pathFields = append(b.pathFields, fds)
+		b.pathNames = append(b.pathNames, fieldPathName(fds))
 		multi := false
 		for _, s := range tmpl.Segments[v.Start:v.End] {
 			multi = multi || s.Kind == DeepWildcard
@@ -178,6 +182,7 @@ func newBinding(md protoreflect.MethodDescriptor, httpMethod, path, body, respon
 			return nil, fmt.Errorf("body: no field %q in message %s", body, md.Input().FullName())
 		}
 		b.Body, b.bodyField = FieldBody, fd
+		b.patchMask = patchMaskField(httpMethod, fd, md.Input())
 	}
 	if responseBody != "" {
 		fd := md.Output().Fields().ByName(protoreflect.Name(responseBody))
@@ -223,12 +228,15 @@ type Request struct {
 // protobuf wire form. Client mistakes come back as *BadRequestError naming
 // the field or parameter.
 func (b *Binding) DecodeRequest(r *Request) ([]byte, error) {
+	if len(r.PathValues) != len(b.pathFields) {
+		return nil, fmt.Errorf("method %s: %d path values for the %d variables of %s", b.Method.FullName(), len(r.PathValues), len(b.pathFields), b.Template.Source)
+	}
 	msg := b.input.New()
 	if err := b.decodeBody(msg, r); err != nil {
 		return nil, err
 	}
 	for i, fds := range b.pathFields {
-		name := fieldPathName(fds)
+		name := b.pathNames[i]
 		val, err := unescapePathValue(r.PathValues[i], b.multiSegment[i])
 		if err != nil {
 			return nil, &BadRequestError{Field: name, Description: fmt.Sprintf("path parameter %q: %v", name, err)}
@@ -241,6 +249,9 @@ func (b *Binding) DecodeRequest(r *Request) ([]byte, error) {
 		if err := b.decodeQuery(msg, r.Query); err != nil {
 			return nil, err
 		}
+	}
+	if b.patchMask != nil {
+		setMaskFromBody(msg, b.patchMask, b.bodyField.Message(), r.Body)
 	}
 	return proto.Marshal(msg.Interface())
 }
@@ -258,17 +269,24 @@ func (b *Binding) decodeBody(msg protoreflect.Message, r *Request) error {
 	}
 	fd := b.bodyField
 	if fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() {
-		sub := msg.Mutable(fd).Message()
 		if isHTTPBody(fd.Message()) {
-			setHTTPBody(sub, r)
+			setHTTPBody(msg.Mutable(fd).Message(), r)
 			return nil
 		}
-		return b.unmarshalJSON(r.Body, sub, string(fd.Name()))
+		if len(bytes.TrimSpace(r.Body)) == 0 {
+			return nil // no body: the field stays unset
+		}
+		return b.unmarshalJSON(r.Body, msg.Mutable(fd).Message(), string(fd.Name()))
 	}
-	// A scalar, repeated or map body field: wrap the body as that field.
+	// A scalar, repeated or map body field: wrap the body as that field. The
+	// body must be one JSON value, or it could smuggle in other fields
+	// (`"x", "other": 1`).
 	body := bytes.TrimSpace(r.Body)
 	if len(body) == 0 {
 		return nil
+	}
+	if !json.Valid(body) {
+		return &BadRequestError{Field: string(fd.Name()), Description: "invalid JSON body: not one JSON value"}
 	}
 	wrapped := make([]byte, 0, len(body)+len(fd.Name())+5)
 	wrapped = append(wrapped, `{"`...)
@@ -276,7 +294,7 @@ func (b *Binding) decodeBody(msg protoreflect.Message, r *Request) error {
 	wrapped = append(wrapped, `":`...)
 	wrapped = append(wrapped, body...)
 	wrapped = append(wrapped, '}')
-	return b.unmarshalJSON(wrapped, msg, string(fd.Name()))
+	return b.unmarshalJSON(wrapped, msg, "")
 }
 
 func setHTTPBody(m protoreflect.Message, r *Request) {
@@ -285,12 +303,28 @@ func setHTTPBody(m protoreflect.Message, r *Request) {
 	m.Set(fields.ByName("data"), protoreflect.ValueOfBytes(r.Body))
 }
 
+// unmarshalJSON decodes data into m, the message at field of the request
+// ("" for the request itself). The error names the offending member, as
+// field.author.name, when it can be found.
 func (b *Binding) unmarshalJSON(data []byte, m protoreflect.Message, field string) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil
 	}
 	if err := b.unmarshal.Unmarshal(data, m.Interface()); err != nil {
-		desc := strings.TrimPrefix(err.Error(), "proto: ")
+		// protobuf-go writes "proto:" then a space or, at random, a no-break space.
+		desc := strings.TrimLeft(strings.TrimPrefix(err.Error(), "proto:"), " \u00a0")
+		var where string
+		if off := jsonErrorOffset(data, desc); off >= 0 {
+			where = jsonPathAt(data, off, 0)
+		} else if strings.Contains(desc, "recursion depth") {
+			where = jsonPathAt(data, -1, maxJSONDepth)
+		}
+		switch {
+		case field == "":
+			field = where
+		case where != "":
+			field += "." + where
+		}
 		return &BadRequestError{Field: field, Description: "invalid JSON body: " + desc}
 	}
 	return nil
@@ -301,8 +335,15 @@ func (b *Binding) decodeQuery(msg protoreflect.Message, raw string) error {
 	if err != nil {
 		return &BadRequestError{Description: fmt.Sprintf("malformed query string: %v", err)}
 	}
-	for name, vals := range values {
-		if err := b.setQueryParam(msg, name, vals); err != nil {
+	// In name order, so that the parameter a conflict is blamed on does not
+	// depend on map iteration.
+	names := make([]string, 0, len(values))
+	for name := range values {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := b.setQueryParam(msg, name, values[name]); err != nil {
 			return err
 		}
 	}
@@ -339,11 +380,14 @@ func (b *Binding) setQueryParam(msg protoreflect.Message, name string, vals []st
 	if b.bound(fds) {
 		return &BadRequestError{Field: name, Description: fmt.Sprintf("query parameter %q sets a field already bound by the path or body", name)}
 	}
-	parent := mutableParent(msg, fds)
-	leaf := fds[len(fds)-1]
 	bad := func(err error) error {
 		return &BadRequestError{Field: name, Description: fmt.Sprintf("query parameter %q: %v", name, err)}
 	}
+	if err := checkOneofs(msg, fds); err != nil {
+		return bad(err)
+	}
+	parent := mutableParent(msg, fds)
+	leaf := fds[len(fds)-1]
 	if leaf.IsMap() {
 		if !isMapEntry {
 			return bad(fmt.Errorf("a map field is set as %s[key]=value", key))
@@ -383,20 +427,45 @@ func (b *Binding) setQueryParam(msg protoreflect.Message, name string, vals []st
 // bound reports whether the field path fds overlaps a field bound by the path
 // template or the body.
 func (b *Binding) bound(fds []protoreflect.FieldDescriptor) bool {
-	if b.Body == FieldBody && fds[0] == b.bodyField {
+	if b.Body == FieldBody && overlaps([]protoreflect.FieldDescriptor{b.bodyField}, fds) {
 		return true
 	}
 	for _, pf := range b.pathFields {
-		n := min(len(pf), len(fds))
-		same := true
-		for i := 0; i < n; i++ {
-			same = same && pf[i] == fds[i]
-		}
-		if same {
+		if overlaps(pf, fds) {
 			return true
 		}
 	}
 	return false
+}
+
+// overlaps reports whether setting one of the field paths a and b can change
+// the other: one is a prefix of the other, or they part at two members of
+// one oneof (setting one clears the other).
+func overlaps(a, b []protoreflect.FieldDescriptor) bool {
+	for i := 0; i < min(len(a), len(b)); i++ {
+		if a[i] != b[i] {
+			oa := a[i].ContainingOneof()
+			return oa != nil && !oa.IsSynthetic() && oa == b[i].ContainingOneof()
+		}
+	}
+	return true
+}
+
+// checkOneofs refuses to set the field path fds of m when a step of it is a
+// member of a oneof whose other member an earlier parameter already set.
+func checkOneofs(m protoreflect.Message, fds []protoreflect.FieldDescriptor) error {
+	for i, fd := range fds {
+		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
+			if set := m.WhichOneof(od); set != nil && set != fd {
+				return fmt.Errorf("oneof %s already has %s set", od.Name(), set.Name())
+			}
+		}
+		if i == len(fds)-1 || !m.Has(fd) {
+			return nil
+		}
+		m = m.Get(fd).Message()
+	}
+	return nil
 }
 
 // splitMapKey splits "labels[key]" into "labels", "key".
@@ -423,8 +492,9 @@ func fieldPathName(fds []protoreflect.FieldDescriptor) string {
 }
 
 // unescapePathValue percent-decodes a path variable. A single-segment value
-// is decoded fully; a multi-segment value keeps "%2F" escaped so that the
-// segments stay distinguishable, as the HttpRule specification requires.
+// is decoded fully; a multi-segment value leaves "%2F" and "%2f" unchanged so
+// that the segments stay distinguishable, as the HttpRule specification
+// requires.
 func unescapePathValue(raw string, multi bool) (string, error) {
 	if !strings.Contains(raw, "%") {
 		return raw, nil
@@ -432,19 +502,37 @@ func unescapePathValue(raw string, multi bool) (string, error) {
 	if !multi {
 		return url.PathUnescape(raw)
 	}
-	segs := strings.Split(raw, "/")
-	for i, s := range segs {
-		parts := strings.Split(strings.ReplaceAll(s, "%2f", "%2F"), "%2F")
-		for j, p := range parts {
-			u, err := url.PathUnescape(p)
-			if err != nil {
-				return "", err
-			}
-			parts[j] = u
+	out := make([]byte, 0, len(raw))
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '%' {
+			out = append(out, raw[i])
+			continue
 		}
-		segs[i] = strings.Join(parts, "%2F")
+		if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
+			return "", url.EscapeError(raw[i:min(i+3, len(raw))])
+		}
+		if raw[i+1] == '2' && (raw[i+2] == 'F' || raw[i+2] == 'f') {
+			out = append(out, raw[i:i+3]...)
+		} else {
+			out = append(out, unhex(raw[i+1])<<4|unhex(raw[i+2]))
+		}
+		i += 2
 	}
-	return strings.Join(segs, "/"), nil
+	return string(out), nil
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }
 
 // Response is an upstream response rendered for HTTP.
@@ -480,13 +568,16 @@ func (b *Binding) EncodeResponse(wire []byte) (*Response, error) {
 		return &Response{Body: out, ContentType: "application/json"}, err
 	}
 	// A scalar, repeated or map field: render the message with only that
-	// field, then take the field's JSON value out of it.
+	// field, then take the field's JSON value out of it. An unset field is
+	// rendered as its zero value ("", 0, [], {}), which EmitUnpopulated
+	// gives without touching the nested messages of a set one.
 	only := b.output.New()
+	opts := b.marshal
 	if msg.Has(fd) {
 		only.Set(fd, msg.Get(fd))
+	} else {
+		opts.EmitUnpopulated = true
 	}
-	opts := b.marshal
-	opts.EmitUnpopulated = true
 	whole, err := opts.Marshal(only.Interface())
 	if err != nil {
 		return nil, err
@@ -499,7 +590,11 @@ func (b *Binding) EncodeResponse(wire []byte) (*Response, error) {
 	if opts.UseProtoNames {
 		name = string(fd.Name())
 	}
-	return &Response{Body: fields[name], ContentType: "application/json"}, nil
+	value := []byte(fields[name])
+	if value == nil { // an unset oneof or proto3 optional field
+		value = []byte("null")
+	}
+	return &Response{Body: value, ContentType: "application/json"}, nil
 }
 
 func httpBodyResponse(m protoreflect.Message) *Response {

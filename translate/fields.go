@@ -2,10 +2,12 @@ package translate
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -149,42 +151,79 @@ func decodeBase64(s string) ([]byte, error) {
 // setFromString sets (or, for a list, appends) the field fd of m from one
 // textual value.
 func setFromString(m protoreflect.Message, fd protoreflect.FieldDescriptor, s string, opts protojson.UnmarshalOptions) error {
-	if fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind {
-		if !isWellKnownScalar(fd.Message()) {
-			return fmt.Errorf("message field cannot be set from a parameter")
-		}
-		var target protoreflect.Message
-		if fd.IsList() {
-			target = m.Mutable(fd).List().NewElement().Message()
-		} else {
-			target = m.NewField(fd).Message()
-		}
-		if err := opts.Unmarshal(wellKnownJSON(fd.Message(), s), target.Interface()); err != nil {
-			return fmt.Errorf("invalid %s value %q", fd.Message().Name(), s)
+	if fd.Kind() != protoreflect.MessageKind && fd.Kind() != protoreflect.GroupKind {
+		v, err := parseScalar(fd, s)
+		if err != nil {
+			return err
 		}
 		if fd.IsList() {
-			m.Mutable(fd).List().Append(protoreflect.ValueOfMessage(target))
+			m.Mutable(fd).List().Append(v)
 		} else {
-			m.Set(fd, protoreflect.ValueOfMessage(target))
+			m.Set(fd, v)
 		}
 		return nil
 	}
-	v, err := parseScalar(fd, s)
-	if err != nil {
-		return err
+	md := fd.Message()
+	if !isWellKnownScalar(md) {
+		return fmt.Errorf("message field cannot be set from a parameter")
+	}
+	var target protoreflect.Message
+	if fd.IsList() {
+		target = m.Mutable(fd).List().NewElement().Message()
+	} else {
+		target = m.NewField(fd).Message()
+	}
+	switch md.FullName() {
+	case "google.protobuf.Timestamp", "google.protobuf.Duration":
+		quoted, _ := json.Marshal(s) // a string always marshals
+		if err := opts.Unmarshal(quoted, target.Interface()); err != nil {
+			return fmt.Errorf("invalid %s value %q", md.Name(), s)
+		}
+	case "google.protobuf.FieldMask":
+		if err := setFieldMask(target, s); err != nil {
+			return err
+		}
+	default: // a wrapper: its one field "value" holds the scalar
+		vfd := md.Fields().ByNumber(1)
+		v, err := parseScalar(vfd, s)
+		if err != nil {
+			return fmt.Errorf("%s: %w", md.Name(), err)
+		}
+		target.Set(vfd, v)
 	}
 	if fd.IsList() {
-		m.Mutable(fd).List().Append(v)
+		m.Mutable(fd).List().Append(protoreflect.ValueOfMessage(target))
 	} else {
-		m.Set(fd, v)
+		m.Set(fd, protoreflect.ValueOfMessage(target))
 	}
 	return nil
 }
 
-// wellKnownJSON renders a parameter as the JSON form of a well-known type.
-func wellKnownJSON(md protoreflect.MessageDescriptor, s string) []byte {
-	if md.FullName() == "google.protobuf.BoolValue" && (s == "true" || s == "false") {
-		return []byte(s)
+// setFieldMask fills the google.protobuf.FieldMask m from a comma-separated
+// list of paths, written with proto names ("author.name,page_count", as
+// grpc-gateway takes them) or JSON names ("pageCount").
+func setFieldMask(m protoreflect.Message, s string) error {
+	if s == "" {
+		return nil
 	}
-	return strconv.AppendQuote(nil, s)
+	paths := m.Mutable(m.Descriptor().Fields().ByName("paths")).List()
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if strings.ContainsFunc(p, unicode.IsUpper) {
+			var b strings.Builder
+			for _, r := range p {
+				if unicode.IsUpper(r) {
+					b.WriteByte('_')
+					r = unicode.ToLower(r)
+				}
+				b.WriteRune(r)
+			}
+			p = b.String()
+		}
+		if !protoreflect.FullName(p).IsValid() {
+			return fmt.Errorf("invalid FieldMask path %q", p)
+		}
+		paths.Append(protoreflect.ValueOfString(p))
+	}
+	return nil
 }

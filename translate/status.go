@@ -2,9 +2,9 @@ package translate
 
 import (
 	"encoding/json"
+	"net/http"
 	"strconv"
 
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -16,9 +16,35 @@ import (
 )
 
 // HTTPStatus maps a gRPC code onto an HTTP status with the standard table
-// (the one google.rpc.Code documents and grpc-gateway uses).
+// (the one google.rpc.Code documents and grpc-gateway uses); a code outside
+// the table is 500. Unlike grpc-gateway's runtime.HTTPStatusFromCode it
+// never logs.
 func HTTPStatus(c codes.Code) int {
-	return runtime.HTTPStatusFromCode(c)
+	switch c {
+	case codes.OK:
+		return http.StatusOK
+	case codes.Canceled:
+		return 499 // Client Closed Request
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
+		return http.StatusBadRequest
+	case codes.DeadlineExceeded:
+		return http.StatusGatewayTimeout
+	case codes.NotFound:
+		return http.StatusNotFound
+	case codes.AlreadyExists, codes.Aborted:
+		return http.StatusConflict
+	case codes.PermissionDenied:
+		return http.StatusForbidden
+	case codes.Unauthenticated:
+		return http.StatusUnauthorized
+	case codes.ResourceExhausted:
+		return http.StatusTooManyRequests
+	case codes.Unimplemented:
+		return http.StatusNotImplemented
+	case codes.Unavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError // Unknown, Internal, DataLoss and the rest
 }
 
 // StatusJSON renders st as a JSON google.rpc.Status: code, message and
@@ -77,4 +103,31 @@ func (r resolverWithFallback) FindMessageByURL(url string) (protoreflect.Message
 		}
 	}
 	return protoregistry.GlobalTypes.FindMessageByURL(url)
+}
+
+func (r resolverWithFallback) FindMessageByName(name protoreflect.FullName) (protoreflect.MessageType, error) {
+	if r.Resolver != nil {
+		if mt, err := r.Resolver.FindMessageByName(name); err == nil {
+			return mt, nil
+		}
+	}
+	return protoregistry.GlobalTypes.FindMessageByName(name)
+}
+
+func (r resolverWithFallback) FindExtensionByName(name protoreflect.FullName) (protoreflect.ExtensionType, error) {
+	if r.Resolver != nil {
+		if xt, err := r.Resolver.FindExtensionByName(name); err == nil {
+			return xt, nil
+		}
+	}
+	return protoregistry.GlobalTypes.FindExtensionByName(name)
+}
+
+func (r resolverWithFallback) FindExtensionByNumber(message protoreflect.FullName, field protoreflect.FieldNumber) (protoreflect.ExtensionType, error) {
+	if r.Resolver != nil {
+		if xt, err := r.Resolver.FindExtensionByNumber(message, field); err == nil {
+			return xt, nil
+		}
+	}
+	return protoregistry.GlobalTypes.FindExtensionByNumber(message, field)
 }

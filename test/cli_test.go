@@ -1,0 +1,150 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestCheck runs `rosetta check` on good and bad configurations.
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	lib := startLibrary(t)
+
+	t.Run("good", func(t *testing.T) {
+		for _, src := range schemaSources {
+			t.Run(src.name, func(t *testing.T) {
+				cfg := writeConfig(t, "listen: {http: 127.0.0.1:0}\n"+libraryConfig(src.schema(), lib, "", ""))
+				code, stdout, stderr := runRosetta(t, "check", "-config", cfg)
+				if code != 0 {
+					t.Fatalf("exit %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+				}
+				if !regexp.MustCompile(`OK \(\d+ routes\)`).MatchString(stdout) {
+					t.Errorf("stdout does not report OK with a route count:\n%s", stdout)
+				}
+				if !strings.Contains(stdout, "StreamBooks") {
+					t.Errorf("stdout does not note the skipped streaming method StreamBooks:\n%s", stdout)
+				}
+			})
+		}
+	})
+
+	t.Run("unknown key", func(t *testing.T) {
+		// Line 9 holds the misspelt key.
+		yaml := "listen: {http: 127.0.0.1:0}\n" + libraryConfig(descriptorSetSchema(), lib, "    upstreem: library\n", "")
+		lines := strings.Split(yaml, "\n")
+		line := 0
+		for i, l := range lines {
+			if strings.Contains(l, "upstreem") {
+				line = i + 1
+			}
+		}
+		cfg := writeConfig(t, yaml)
+		code, stdout, stderr := runRosetta(t, "check", "-config", cfg)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+		}
+		if want := fmt.Sprintf("line %d", line); !strings.Contains(stderr, want) || !strings.Contains(stderr, "upstreem") {
+			t.Errorf("stderr does not name %q and the key upstreem:\n%s", want, stderr)
+		}
+		if !strings.Contains(stderr, cfg) {
+			t.Errorf("stderr does not name the file %s:\n%s", cfg, stderr)
+		}
+	})
+
+	t.Run("absent service", func(t *testing.T) {
+		yaml := "listen: {http: 127.0.0.1:0}\n" + libraryConfig(descriptorSetSchema(), lib, "", `  - name: example.library.v1.NoSuchService
+    upstream: library
+`)
+		cfg := writeConfig(t, yaml)
+		code, stdout, stderr := runRosetta(t, "check", "-config", cfg)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+		}
+		if !strings.Contains(stderr, "example.library.v1.NoSuchService") {
+			t.Errorf("stderr does not name the absent service:\n%s", stderr)
+		}
+	})
+
+	t.Run("absent upstream", func(t *testing.T) {
+		yaml := "listen: {http: 127.0.0.1:0}\n" + libraryConfig(descriptorSetSchema(), lib, "", "") +
+			"  - name: example.library.v1.LibraryService\n    upstream: nowhere\n"
+		code, stdout, stderr := runRosetta(t, "check", "-config", writeConfig(t, yaml))
+		if code != 1 || !strings.Contains(stderr, "nowhere") {
+			t.Errorf("exit %d, want 1 naming the upstream nowhere\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+		}
+	})
+
+	t.Run("bad HTTP rule", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(dir, "bad", "v1"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		proto := `syntax = "proto3";
+package bad.v1;
+import "google/api/annotations.proto";
+service Things {
+  rpc GetThing(GetThingRequest) returns (Thing) {
+    option (google.api.http) = {get: "/v1/{thing_name=things/*}"};
+  }
+}
+message GetThingRequest { string name = 1; }
+message Thing { string name = 1; }
+`
+		if err := os.WriteFile(filepath.Join(dir, "bad", "v1", "bad.proto"), []byte(proto), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		yaml := fmt.Sprintf(`listen: {http: 127.0.0.1:0}
+schemas:
+  - proto: {import_paths: [%q], files: [bad/v1/bad.proto]}
+upstreams:
+  things: {grpc: {targets: [%q]}}
+services:
+  - name: bad.v1.Things
+    upstream: things
+`, dir, lib)
+		code, stdout, stderr := runRosetta(t, "check", "-config", writeConfig(t, yaml))
+		if code != 1 {
+			t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+		}
+		for _, want := range []string{"bad/v1/bad.proto", "bad.v1.Things.GetThing", "/v1/{thing_name=things/*}", "thing_name"} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("stderr does not name %q:\n%s", want, stderr)
+			}
+		}
+	})
+}
+
+// TestRoutes runs `rosetta routes` and looks for the ListBooks route with its
+// template, method and upstream.
+func TestRoutes(t *testing.T) {
+	t.Parallel()
+	cfg := writeConfig(t, "listen: {http: 127.0.0.1:0}\n"+libraryConfig(descriptorSetSchema(), freePort(t), "", ""))
+	code, stdout, stderr := runRosetta(t, "routes", "-config", cfg)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	found := map[string]bool{}
+	for _, line := range strings.Split(stdout, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 4 && f[3] == "library" {
+			found[f[0]+" "+f[1]+" "+f[2]] = true
+		}
+	}
+	for _, want := range []string{
+		"GET /v1/{parent=shelves/*}/books example.library.v1.LibraryService.ListBooks",
+		"HEAD /v1/{name=shelves/*} example.library.v1.LibraryService.GetShelf",
+		"PUT /v1/{book.name=shelves/*/books/*} example.library.v1.LibraryService.UpdateBook",
+		"POST /example.library.v1.LibraryService/Ping example.library.v1.LibraryService.Ping",
+	} {
+		if !found[want] {
+			t.Errorf("routes does not list %q with upstream library:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "StreamBooks") {
+		t.Errorf("routes lists the streaming StreamBooks, which is not served:\n%s", stdout)
+	}
+}
