@@ -15,9 +15,9 @@ import (
 
 	"github.com/rosettagw/rosetta/descriptors"
 	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/translate"
 	"github.com/rosettagw/rosetta/transports/rest"
 	"github.com/rosettagw/rosetta/transports/upstream"
-	"github.com/rosettagw/rosetta/translate"
 )
 
 // gateway is one built generation: schema, upstream clients and routes.
