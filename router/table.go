@@ -13,8 +13,10 @@ import (
 const maxSegments = 64
 
 // Table is the compiled HTTP route table: a trie over path segments with the
-// HTTP methods and custom verbs at its leaves. Lookups neither lock nor
-// allocate; a Table is built once per generation and then only read.
+// HTTP methods and custom verbs at its leaves. Lookups do not lock and do not
+// allocate, except to merge the Allow list of a 405 answer from templates
+// that accept different methods; a Table is built once per generation and
+// then only read.
 type Table struct {
 	root   node
 	routes []*Route

@@ -522,6 +522,21 @@ func TestDecodeBody(t *testing.T) {
 			&libraryv1.UpdateBookRequest{Book: titled("shelves/1/books/2", ""), UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"page_count"}}},
 		},
 		{
+			"PATCH without update_mask derives it from the body",
+			libBindings(t, "UpdateBook", translate.JSONOptions{})[0],
+			translate.Request{PathValues: []string{"shelves/1/books/2"}, Body: []byte(`{"title":"T","author":{"name":"x"},"tags":["a"],"readTime":"1s"}`)},
+			&libraryv1.UpdateBookRequest{
+				Book:       &libraryv1.Book{Name: "shelves/1/books/2", Title: "T", Author: &libraryv1.Author{Name: "x"}, Tags: []string{"a"}, ReadTime: durationpb.New(time.Second)},
+				UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"author.name", "read_time", "tags", "title"}},
+			},
+		},
+		{
+			"PUT derives no update_mask",
+			libBindings(t, "UpdateBook", translate.JSONOptions{})[1],
+			translate.Request{PathValues: []string{"shelves/1/books/2"}, Body: []byte(`{"book":{"title":"T"}}`)},
+			&libraryv1.UpdateBookRequest{Book: titled("shelves/1/books/2", "T")},
+		},
+		{
 			"body * with a nested path field",
 			libBindings(t, "UpdateBook", translate.JSONOptions{})[1],
 			translate.Request{PathValues: []string{"shelves/1/books/2"}, Body: []byte(`{"book":{"title":"T"},"updateMask":"title,pageCount"}`)},
@@ -874,6 +889,7 @@ package test.dyn.v1;
 
 import "google/protobuf/any.proto";
 import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
 
 enum Color {
   COLOR_UNSPECIFIED = 0;
@@ -905,6 +921,10 @@ message Req {
   }
   repeated Inner items = 18;
   google.protobuf.Any any = 19;
+  google.protobuf.StringValue sv = 20;
+  google.protobuf.BoolValue bv = 21;
+  google.protobuf.BytesValue bytes_v = 22;
+  google.protobuf.UInt64Value u64v = 23;
 }
 
 message Resp {
@@ -1025,6 +1045,25 @@ func TestDynamicSchema(t *testing.T) {
 		t.Errorf("oneof member alone: %s", got)
 	}
 
+	// Wrappers take their value's text form, whatever characters it holds.
+	for _, tt := range []struct{ query, want string }{
+		{"sv=%01%5C%22%C3%A9", `sv:{value:"\x01\\\"é"}`},
+		{"sv=", `sv:{}`},
+		{"bv=true", `bv:{value:true}`},
+		{"bv=1", `bv:{value:true}`},
+		{"bv=false", `bv:{}`},
+		{"bytes_v=AQI", `bytes_v:{value:"\x01\x02"}`},
+		{"bytesV=-_8", `bytes_v:{value:"\xfb\xff"}`},
+		{"u64v=18446744073709551615", `u64v:{value:18446744073709551615}`},
+	} {
+		if got := dynDecode(t, plain, md.Input(), &translate.Request{Query: tt.query}); got != tt.want {
+			t.Errorf("%s: got %s, want %s", tt.query, got, tt.want)
+		}
+	}
+	for _, q := range []string{"bv=yes", "u64v=-1", "bytes_v=!"} {
+		checkBadRequest(t, plain, &translate.Request{Query: q}, strings.Split(q, "=")[0])
+	}
+
 	// An Any of a type only the schema knows, both ways.
 	inner := dynamicpb.NewMessage(md.Input().Fields().ByName("inner").Message())
 	inner.Set(inner.Descriptor().Fields().ByName("id"), protoreflect.ValueOfString("i1"))
@@ -1081,6 +1120,42 @@ func TestDynamicSchema(t *testing.T) {
 		}
 		if got := compactJSON(t, resp.Body); got != tt.want {
 			t.Errorf("response_body %s = %s, want %s", tt.field, got, tt.want)
+		}
+	}
+}
+
+// TestBindingConcurrentUse runs one binding from many goroutines; run it
+// with -race.
+func TestBindingConcurrentUse(t *testing.T) {
+	b := libBinding(t, "CreateBook")
+	body := []byte(`{"title":"T","tags":["a","b"],"attributes":{"k":"v"}}`)
+	want := &libraryv1.CreateBookRequest{Parent: "shelves/1", BookId: "x", Book: &libraryv1.Book{Title: "T", Tags: []string{"a", "b"}, Attributes: map[string]string{"k": "v"}}}
+	wire, _ := proto.Marshal(want.Book)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for range 50 {
+				out, err := b.DecodeRequest(&translate.Request{PathValues: []string{"shelves/1"}, Query: "book_id=x", Body: body})
+				if err == nil {
+					got := &libraryv1.CreateBookRequest{}
+					if err = proto.Unmarshal(out, got); err == nil && !proto.Equal(got, want) {
+						err = errors.New("decoded " + prototext.Format(got))
+					}
+				}
+				if err == nil {
+					_, err = b.EncodeResponse(wire)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
 		}
 	}
 }
