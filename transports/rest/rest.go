@@ -15,7 +15,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -49,11 +48,9 @@ type Generation struct {
 	Resolver translate.Resolver
 }
 
-// Handler is the REST ingress http.Handler. Its generation can be swapped
-// atomically while it serves; a call finishes on the generation it started
-// with.
+// Handler is the REST ingress http.Handler.
 type Handler struct {
-	gen     atomic.Pointer[Generation]
+	gen     *Generation
 	maxBody int64
 	forward map[string]bool
 	log     *slog.Logger
@@ -61,7 +58,7 @@ type Handler struct {
 
 // New returns a Handler serving gen.
 func New(gen *Generation, opts Options) *Handler {
-	h := &Handler{maxBody: opts.MaxBodyBytes, forward: map[string]bool{}, log: opts.Logger}
+	h := &Handler{gen: gen, maxBody: opts.MaxBodyBytes, forward: map[string]bool{}, log: opts.Logger}
 	if h.maxBody <= 0 {
 		h.maxBody = 4 << 20
 	}
@@ -72,18 +69,13 @@ func New(gen *Generation, opts Options) *Handler {
 	for _, name := range fwd {
 		h.forward[http.CanonicalHeaderKey(name)] = true
 	}
-	h.gen.Store(gen)
 	return h
 }
-
-// Swap replaces the generation served by new calls.
-func (h *Handler) Swap(gen *Generation) { h.gen.Store(gen) }
 
 // ServeHTTP transcodes one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	gen := h.gen.Load()
-	code := h.serve(w, r, gen)
+	code := h.serve(w, r, h.gen)
 	if h.log != nil {
 		h.log.LogAttrs(r.Context(), slog.LevelInfo, "access",
 			slog.String("proto", "http"), slog.String("method", r.Method), slog.String("path", r.URL.Path),
