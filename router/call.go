@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"crypto/x509"
 	"net/netip"
 
 	"google.golang.org/grpc/metadata"
@@ -12,7 +13,11 @@ type Protocol string
 
 // The ingress protocols.
 const (
-	HTTP Protocol = "http"
+	HTTP      Protocol = "http"
+	WebSocket Protocol = "websocket"
+	GRPCWeb   Protocol = "grpc-web"
+	GRPC      Protocol = "grpc"
+	MQTT      Protocol = "mqtt"
 )
 
 // Call is one protocol-neutral call on its way through the gateway: what the
@@ -22,11 +27,28 @@ type Call struct {
 	Route *Route
 	// Protocol is the ingress protocol.
 	Protocol Protocol
-	// Peer is the client's address.
+	// Peer is the client's address as the connection shows it.
 	Peer netip.AddrPort
+	// Incoming is every request header (HTTP) or metadata entry (gRPC),
+	// keys lower-cased, as the client sent it: identity material for the
+	// policies (Authorization, API keys, X-Forwarded-For). Policies read it;
+	// only Metadata goes upstream.
+	Incoming metadata.MD
+	// PeerCertificates are the client's verified TLS certificates, if any.
+	PeerCertificates []*x509.Certificate
+	// Credentials are identity material that is not a header, such as the
+	// MQTT CONNECT username and password; nil when the protocol has none.
+	Credentials *Credentials
+	// Identity is who the policies established the caller to be; nil until
+	// an authentication policy sets it, and for anonymous calls.
+	Identity *Identity
 	// Metadata is what is forwarded upstream as gRPC metadata (or HTTP
-	// headers), already filtered by the ingress allow-list.
+	// headers), already filtered by the ingress allow-list. Policies may add
+	// to it (identity headers) after stripping client-supplied copies.
 	Metadata metadata.MD
+	// ResponseHeader holds headers the gateway itself adds to the answer
+	// (such as rate-limit headers); each ingress writes them its own way.
+	ResponseHeader metadata.MD
 	// Target is the route's Target with any path variables substituted.
 	Target string
 	// Decode produces the upstream request: a message in protobuf wire form
@@ -36,6 +58,28 @@ type Call struct {
 	// Reply is set by Dispatch; after a failed upstream call it may hold
 	// only the upstream's metadata.
 	Reply *Reply
+}
+
+// Credentials are identity material carried outside headers.
+type Credentials struct {
+	// ClientID is the MQTT client identifier.
+	ClientID string
+	// Username and Password are from an MQTT CONNECT packet.
+	Username string
+	Password []byte
+}
+
+// Identity is an authenticated caller.
+type Identity struct {
+	// Subject identifies the caller (JWT sub, API key identity, certificate
+	// subject or SAN).
+	Subject string
+	// Scopes are the permissions granted to the caller.
+	Scopes []string
+	// Claims are the verified JWT claims (nil for other authentication).
+	Claims map[string]any
+	// Method says how the caller authenticated: "jwt", "api_key", "mtls".
+	Method string
 }
 
 // Reply is an upstream's answer to one unary call.

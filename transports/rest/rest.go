@@ -107,8 +107,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *Generation)
 		Route:    route,
 		Protocol: router.HTTP,
 		Peer:     peer(r),
+		Incoming: incoming(r.Header),
 		Metadata: h.metadata(r),
 		Target:   route.Target,
+	}
+	if r.TLS != nil {
+		call.PeerCertificates = r.TLS.PeerCertificates
 	}
 	if route.Binding != nil {
 		req := &translate.Request{PathValues: m.PathValues, Query: r.URL.RawQuery, Body: body, ContentType: r.Header.Get("Content-Type")}
@@ -118,6 +122,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *Generation)
 		call.Decode = func() ([]byte, error) { return body, nil }
 	}
 	err := route.Handler.Handle(ctx, call)
+	for k, vs := range call.ResponseHeader {
+		w.Header()[http.CanonicalHeaderKey(k)] = vs
+	}
 	if call.Reply != nil {
 		writeMetadata(w.Header(), call.Reply.Header)
 		writeMetadata(w.Header(), call.Reply.Trailer)
@@ -199,6 +206,15 @@ func (h *Handler) metadata(r *http.Request) metadata.MD {
 	}
 	if r.Host != "" {
 		md["x-forwarded-host"] = []string{r.Host}
+	}
+	return md
+}
+
+// incoming lower-cases the request headers for the policies.
+func incoming(h http.Header) metadata.MD {
+	md := make(metadata.MD, len(h))
+	for k, vs := range h {
+		md[strings.ToLower(k)] = vs
 	}
 	return md
 }
