@@ -13,8 +13,10 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 
-	// Link the google/api and google/rpc files in, so that imports of them
-	// resolve without the user supplying them (see findLinked).
+	// Link the google/api, google/rpc and buf/validate files in, so that
+	// imports of them resolve without the user supplying them (see
+	// findLinked).
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	_ "google.golang.org/genproto/googleapis/api/httpbody"
 	_ "google.golang.org/genproto/googleapis/rpc/code"
@@ -112,10 +114,19 @@ func readDescriptorSet(path string) ([]*descriptorpb.FileDescriptorProto, error)
 	return set.File, nil
 }
 
+// linkedPrefixes are the folders of the files linked into the binary that
+// user schemas may import without supplying them.
+var linkedPrefixes = []string{"google/protobuf/", "google/api/", "google/rpc/", "buf/validate/"}
+
 // findLinked returns the copy linked into the binary of a google/protobuf,
-// google/api or google/rpc file. It only reads the global registry.
+// google/api, google/rpc or buf/validate file. It only reads the global
+// registry.
 func findLinked(path string) (protoreflect.FileDescriptor, bool) {
-	if !strings.HasPrefix(path, "google/protobuf/") && !strings.HasPrefix(path, "google/api/") && !strings.HasPrefix(path, "google/rpc/") {
+	linked := false
+	for _, p := range linkedPrefixes {
+		linked = linked || strings.HasPrefix(path, p)
+	}
+	if !linked {
 		return nil, false
 	}
 	fd, err := protoregistry.GlobalFiles.FindFileByPath(path)

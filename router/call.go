@@ -55,8 +55,12 @@ type Call struct {
 	// for gRPC, the body for plain HTTP. It runs only after every policy
 	// passed, so a rejected call never costs a decode.
 	Decode func() ([]byte, error)
+	// Stream, set by the ingress for a route whose method streams, carries
+	// the messages in both directions; Decode is then unused.
+	Stream Stream
 	// Reply is set by Dispatch; after a failed upstream call it may hold
-	// only the upstream's metadata.
+	// only the upstream's metadata. For a stream it holds the upstream's
+	// header and trailer, and no message.
 	Reply *Reply
 }
 
@@ -127,11 +131,20 @@ func Chain(final Handler, mws ...Middleware) Handler {
 }
 
 // Dispatch is the end of every chain: it decodes the call's request, applies
-// the route deadline and invokes the route's upstream.
+// the route deadline and invokes the route's upstream; a call with a Stream
+// is pumped to an upstream stream instead.
 var Dispatch Handler = HandlerFunc(func(ctx context.Context, c *Call) error {
+	if c.Stream != nil {
+		return dispatchStream(ctx, c)
+	}
 	req, err := c.Decode()
 	if err != nil {
 		return err
+	}
+	if c.Route.Validate != nil {
+		if err := c.Route.Validate(req); err != nil {
+			return err
+		}
 	}
 	if c.Route.Timeout > 0 {
 		var cancel context.CancelFunc

@@ -31,6 +31,11 @@ type Route struct {
 	Timeout time.Duration
 	// Handler is the route's chain: its policies, then Dispatch.
 	Handler Handler
+	// Validate, when set, checks each request message (protobuf wire form)
+	// after it is decoded and before it goes upstream: Dispatch calls it for
+	// a unary call, stream ingresses for every client message. Its error is
+	// the answer (INVALID_ARGUMENT with the violations).
+	Validate func(req []byte) error
 }
 
 // String names the route as "GET /v1/{name=shelves/*} → pkg.Svc/Method".

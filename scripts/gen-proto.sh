@@ -18,6 +18,11 @@
 #   proto/example/library/v1/library_grpc.pb.go  (protoc-gen-go-grpc)
 #   proto/example/library/v1/library.pb.gw.go    (protoc-gen-grpc-gateway)
 #   proto/library.binpb                          (descriptor set, full closure)
+#   proto/example/order/v1/order.pb.go           (protoc-gen-go)
+#   proto/example/order/v1/order_grpc.pb.go      (protoc-gen-go-grpc)
+#   proto/order.binpb                            (descriptor set, full closure)
+#   proto/example/iot/v1/iot.pb.go, iot_grpc.pb.go (protoc-gen-go, -go-grpc)
+#   proto/iot.binpb                              (descriptor set, full closure)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -60,8 +65,30 @@ protoc \
 	--descriptor_set_out=proto/library.binpb \
 	"${protos[@]}"
 
+# The IoT example has a descriptor set of its own, so that library.binpb
+# stays the library's closure only.
+protoc \
+	--proto_path=proto \
+	--descriptor_set_in="$deps" \
+	--go_out=proto --go_opt=paths=source_relative \
+	--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+	--include_imports \
+	--descriptor_set_out=proto/iot.binpb \
+	example/iot/v1/iot.proto
+
+# The order example has no HTTP rules (Rosetta composes its own route from
+# it), so no grpc-gateway code, and its own descriptor set.
+protoc \
+	--proto_path=proto \
+	--descriptor_set_in="$deps" \
+	--go_out=proto --go_opt=paths=source_relative \
+	--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+	--include_imports \
+	--descriptor_set_out=proto/order.binpb \
+	example/order/v1/order.proto
+
 if [ -n "$(gofmt -l proto)" ]; then
 	echo "generated code is not gofmt-clean: $(gofmt -l proto | tr '\n' ' ')" >&2
 	exit 1
 fi
-echo "generated: ${protos[*]} -> proto/, proto/library.binpb" >&2
+echo "generated: ${protos[*]} example/iot/v1/iot.proto example/order/v1/order.proto -> proto/, proto/library.binpb, proto/iot.binpb, proto/order.binpb" >&2

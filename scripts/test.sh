@@ -21,5 +21,30 @@ if ! command -v staticcheck >/dev/null; then
 fi
 staticcheck ./...
 
+echo "== browser test peers (chromium, the page's npm packages)"
+if ! command -v chromium >/dev/null; then
+  apt-get update && apt-get install -y chromium
+fi
+(cd test/browser && npm ci --no-audit --no-fund)
+
+echo "== MQTT test peers (mosquitto, mosquitto_pub, mosquitto_sub)"
+if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ] || ! command -v mosquitto_pub >/dev/null; then
+  apt-get update && apt-get install -y mosquitto mosquitto-clients
+fi
+export PATH="$PATH:/usr/sbin"
+
+echo "== rate-limit test peer (redis-server)"
+if ! command -v redis-server >/dev/null; then
+  apt-get update && apt-get install -y redis-server
+fi
+
 echo "== go test"
 go test -count=1 -timeout 15m ./...
+
+echo "== fuzz (security: token parsing, Forwarded parser; short runs)"
+go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 10s ./security/jwt
+go test -run '^$' -fuzz '^FuzzParseForwarded$' -fuzztime 10s ./security/clientip
+
+echo "== fuzz (translate: the JSON transcoder against protojson; short runs)"
+go test -run '^$' -fuzz '^FuzzDecodeJSON$' -fuzztime 10s ./translate
+go test -run '^$' -fuzz '^FuzzEncodeJSON$' -fuzztime 10s ./translate

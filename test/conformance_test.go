@@ -251,12 +251,20 @@ func TestConformance(t *testing.T) {
 			}},
 		{name: "StreamBooks (server streaming)", req: request{method: "GET", path: "/v1/shelves/2/books:stream?read_mask=name"},
 			diff: &difference{
-				reason:  "Rosetta does not serve streaming methods over REST yet (rosetta check notes them); grpc-gateway streams newline-delimited {\"result\": ...} objects",
-				rosetta: 404, gateway: 200,
+				reason:  "the same newline-delimited {\"result\": ...} lines, but Rosetta labels them application/x-ndjson where grpc-gateway says application/json",
+				rosetta: 200, gateway: 200,
 				check: func(t *testing.T, ros, gw *response) {
-					wantStatus(t, ros, 404, codeNotFound, "")
-					if !strings.Contains(string(gw.body), `"result"`) {
-						t.Errorf("grpc-gateway stream: %s", gw.body)
+					if ros.header.Get("Content-Type") != "application/x-ndjson" {
+						t.Errorf("Rosetta stream Content-Type %q", ros.header.Get("Content-Type"))
+					}
+					rl, gl := strings.Split(strings.TrimSpace(string(ros.body)), "\n"), strings.Split(strings.TrimSpace(string(gw.body)), "\n")
+					if len(rl) != len(gl) || len(rl) < 2 {
+						t.Fatalf("Rosetta streamed %d lines, grpc-gateway %d\nRosetta: %s\ngrpc-gateway: %s", len(rl), len(gl), ros.body, gw.body)
+					}
+					for i := range rl {
+						if r, g := decodeJSON(t, "Rosetta line", []byte(rl[i])), decodeJSON(t, "grpc-gateway line", []byte(gl[i])); !reflect.DeepEqual(r, g) {
+							t.Errorf("line %d differs\n     Rosetta: %s\ngrpc-gateway: %s", i+1, pretty(r), pretty(g))
+						}
 					}
 				},
 			}},

@@ -217,8 +217,18 @@ func writeConfig(t testing.TB, yaml string) string {
 // sends SIGTERM and asserts a graceful exit with status 0.
 func startRosetta(t testing.TB, cfg string) *rosetta {
 	t.Helper()
+	return startRosettaListen(t, "", cfg)
+}
+
+// startRosettaListen is startRosetta with more listeners: listen is added to
+// the listen section, as in "mqtt: 127.0.0.1:1883".
+func startRosettaListen(t testing.TB, listen, cfg string) *rosetta {
+	t.Helper()
 	addr := freePort(t)
-	path := writeConfig(t, fmt.Sprintf("listen: {http: %q}\n%s", addr, cfg))
+	if listen != "" {
+		listen = ", " + listen
+	}
+	path := writeConfig(t, fmt.Sprintf("listen: {http: %q%s}\n%s", addr, listen, cfg))
 	cmd := exec.Command(rosettaBin, "serve", "-config", path)
 	p := &process{name: "rosetta", cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr

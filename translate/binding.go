@@ -79,6 +79,16 @@ type Binding struct {
 	unmarshal    protojson.UnmarshalOptions
 	marshal      protojson.MarshalOptions
 	opts         JSONOptions
+
+	// The request is transcoded straight to wire bytes when fastRequest;
+	// body converts the body message (nil without one). Anything the fast
+	// path rejects goes through the dynamicpb path, which explains it.
+	fastRequest bool
+	body        codec
+	queryTable  *msgTable // the request message, for the fast query path
+	// response renders the whole response message (nil for HttpBody and
+	// response_body).
+	response codec
 }
 
 // Bindings compiles rule and its additional bindings for method md. The
@@ -191,7 +201,39 @@ func newBinding(md protoreflect.MethodDescriptor, httpMethod, path, body, respon
 		}
 		b.responseBody = fd
 	}
+	b.compileCodecs(res)
 	return b, nil
+}
+
+// compileCodecs chooses the codecs of the request body and the response:
+// the transcoder where the binding's shape and schema allow it.
+func (b *Binding) compileCodecs(res Resolver) {
+	if b.responseBody == nil && !isHTTPBody(b.Method.Output()) {
+		b.response = newCodec(b.Method.Output(), b.opts, res)
+	}
+	if b.patchMask != nil || b.RawBody() {
+		return
+	}
+	for _, fds := range b.pathFields {
+		if fds[len(fds)-1].Kind() == protoreflect.MessageKind {
+			return // a well-known type from a string: left to the dynamicpb path
+		}
+	}
+	switch b.Body {
+	case WholeBody:
+		b.body = newCodec(b.Method.Input(), b.opts, res)
+	case FieldBody:
+		fd := b.bodyField
+		if fd.Kind() != protoreflect.MessageKind || fd.IsList() || fd.IsMap() {
+			return
+		}
+		b.body = newCodec(fd.Message(), b.opts, res)
+	}
+	_, isRef := b.body.(*referenceCodec)
+	b.fastRequest = !isRef
+	if b.fastRequest && !referenceOnly {
+		b.queryTable, _ = compileTable(b.Method.Input()) // nil: queries take the dynamicpb path
+	}
 }
 
 // isHTTPBody reports whether md is google.api.HttpBody.
@@ -231,6 +273,13 @@ func (b *Binding) DecodeRequest(r *Request) ([]byte, error) {
 	if len(r.PathValues) != len(b.pathFields) {
 		return nil, fmt.Errorf("method %s: %d path values for the %d variables of %s", b.Method.FullName(), len(r.PathValues), len(b.pathFields), b.Template.Source)
 	}
+	if b.fastRequest {
+		bp := getBuffer()
+		out, err := b.appendRequest(*bp, r)
+		if wire, err := putBuffer(bp, out, err); err == nil {
+			return wire, nil
+		}
+	}
 	msg := b.input.New()
 	if err := b.decodeBody(msg, r); err != nil {
 		return nil, err
@@ -254,6 +303,52 @@ func (b *Binding) DecodeRequest(r *Request) ([]byte, error) {
 		setMaskFromBody(msg, b.patchMask, b.bodyField.Message(), r.Body)
 	}
 	return proto.Marshal(msg.Interface())
+}
+
+// appendRequest is DecodeRequest's fast path: it appends the body's wire
+// form, then the path parameters as fields (on the wire a later field
+// overrides or merges into an earlier one, as setting it on the message
+// would), then the query parameters.
+func (b *Binding) appendRequest(out []byte, r *Request) ([]byte, error) {
+	var err error
+	if b.Body != NoBody && len(bytes.TrimSpace(r.Body)) > 0 {
+		if b.Body == WholeBody {
+			out, err = b.body.unmarshalJSON(out, r.Body)
+		} else {
+			var mark int
+			out, mark = beginLen(out, b.bodyField.Number())
+			out, err = b.body.unmarshalJSON(out, r.Body)
+			out = endLen(out, mark)
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+	for i, fds := range b.pathFields {
+		val, err := unescapePathValue(r.PathValues[i], b.multiSegment[i])
+		if err != nil {
+			return out, err
+		}
+		if out, err = appendPathField(out, fds, val); err != nil {
+			return out, err
+		}
+	}
+	if r.Query != "" {
+		// Query parameters may not touch the fields of the path or the body
+		// (see bound), so they can be decoded into a message of their own,
+		// or straight to wire bytes.
+		mark := len(out)
+		if out, err = b.appendQuery(out, r.Query); err == nil {
+			return out, nil
+		}
+		out = out[:mark]
+		msg := b.input.New()
+		if err := b.decodeQuery(msg, r.Query); err != nil {
+			return out, err
+		}
+		out, err = proto.MarshalOptions{}.MarshalAppend(out, msg.Interface())
+	}
+	return out, err
 }
 
 func (b *Binding) decodeBody(msg protoreflect.Message, r *Request) error {
@@ -547,8 +642,20 @@ type Response struct {
 // wire form, as the HTTP response body. An HttpBody response (or
 // response_body field) is written raw with its own content type.
 func (b *Binding) EncodeResponse(wire []byte) (*Response, error) {
+	if b.response != nil {
+		bp := getBuffer()
+		out, err := b.response.marshalJSON(*bp, wire)
+		if t, fast := b.response.(*transcoder); fast && err != nil {
+			out, err = t.ref.marshalJSON(out[:0], wire) // it explains the error, or renders the rare shapes
+		}
+		body, err := putBuffer(bp, out, err)
+		if err != nil {
+			return nil, err
+		}
+		return &Response{Body: body, ContentType: "application/json"}, nil
+	}
 	msg := b.output.New()
-	if err := (proto.UnmarshalOptions{Resolver: b.unmarshal.Resolver}).Unmarshal(wire, msg.Interface()); err != nil {
+	if err := unmarshalWire(proto.UnmarshalOptions{Resolver: b.unmarshal.Resolver}, wire, msg.Interface()); err != nil {
 		return nil, fmt.Errorf("upstream response %s: %w", b.Method.Output().FullName(), err)
 	}
 	if b.responseBody == nil {

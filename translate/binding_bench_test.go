@@ -49,22 +49,37 @@ func TestBook2KFixture(t *testing.T) {
 	}
 }
 
+// benchBinding compiles the CreateBook binding on the transcoder or, with
+// reference, on the protojson path alone.
+func benchBinding(b *testing.B, reference bool) *translate.Binding {
+	translate.SetReferenceOnly(reference)
+	defer translate.SetReferenceOnly(false)
+	return libBinding(b, "CreateBook")
+}
+
+// BenchmarkDecodeRequest converts the 2 KB CreateBook request with the
+// transcoder and with the reference (protojson and dynamicpb) path.
 func BenchmarkDecodeRequest(b *testing.B) {
 	body := book2K(b)
-	binding := libBinding(b, "CreateBook")
 	req := &translate.Request{PathValues: []string{"shelves/classics"}, Body: body}
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := binding.DecodeRequest(req); err != nil {
-			b.Fatal(err)
-		}
+	for _, path := range []string{"transcoder", "reference"} {
+		b.Run(path, func(b *testing.B) {
+			binding := benchBinding(b, path == "reference")
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := binding.DecodeRequest(req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
+// BenchmarkEncodeResponse renders the 2 KB Book response with the
+// transcoder and with the reference path.
 func BenchmarkEncodeResponse(b *testing.B) {
 	body := book2K(b)
-	binding := libBinding(b, "CreateBook")
 	book := &libraryv1.Book{}
 	if err := protojson.Unmarshal(body, book); err != nil {
 		b.Fatal(err)
@@ -73,12 +88,17 @@ func BenchmarkEncodeResponse(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := binding.EncodeResponse(wire); err != nil {
-			b.Fatal(err)
-		}
+	for _, path := range []string{"transcoder", "reference"} {
+		b.Run(path, func(b *testing.B) {
+			binding := benchBinding(b, path == "reference")
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := binding.EncodeResponse(wire); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
@@ -128,5 +148,35 @@ func BenchmarkProtojsonReferenceEncodeResponse(b *testing.B) {
 		if _, err := opts.Marshal(msg); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkSmallGet is the small GET of the bench harness, both ways: a
+// ListBooks request from path and query parameters, and a one-book answer
+// rendered with EmitUnpopulated.
+func BenchmarkSmallGet(b *testing.B) {
+	req := &translate.Request{PathValues: []string{"shelves/1"}, Query: "pageSize=1&filter.genre=GENRE_FICTION&tags=classic"}
+	wire, err := proto.Marshal(&libraryv1.ListBooksResponse{
+		Books:         []*libraryv1.Book{{Name: "shelves/1/books/dune", Title: "Dune", Author: &libraryv1.Author{Name: "Frank Herbert"}, Genre: libraryv1.Genre_GENRE_FICTION}},
+		NextPageToken: "2", TotalSize: 42,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, path := range []string{"transcoder", "reference"} {
+		b.Run(path, func(b *testing.B) {
+			translate.SetReferenceOnly(path == "reference")
+			binding := libBindings(b, "ListBooks", translate.JSONOptions{EmitUnpopulated: true})[0]
+			translate.SetReferenceOnly(false)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := binding.DecodeRequest(req); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := binding.EncodeResponse(wire); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -226,4 +227,49 @@ func setFieldMask(m protoreflect.Message, s string) error {
 		paths.Append(protoreflect.ValueOfString(p))
 	}
 	return nil
+}
+
+// appendPathField appends to the wire bytes out the field path fds set to
+// the textual value s, nested in its parent messages. The leaf must not be
+// a message field.
+func appendPathField(out []byte, fds []protoreflect.FieldDescriptor, s string) ([]byte, error) {
+	if len(fds) > 1 {
+		out, mark := beginLen(out, fds[0].Number())
+		out, err := appendPathField(out, fds[1:], s)
+		return endLen(out, mark), err
+	}
+	fd := fds[0]
+	v, err := parseScalar(fd, s)
+	if err != nil {
+		return out, err
+	}
+	k := fd.Kind()
+	out = protowire.AppendTag(out, fd.Number(), wireTypeOf(k))
+	switch k {
+	case protoreflect.BoolKind:
+		return protowire.AppendVarint(out, protowire.EncodeBool(v.Bool())), nil
+	case protoreflect.EnumKind:
+		return protowire.AppendVarint(out, uint64(int64(v.Enum()))), nil
+	case protoreflect.Int32Kind, protoreflect.Int64Kind:
+		return protowire.AppendVarint(out, uint64(v.Int())), nil
+	case protoreflect.Sint32Kind, protoreflect.Sint64Kind:
+		return protowire.AppendVarint(out, protowire.EncodeZigZag(v.Int())), nil
+	case protoreflect.Uint32Kind, protoreflect.Uint64Kind:
+		return protowire.AppendVarint(out, v.Uint()), nil
+	case protoreflect.Sfixed32Kind:
+		return protowire.AppendFixed32(out, uint32(v.Int())), nil
+	case protoreflect.Fixed32Kind:
+		return protowire.AppendFixed32(out, uint32(v.Uint())), nil
+	case protoreflect.Sfixed64Kind:
+		return protowire.AppendFixed64(out, uint64(v.Int())), nil
+	case protoreflect.Fixed64Kind:
+		return protowire.AppendFixed64(out, v.Uint()), nil
+	case protoreflect.FloatKind:
+		return protowire.AppendFixed32(out, math.Float32bits(float32(v.Float()))), nil
+	case protoreflect.DoubleKind:
+		return protowire.AppendFixed64(out, math.Float64bits(v.Float())), nil
+	case protoreflect.StringKind:
+		return protowire.AppendString(out, v.String()), nil
+	}
+	return protowire.AppendBytes(out, v.Bytes()), nil
 }

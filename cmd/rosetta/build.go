@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -26,8 +27,15 @@ type gateway struct {
 	table     *router.Table
 	upstreams map[string]router.Invoker
 	grpcConns []*upstream.GRPC
+	// methods holds one route per exposed gRPC method, by
+	// "/package.Service/Method", for WebSocket, gRPC-Web, Connect and gRPC.
+	methods map[string]*router.Route
 	// skipped lists methods not served over REST, with the reason.
 	skipped []string
+	// mqtt holds the MQTT bridge's rules and routes (cmd/rosetta/mqtt.go).
+	mqtt *mqttParts
+	// security holds the policies and listener settings (cmd/rosetta/security.go).
+	security *securityParts
 }
 
 // close releases the upstream connections.
@@ -108,6 +116,12 @@ func build(ctx context.Context, cfg *Config) (*gateway, error) {
 			fail("routes[%d]: %v", i, err)
 		}
 	}
+	if err := g.applySecurity(cfg); err != nil {
+		errs = append(errs, err)
+	}
+	if err := g.applyValidation(cfg, slog.Default()); err != nil {
+		errs = append(errs, err)
+	}
 	return g, errors.Join(errs...)
 }
 
@@ -180,8 +194,12 @@ func (g *gateway) addService(cfg *Config, svc *ServiceConfig) []error {
 	methods := sd.Methods()
 	for i := 0; i < methods.Len(); i++ {
 		md := methods.Get(i)
-		if md.IsStreamingClient() || md.IsStreamingServer() {
-			g.skipped = append(g.skipped, fmt.Sprintf("%s: streaming methods are not served over REST yet", md.FullName()))
+		if err := g.addMethod(md, svc, inv, timeout); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if md.IsStreamingClient() {
+			g.skipped = append(g.skipped, fmt.Sprintf("%s: methods with a client stream are not served over REST (use WebSocket or gRPC)", md.FullName()))
 			continue
 		}
 		rule, ok, err := descriptors.HTTPRule(md)
@@ -232,6 +250,12 @@ func (g *gateway) grpcUpstream(cfg *Config, name string) (router.Invoker, error)
 
 // addRoute adds one route from the routes section.
 func (g *gateway) addRoute(cfg *Config, rc *RouteConfig, services map[string]*ServiceConfig) error {
+	if rc.Aggregate != nil {
+		return g.addAggregate(cfg, rc)
+	}
+	if rc.isMQTT() {
+		return g.addMQTTRoute(cfg, rc, services)
+	}
 	method, path, err := rc.methodPath()
 	if err != nil {
 		return err
@@ -250,8 +274,8 @@ func (g *gateway) addRoute(cfg *Config, rc *RouteConfig, services map[string]*Se
 		if md == nil {
 			return fmt.Errorf("call %q: service %s has no method %s", rc.Call, svcName, mName)
 		}
-		if md.IsStreamingClient() || md.IsStreamingServer() {
-			return fmt.Errorf("call %q: streaming methods are not served over REST yet", rc.Call)
+		if md.IsStreamingClient() {
+			return fmt.Errorf("call %q: methods with a client stream are not served over REST (use WebSocket or gRPC)", rc.Call)
 		}
 		svc := services[svcName]
 		if svc == nil {

@@ -21,6 +21,14 @@ type Config struct {
 	Services  []ServiceConfig      `yaml:"services"`
 	Routes    []RouteConfig        `yaml:"routes"`
 	HTTP      HTTPConfig           `yaml:"http"`
+	WebSocket WebSocketConfig      `yaml:"websocket"`
+	GRPCWeb   GRPCWebConfig        `yaml:"grpc_web"`
+	MQTT      MQTTConfig           `yaml:"mqtt"`
+	// Policies are the named security policies (cmd/rosetta/security.go),
+	// referenced by services, routes and security.policies.
+	Policies map[string]*PolicyConfig `yaml:"policies"`
+	Security SecurityConfig           `yaml:"security"`
+	Redis    RedisConfig              `yaml:"redis"`
 	// ShutdownTimeout bounds the drain of in-flight calls on SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 
@@ -31,6 +39,8 @@ type Config struct {
 // Listen names the listeners' addresses.
 type Listen struct {
 	HTTP string `yaml:"http"`
+	// MQTT is the embedded MQTT broker's address (cmd/rosetta/mqtt.go).
+	MQTT string `yaml:"mqtt"`
 }
 
 // SchemaConfig is one schema source; exactly one field is set.
@@ -88,6 +98,10 @@ type ServiceConfig struct {
 	// AutoMapping exposes methods without an HTTP rule at
 	// POST /package.Service/Method (default true).
 	AutoMapping *bool `yaml:"auto_mapping"`
+	// Policies names the security policies of the service's methods.
+	Policies []string `yaml:"policies"`
+	// Validation switches buf.validate enforcement (on by default).
+	Validation *ValidationConfig `yaml:"validation"`
 }
 
 // JSONConfig chooses the JSON mapping options of a service.
@@ -116,6 +130,17 @@ type RouteConfig struct {
 	Upstream string       `yaml:"upstream"`
 	Rewrite  *RewriteSpec `yaml:"rewrite"`
 	Timeout  Duration     `yaml:"timeout"`
+	// Policies names the route's security policies, run after its
+	// service's.
+	Policies []string `yaml:"policies"`
+	// Validation overrides the service's buf.validate switch.
+	Validation *ValidationConfig `yaml:"validation"`
+	// Aggregate composes the route from several upstream calls
+	// (cmd/rosetta/aggregate.go).
+	Aggregate *AggregateConfig `yaml:"aggregate"`
+	// MQTTRouteConfig makes the route an MQTT uplink rule, downlink
+	// command or state route (cmd/rosetta/mqtt.go).
+	MQTTRouteConfig `yaml:",inline"`
 }
 
 // RewriteSpec is the method and path sent to a plain HTTP upstream; "{var}"

@@ -26,8 +26,6 @@ func demo(ctx context.Context, listen string, out io.Writer, logger *slog.Logger
 	srv := grpc.NewServer()
 	library.Register(srv)
 	reflection.Register(srv)
-	go srv.Serve(upLn)
-	defer srv.Stop()
 
 	cfg, err := ParseConfig([]byte(fmt.Sprintf(`
 listen: {http: %q}
@@ -42,6 +40,17 @@ services:
 	if err != nil {
 		return err
 	}
+	stopOrder, err := demoOrder(srv, upLn.Addr().String(), cfg)
+	if err != nil {
+		return err
+	}
+	defer stopOrder()
+	if err := demoIoT(srv, upLn.Addr().String(), cfg); err != nil {
+		return err
+	}
+	// Every service is registered: serving may start.
+	go srv.Serve(upLn)
+	defer srv.Stop()
 	g, err := build(ctx, cfg)
 	defer g.close()
 	if err != nil {
@@ -52,6 +61,12 @@ services:
 		return err
 	}
 	base := "http://" + ln.Addr().String()
+	stopMQTT, err := startMQTT(ctx, cfg, g, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopMQTT()
 	fmt.Fprintf(out, `Rosetta demo: the example library service (gRPC, %s) is served as REST at %s
 Schemas came from the upstream's server reflection; no code was generated.
 
@@ -73,6 +88,9 @@ Try:
 
 Routes: %[2]s is serving %d routes; stop with Ctrl-C.
 `, upLn.Addr(), base, len(g.table.Routes()))
-	handler := rest.New(g.restGeneration(), rest.Options{Logger: logger})
+	fmt.Fprint(out, demoOrderTry(base))
+	fmt.Fprint(out, demoIoTTry(base, g))
+	fmt.Fprint(out, demoStreamingTry(base))
+	handler := newFrontDoor(cfg, g, rest.New(g.restGeneration(), rest.Options{Logger: logger}), logger)
 	return serveHTTP(ctx, ln, handler, 5*time.Second, logger)
 }

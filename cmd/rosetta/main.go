@@ -140,11 +140,19 @@ func serve(ctx context.Context, cfg *Config, g *gateway, logger *slog.Logger) er
 	if err != nil {
 		return err
 	}
-	handler := rest.New(g.restGeneration(), rest.Options{
+	handler := newFrontDoor(cfg, g, rest.New(g.restGeneration(), rest.Options{
 		MaxBodyBytes: int64(cfg.HTTP.MaxBodyBytes), ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: logger,
-	})
+	}), logger)
+	stopMQTT, err := startMQTT(ctx, cfg, g, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopMQTT()
 	logger.Info("serving", "http", ln.Addr().String(), "routes", len(g.table.Routes()))
-	return serveHTTP(ctx, ln, handler, time.Duration(cfg.ShutdownTimeout), logger)
+	err = serveHTTP(ctx, g.security.listener(ln), g.security.httpHandler(g, handler), time.Duration(cfg.ShutdownTimeout), logger)
+	handler.closeStreams(time.Duration(cfg.ShutdownTimeout), logger)
+	return err
 }
 
 // serveHTTP serves h on ln (HTTP/1.1 and h2c) until ctx ends, then stops
@@ -153,6 +161,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, drain time.
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
+	protocols.SetHTTP2(true) // over TLS, when security.tls is set
 	srv := &http.Server{
 		Handler:           h,
 		Protocols:         &protocols,

@@ -10,9 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -23,11 +21,8 @@ import (
 
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/translate"
+	"github.com/rosettagw/rosetta/transports/ingress"
 )
-
-// DefaultForwardHeaders are the request headers forwarded upstream as gRPC
-// metadata when the configuration names none.
-var DefaultForwardHeaders = []string{"Authorization", "X-Request-Id", "Traceparent", "Tracestate"}
 
 // Options configure the REST ingress.
 type Options struct {
@@ -52,22 +47,15 @@ type Generation struct {
 type Handler struct {
 	gen     *Generation
 	maxBody int64
-	forward map[string]bool
+	forward *ingress.Forwarder
 	log     *slog.Logger
 }
 
 // New returns a Handler serving gen.
 func New(gen *Generation, opts Options) *Handler {
-	h := &Handler{gen: gen, maxBody: opts.MaxBodyBytes, forward: map[string]bool{}, log: opts.Logger}
+	h := &Handler{gen: gen, maxBody: opts.MaxBodyBytes, forward: ingress.NewForwarder(opts.ForwardHeaders), log: opts.Logger}
 	if h.maxBody <= 0 {
 		h.maxBody = 4 << 20
-	}
-	fwd := opts.ForwardHeaders
-	if fwd == nil {
-		fwd = DefaultForwardHeaders
-	}
-	for _, name := range fwd {
-		h.forward[http.CanonicalHeaderKey(name)] = true
 	}
 	return h
 }
@@ -106,9 +94,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *Generation)
 	call := &router.Call{
 		Route:    route,
 		Protocol: router.HTTP,
-		Peer:     peer(r),
-		Incoming: incoming(r.Header),
-		Metadata: h.metadata(r),
+		Peer:     ingress.Peer(r),
+		Incoming: ingress.Incoming(r.Header),
+		Metadata: h.forward.Metadata(r),
 		Target:   route.Target,
 	}
 	if r.TLS != nil {
@@ -120,6 +108,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *Generation)
 	} else {
 		call.Target = expandTarget(route, m.PathValues, r.URL.RawQuery)
 		call.Decode = func() ([]byte, error) { return body, nil }
+	}
+	if route.IsStreaming() {
+		return h.serveStream(ctx, w, r, gen, call)
 	}
 	err := route.Handler.Handle(ctx, call)
 	for k, vs := range call.ResponseHeader {
@@ -185,45 +176,6 @@ func isJSON(ct string) bool {
 	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
 }
 
-// metadata collects what is forwarded upstream: the allow-listed headers,
-// Grpc-Metadata-* with the prefix stripped, and X-Forwarded-For/-Host.
-func (h *Handler) metadata(r *http.Request) metadata.MD {
-	md := metadata.MD{}
-	for name, vals := range r.Header {
-		switch {
-		case h.forward[name]:
-			md[strings.ToLower(name)] = vals
-		case strings.HasPrefix(name, "Grpc-Metadata-") && len(name) > len("Grpc-Metadata-"):
-			key := strings.ToLower(name[len("Grpc-Metadata-"):])
-			md[key] = append(md[key], vals...)
-		}
-	}
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
-			host = prior + ", " + host
-		}
-		md["x-forwarded-for"] = []string{host}
-	}
-	if r.Host != "" {
-		md["x-forwarded-host"] = []string{r.Host}
-	}
-	return md
-}
-
-// incoming lower-cases the request headers for the policies.
-func incoming(h http.Header) metadata.MD {
-	md := make(metadata.MD, len(h))
-	for k, vs := range h {
-		md[strings.ToLower(k)] = vs
-	}
-	return md
-}
-
-func peer(r *http.Request) netip.AddrPort {
-	ap, _ := netip.ParseAddrPort(r.RemoteAddr)
-	return ap
-}
-
 // writeMetadata returns upstream metadata as Grpc-Metadata-* headers.
 func writeMetadata(h http.Header, md metadata.MD) {
 	for k, vs := range md {
@@ -238,14 +190,7 @@ func writeMetadata(h http.Header, md metadata.MD) {
 
 // writeError answers an error from the chain.
 func (h *Handler) writeError(w http.ResponseWriter, gen *Generation, err error) int {
-	var bad *translate.BadRequestError
-	if errors.As(err, &bad) {
-		return h.writeStatus(w, gen, http.StatusBadRequest, translate.BadRequestStatus(bad))
-	}
-	st := translate.StatusOf(err)
-	if errors.Is(err, context.DeadlineExceeded) {
-		st = &spb.Status{Code: int32(codes.DeadlineExceeded), Message: "deadline exceeded"}
-	}
+	st := translate.CallStatus(err)
 	return h.writeStatus(w, gen, translate.HTTPStatus(codes.Code(st.GetCode())), st)
 }
 
@@ -289,40 +234,10 @@ func withGRPCTimeout(r *http.Request) (context.Context, context.CancelFunc, *spb
 		ctx, cancel := context.WithCancel(r.Context())
 		return ctx, cancel, nil
 	}
-	d, ok := parseGRPCTimeout(v)
+	d, ok := translate.ParseGRPCTimeout(v)
 	if !ok {
 		return nil, nil, &spb.Status{Code: int32(codes.InvalidArgument), Message: "invalid Grpc-Timeout header " + strconv.Quote(v)}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), d)
 	return ctx, cancel, nil
-}
-
-// parseGRPCTimeout parses the gRPC timeout format: up to 8 digits and a unit
-// (H, M, S, m, u, n).
-func parseGRPCTimeout(s string) (time.Duration, bool) {
-	if len(s) < 2 || len(s) > 9 {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
-	if err != nil || n < 0 {
-		return 0, false
-	}
-	var unit time.Duration
-	switch s[len(s)-1] {
-	case 'H':
-		unit = time.Hour
-	case 'M':
-		unit = time.Minute
-	case 'S':
-		unit = time.Second
-	case 'm':
-		unit = time.Millisecond
-	case 'u':
-		unit = time.Microsecond
-	case 'n':
-		unit = time.Nanosecond
-	default:
-		return 0, false
-	}
-	return time.Duration(n) * unit, true
 }

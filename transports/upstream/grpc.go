@@ -13,12 +13,12 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 
 	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/transports/rawcodec"
 )
 
 // GRPCConfig configures a gRPC upstream.
@@ -94,27 +94,4 @@ func (g *GRPC) Invoke(ctx context.Context, fullMethod string, req []byte, md met
 
 // rawCall makes a call carry raw bytes (other users of the connection, such
 // as schema reflection, keep the default codec).
-var rawCall = grpc.ForceCodecV2(rawCodec{})
-
-// rawCodec passes already-encoded protobuf bytes through gRPC unchanged. It
-// keeps the name "proto" so the upstream sees application/grpc.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	b, ok := v.(*[]byte)
-	if !ok {
-		return nil, fmt.Errorf("raw codec: cannot marshal %T", v)
-	}
-	return mem.BufferSlice{mem.SliceBuffer(*b)}, nil
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	b, ok := v.(*[]byte)
-	if !ok {
-		return fmt.Errorf("raw codec: cannot unmarshal into %T", v)
-	}
-	*b = data.Materialize()
-	return nil
-}
-
-func (rawCodec) Name() string { return "proto" }
+var rawCall = grpc.ForceCodecV2(rawcodec.Codec{})

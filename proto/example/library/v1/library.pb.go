@@ -1458,6 +1458,51 @@ func (x *PingResponse) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+type ImportBooksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resource names of the books created, in the order they were streamed.
+	Names         []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportBooksResponse) Reset() {
+	*x = ImportBooksResponse{}
+	mi := &file_example_library_v1_library_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportBooksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportBooksResponse) ProtoMessage() {}
+
+func (x *ImportBooksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_example_library_v1_library_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportBooksResponse.ProtoReflect.Descriptor instead.
+func (*ImportBooksResponse) Descriptor() ([]byte, []int) {
+	return file_example_library_v1_library_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ImportBooksResponse) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
 var File_example_library_v1_library_proto protoreflect.FileDescriptor
 
 const file_example_library_v1_library_proto_rawDesc = "" +
@@ -1575,13 +1620,15 @@ const file_example_library_v1_library_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\"X\n" +
 	"\fPingResponse\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12.\n" +
-	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time*i\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"+\n" +
+	"\x13ImportBooksResponse\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names*i\n" +
 	"\x05Genre\x12\x15\n" +
 	"\x11GENRE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rGENRE_FICTION\x10\x01\x12\x11\n" +
 	"\rGENRE_SCIENCE\x10\x02\x12\x11\n" +
 	"\rGENRE_HISTORY\x10\x03\x12\x10\n" +
-	"\fGENRE_POETRY\x10\x042\xf1\r\n" +
+	"\fGENRE_POETRY\x10\x042\xa1\x0f\n" +
 	"\x0eLibraryService\x12\x88\x01\n" +
 	"\bGetShelf\x12#.example.library.v1.GetShelfRequest\x1a\x19.example.library.v1.Shelf\"<\x82\xd3\xe4\x93\x026Z\x1eB\x1c\n" +
 	"\x04HEAD\x12\x14/v1/{name=shelves/*}\x12\x14/v1/{name=shelves/*}\x12~\n" +
@@ -1600,7 +1647,9 @@ const file_example_library_v1_library_proto_rawDesc = "" +
 	"\x0eUploadBookText\x12).example.library.v1.UploadBookTextRequest\x1a\x18.example.library.v1.Book\"/\x82\xd3\xe4\x93\x02):\x04text\x1a!/v1/{name=shelves/*/books/*}/text\x12h\n" +
 	"\bGetAsset\x12#.example.library.v1.GetAssetRequest\x1a\x19.example.library.v1.Asset\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/assets/{path=**}\x12|\n" +
 	"\vStreamBooks\x12$.example.library.v1.ListBooksRequest\x1a\x18.example.library.v1.Book\"+\x82\xd3\xe4\x93\x02%\x12#/v1/{parent=shelves/*}/books:stream0\x01\x12I\n" +
-	"\x04Ping\x12\x1f.example.library.v1.PingRequest\x1a .example.library.v1.PingResponseBAZ?github.com/rosettagw/rosetta/proto/example/library/v1;libraryv1b\x06proto3"
+	"\x04Ping\x12\x1f.example.library.v1.PingRequest\x1a .example.library.v1.PingResponse\x12_\n" +
+	"\vImportBooks\x12%.example.library.v1.CreateBookRequest\x1a'.example.library.v1.ImportBooksResponse(\x01\x12M\n" +
+	"\x04Chat\x12\x1f.example.library.v1.PingRequest\x1a .example.library.v1.PingResponse(\x010\x01BAZ?github.com/rosettagw/rosetta/proto/example/library/v1;libraryv1b\x06proto3"
 
 var (
 	file_example_library_v1_library_proto_rawDescOnce sync.Once
@@ -1615,7 +1664,7 @@ func file_example_library_v1_library_proto_rawDescGZIP() []byte {
 }
 
 var file_example_library_v1_library_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_example_library_v1_library_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_example_library_v1_library_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_example_library_v1_library_proto_goTypes = []any{
 	(Genre)(0),                     // 0: example.library.v1.Genre
 	(*Shelf)(nil),                  // 1: example.library.v1.Shelf
@@ -1640,44 +1689,45 @@ var file_example_library_v1_library_proto_goTypes = []any{
 	(*Asset)(nil),                  // 20: example.library.v1.Asset
 	(*PingRequest)(nil),            // 21: example.library.v1.PingRequest
 	(*PingResponse)(nil),           // 22: example.library.v1.PingResponse
-	nil,                            // 23: example.library.v1.Book.AttributesEntry
-	nil,                            // 24: example.library.v1.ListBooksRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),  // 25: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 26: google.protobuf.Duration
-	(*wrapperspb.DoubleValue)(nil), // 27: google.protobuf.DoubleValue
-	(*anypb.Any)(nil),              // 28: google.protobuf.Any
-	(*wrapperspb.Int32Value)(nil),  // 29: google.protobuf.Int32Value
-	(*fieldmaskpb.FieldMask)(nil),  // 30: google.protobuf.FieldMask
-	(*httpbody.HttpBody)(nil),      // 31: google.api.HttpBody
-	(*emptypb.Empty)(nil),          // 32: google.protobuf.Empty
+	(*ImportBooksResponse)(nil),    // 23: example.library.v1.ImportBooksResponse
+	nil,                            // 24: example.library.v1.Book.AttributesEntry
+	nil,                            // 25: example.library.v1.ListBooksRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),  // 26: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 27: google.protobuf.Duration
+	(*wrapperspb.DoubleValue)(nil), // 28: google.protobuf.DoubleValue
+	(*anypb.Any)(nil),              // 29: google.protobuf.Any
+	(*wrapperspb.Int32Value)(nil),  // 30: google.protobuf.Int32Value
+	(*fieldmaskpb.FieldMask)(nil),  // 31: google.protobuf.FieldMask
+	(*httpbody.HttpBody)(nil),      // 32: google.api.HttpBody
+	(*emptypb.Empty)(nil),          // 33: google.protobuf.Empty
 }
 var file_example_library_v1_library_proto_depIdxs = []int32{
-	25, // 0: example.library.v1.Author.born:type_name -> google.protobuf.Timestamp
+	26, // 0: example.library.v1.Author.born:type_name -> google.protobuf.Timestamp
 	2,  // 1: example.library.v1.Book.author:type_name -> example.library.v1.Author
 	0,  // 2: example.library.v1.Book.genre:type_name -> example.library.v1.Genre
-	25, // 3: example.library.v1.Book.publish_time:type_name -> google.protobuf.Timestamp
-	26, // 4: example.library.v1.Book.read_time:type_name -> google.protobuf.Duration
-	27, // 5: example.library.v1.Book.rating:type_name -> google.protobuf.DoubleValue
-	23, // 6: example.library.v1.Book.attributes:type_name -> example.library.v1.Book.AttributesEntry
-	28, // 7: example.library.v1.Book.extra:type_name -> google.protobuf.Any
-	25, // 8: example.library.v1.Book.update_time:type_name -> google.protobuf.Timestamp
+	26, // 3: example.library.v1.Book.publish_time:type_name -> google.protobuf.Timestamp
+	27, // 4: example.library.v1.Book.read_time:type_name -> google.protobuf.Duration
+	28, // 5: example.library.v1.Book.rating:type_name -> google.protobuf.DoubleValue
+	24, // 6: example.library.v1.Book.attributes:type_name -> example.library.v1.Book.AttributesEntry
+	29, // 7: example.library.v1.Book.extra:type_name -> google.protobuf.Any
+	26, // 8: example.library.v1.Book.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 9: example.library.v1.Book.reviews:type_name -> example.library.v1.Review
 	2,  // 10: example.library.v1.BookFilter.author:type_name -> example.library.v1.Author
 	0,  // 11: example.library.v1.BookFilter.genre:type_name -> example.library.v1.Genre
-	29, // 12: example.library.v1.BookFilter.min_pages:type_name -> google.protobuf.Int32Value
-	25, // 13: example.library.v1.BookFilter.published_after:type_name -> google.protobuf.Timestamp
+	30, // 12: example.library.v1.BookFilter.min_pages:type_name -> google.protobuf.Int32Value
+	26, // 13: example.library.v1.BookFilter.published_after:type_name -> google.protobuf.Timestamp
 	5,  // 14: example.library.v1.ListBooksRequest.filter:type_name -> example.library.v1.BookFilter
 	0,  // 15: example.library.v1.ListBooksRequest.genres:type_name -> example.library.v1.Genre
-	30, // 16: example.library.v1.ListBooksRequest.read_mask:type_name -> google.protobuf.FieldMask
-	26, // 17: example.library.v1.ListBooksRequest.max_read_time:type_name -> google.protobuf.Duration
-	24, // 18: example.library.v1.ListBooksRequest.labels:type_name -> example.library.v1.ListBooksRequest.LabelsEntry
+	31, // 16: example.library.v1.ListBooksRequest.read_mask:type_name -> google.protobuf.FieldMask
+	27, // 17: example.library.v1.ListBooksRequest.max_read_time:type_name -> google.protobuf.Duration
+	25, // 18: example.library.v1.ListBooksRequest.labels:type_name -> example.library.v1.ListBooksRequest.LabelsEntry
 	3,  // 19: example.library.v1.ListBooksResponse.books:type_name -> example.library.v1.Book
 	3,  // 20: example.library.v1.CreateBookRequest.book:type_name -> example.library.v1.Book
 	3,  // 21: example.library.v1.UpdateBookRequest.book:type_name -> example.library.v1.Book
-	30, // 22: example.library.v1.UpdateBookRequest.update_mask:type_name -> google.protobuf.FieldMask
+	31, // 22: example.library.v1.UpdateBookRequest.update_mask:type_name -> google.protobuf.FieldMask
 	3,  // 23: example.library.v1.BatchGetBooksResponse.books:type_name -> example.library.v1.Book
-	31, // 24: example.library.v1.UploadBookTextRequest.text:type_name -> google.api.HttpBody
-	25, // 25: example.library.v1.PingResponse.time:type_name -> google.protobuf.Timestamp
+	32, // 24: example.library.v1.UploadBookTextRequest.text:type_name -> google.api.HttpBody
+	26, // 25: example.library.v1.PingResponse.time:type_name -> google.protobuf.Timestamp
 	6,  // 26: example.library.v1.LibraryService.GetShelf:input_type -> example.library.v1.GetShelfRequest
 	7,  // 27: example.library.v1.LibraryService.ListBooks:input_type -> example.library.v1.ListBooksRequest
 	9,  // 28: example.library.v1.LibraryService.GetBook:input_type -> example.library.v1.GetBookRequest
@@ -1692,22 +1742,26 @@ var file_example_library_v1_library_proto_depIdxs = []int32{
 	19, // 37: example.library.v1.LibraryService.GetAsset:input_type -> example.library.v1.GetAssetRequest
 	7,  // 38: example.library.v1.LibraryService.StreamBooks:input_type -> example.library.v1.ListBooksRequest
 	21, // 39: example.library.v1.LibraryService.Ping:input_type -> example.library.v1.PingRequest
-	1,  // 40: example.library.v1.LibraryService.GetShelf:output_type -> example.library.v1.Shelf
-	8,  // 41: example.library.v1.LibraryService.ListBooks:output_type -> example.library.v1.ListBooksResponse
-	3,  // 42: example.library.v1.LibraryService.GetBook:output_type -> example.library.v1.Book
-	3,  // 43: example.library.v1.LibraryService.CreateBook:output_type -> example.library.v1.Book
-	3,  // 44: example.library.v1.LibraryService.UpdateBook:output_type -> example.library.v1.Book
-	32, // 45: example.library.v1.LibraryService.DeleteBook:output_type -> google.protobuf.Empty
-	14, // 46: example.library.v1.LibraryService.BatchGetBooks:output_type -> example.library.v1.BatchGetBooksResponse
-	3,  // 47: example.library.v1.LibraryService.MoveBook:output_type -> example.library.v1.Book
-	16, // 48: example.library.v1.LibraryService.GetBookTitle:output_type -> example.library.v1.BookTitle
-	31, // 49: example.library.v1.LibraryService.DownloadBook:output_type -> google.api.HttpBody
-	3,  // 50: example.library.v1.LibraryService.UploadBookText:output_type -> example.library.v1.Book
-	20, // 51: example.library.v1.LibraryService.GetAsset:output_type -> example.library.v1.Asset
-	3,  // 52: example.library.v1.LibraryService.StreamBooks:output_type -> example.library.v1.Book
-	22, // 53: example.library.v1.LibraryService.Ping:output_type -> example.library.v1.PingResponse
-	40, // [40:54] is the sub-list for method output_type
-	26, // [26:40] is the sub-list for method input_type
+	10, // 40: example.library.v1.LibraryService.ImportBooks:input_type -> example.library.v1.CreateBookRequest
+	21, // 41: example.library.v1.LibraryService.Chat:input_type -> example.library.v1.PingRequest
+	1,  // 42: example.library.v1.LibraryService.GetShelf:output_type -> example.library.v1.Shelf
+	8,  // 43: example.library.v1.LibraryService.ListBooks:output_type -> example.library.v1.ListBooksResponse
+	3,  // 44: example.library.v1.LibraryService.GetBook:output_type -> example.library.v1.Book
+	3,  // 45: example.library.v1.LibraryService.CreateBook:output_type -> example.library.v1.Book
+	3,  // 46: example.library.v1.LibraryService.UpdateBook:output_type -> example.library.v1.Book
+	33, // 47: example.library.v1.LibraryService.DeleteBook:output_type -> google.protobuf.Empty
+	14, // 48: example.library.v1.LibraryService.BatchGetBooks:output_type -> example.library.v1.BatchGetBooksResponse
+	3,  // 49: example.library.v1.LibraryService.MoveBook:output_type -> example.library.v1.Book
+	16, // 50: example.library.v1.LibraryService.GetBookTitle:output_type -> example.library.v1.BookTitle
+	32, // 51: example.library.v1.LibraryService.DownloadBook:output_type -> google.api.HttpBody
+	3,  // 52: example.library.v1.LibraryService.UploadBookText:output_type -> example.library.v1.Book
+	20, // 53: example.library.v1.LibraryService.GetAsset:output_type -> example.library.v1.Asset
+	3,  // 54: example.library.v1.LibraryService.StreamBooks:output_type -> example.library.v1.Book
+	22, // 55: example.library.v1.LibraryService.Ping:output_type -> example.library.v1.PingResponse
+	23, // 56: example.library.v1.LibraryService.ImportBooks:output_type -> example.library.v1.ImportBooksResponse
+	22, // 57: example.library.v1.LibraryService.Chat:output_type -> example.library.v1.PingResponse
+	42, // [42:58] is the sub-list for method output_type
+	26, // [26:42] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name
 	26, // [26:26] is the sub-list for extension extendee
 	0,  // [0:26] is the sub-list for field type_name
@@ -1724,7 +1778,7 @@ func file_example_library_v1_library_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_example_library_v1_library_proto_rawDesc), len(file_example_library_v1_library_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,6 +38,8 @@ const (
 	LibraryService_GetAsset_FullMethodName       = "/example.library.v1.LibraryService/GetAsset"
 	LibraryService_StreamBooks_FullMethodName    = "/example.library.v1.LibraryService/StreamBooks"
 	LibraryService_Ping_FullMethodName           = "/example.library.v1.LibraryService/Ping"
+	LibraryService_ImportBooks_FullMethodName    = "/example.library.v1.LibraryService/ImportBooks"
+	LibraryService_Chat_FullMethodName           = "/example.library.v1.LibraryService/Chat"
 )
 
 // LibraryServiceClient is the client API for LibraryService service.
@@ -74,6 +76,12 @@ type LibraryServiceClient interface {
 	StreamBooks(ctx context.Context, in *ListBooksRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Book], error)
 	// Ping has no HTTP rule: it is reached at POST /example.library.v1.LibraryService/Ping.
 	Ping(ctx context.Context, in *PingRequest, opts ...grpc.CallOption) (*PingResponse, error)
+	// ImportBooks creates every book the client streams and answers once the
+	// client half-closes: a client-streaming method.
+	ImportBooks(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[CreateBookRequest, ImportBooksResponse], error)
+	// Chat answers each message with its echo as it arrives: a bidirectional
+	// streaming method.
+	Chat(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PingRequest, PingResponse], error)
 }
 
 type libraryServiceClient struct {
@@ -233,6 +241,32 @@ func (c *libraryServiceClient) Ping(ctx context.Context, in *PingRequest, opts .
 	return out, nil
 }
 
+func (c *libraryServiceClient) ImportBooks(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[CreateBookRequest, ImportBooksResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &LibraryService_ServiceDesc.Streams[1], LibraryService_ImportBooks_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CreateBookRequest, ImportBooksResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type LibraryService_ImportBooksClient = grpc.ClientStreamingClient[CreateBookRequest, ImportBooksResponse]
+
+func (c *libraryServiceClient) Chat(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PingRequest, PingResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &LibraryService_ServiceDesc.Streams[2], LibraryService_Chat_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PingRequest, PingResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type LibraryService_ChatClient = grpc.BidiStreamingClient[PingRequest, PingResponse]
+
 // LibraryServiceServer is the server API for LibraryService service.
 // All implementations must embed UnimplementedLibraryServiceServer
 // for forward compatibility.
@@ -267,6 +301,12 @@ type LibraryServiceServer interface {
 	StreamBooks(*ListBooksRequest, grpc.ServerStreamingServer[Book]) error
 	// Ping has no HTTP rule: it is reached at POST /example.library.v1.LibraryService/Ping.
 	Ping(context.Context, *PingRequest) (*PingResponse, error)
+	// ImportBooks creates every book the client streams and answers once the
+	// client half-closes: a client-streaming method.
+	ImportBooks(grpc.ClientStreamingServer[CreateBookRequest, ImportBooksResponse]) error
+	// Chat answers each message with its echo as it arrives: a bidirectional
+	// streaming method.
+	Chat(grpc.BidiStreamingServer[PingRequest, PingResponse]) error
 	mustEmbedUnimplementedLibraryServiceServer()
 }
 
@@ -318,6 +358,12 @@ func (UnimplementedLibraryServiceServer) StreamBooks(*ListBooksRequest, grpc.Ser
 }
 func (UnimplementedLibraryServiceServer) Ping(context.Context, *PingRequest) (*PingResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Ping not implemented")
+}
+func (UnimplementedLibraryServiceServer) ImportBooks(grpc.ClientStreamingServer[CreateBookRequest, ImportBooksResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImportBooks not implemented")
+}
+func (UnimplementedLibraryServiceServer) Chat(grpc.BidiStreamingServer[PingRequest, PingResponse]) error {
+	return status.Error(codes.Unimplemented, "method Chat not implemented")
 }
 func (UnimplementedLibraryServiceServer) mustEmbedUnimplementedLibraryServiceServer() {}
 func (UnimplementedLibraryServiceServer) testEmbeddedByValue()                        {}
@@ -585,6 +631,20 @@ func _LibraryService_Ping_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LibraryService_ImportBooks_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(LibraryServiceServer).ImportBooks(&grpc.GenericServerStream[CreateBookRequest, ImportBooksResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type LibraryService_ImportBooksServer = grpc.ClientStreamingServer[CreateBookRequest, ImportBooksResponse]
+
+func _LibraryService_Chat_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(LibraryServiceServer).Chat(&grpc.GenericServerStream[PingRequest, PingResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type LibraryService_ChatServer = grpc.BidiStreamingServer[PingRequest, PingResponse]
+
 // LibraryService_ServiceDesc is the grpc.ServiceDesc for LibraryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -650,6 +710,17 @@ var LibraryService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "StreamBooks",
 			Handler:       _LibraryService_StreamBooks_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "ImportBooks",
+			Handler:       _LibraryService_ImportBooks_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Chat",
+			Handler:       _LibraryService_Chat_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "example/library/v1/library.proto",

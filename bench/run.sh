@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds Rosetta, the bench upstream, grpc-gateway's proxy and the vanguard
+# transcoder, then runs bench/driver, which starts them on loopback, checks
+# their answers and prints the markdown table. See BENCHMARKS.md.
+#
+# Settings (environment): BENCH_ROUNDS (3), BENCH_SECONDS (4) per measured
+# run, BENCH_WARMUP (1) seconds before each, BENCH_CONCURRENCY (32),
+# BENCH_KEEP=1 keeps the scratch folder (configs, logs).
+set -euo pipefail
+
+bench="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$bench")"
+ghz_version=v0.121.0
+
+work="$(mktemp -d)"
+cleanup() {
+	if [ "${BENCH_KEEP:-}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+if ! command -v wrk >/dev/null; then
+	echo "installing wrk with apt-get" >&2
+	apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+ghz="${XDG_CACHE_HOME:-$HOME/.cache}/rosetta-bench/ghz@$ghz_version/ghz"
+if [ ! -x "$ghz" ]; then
+	echo "installing ghz $ghz_version with go install" >&2
+	GOBIN="$(dirname "$ghz")" go install "github.com/bojand/ghz/cmd/ghz@$ghz_version"
+fi
+
+echo "building" >&2
+(cd "$root" && go build -o "$work/bin/rosetta" ./cmd/rosetta)
+(cd "$bench" && go build -o "$work/bin/" ./upstream ./grpcgateway ./vanguard ./driver)
+
+"$work/bin/driver" -bin "$work/bin" -work "$work" \
+	-descriptors "$root/proto/library.binpb" -wrk wrk -ghz "$ghz" \
+	-build "$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)" \
+	-rounds "${BENCH_ROUNDS:-3}" -seconds "${BENCH_SECONDS:-4}" \
+	-warmup "${BENCH_WARMUP:-1}" -concurrency "${BENCH_CONCURRENCY:-32}"

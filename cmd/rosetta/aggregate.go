@@ -1,0 +1,265 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/translate"
+)
+
+// AggregateConfig composes a route from several upstream calls.
+type AggregateConfig struct {
+	// Input is the message type the request (path variables, query, body)
+	// is decoded into, as for an HttpRule; the route's body defaults to "*"
+	// for POST, PUT and PATCH.
+	Input   string        `yaml:"input"`
+	Steps   []StepConfig  `yaml:"steps"`
+	Respond RespondConfig `yaml:"respond"`
+}
+
+// StepConfig is one upstream call of an aggregate: a gRPC method (call) or
+// a plain HTTP request (http: "POST /v1/charges", "GET /v1/items/{id}")
+// with request and response message types read and written as proto3 JSON.
+type StepConfig struct {
+	Name         string            `yaml:"name"`
+	Call         string            `yaml:"call"`
+	HTTP         string            `yaml:"http"`
+	Upstream     string            `yaml:"upstream"`
+	RequestType  string            `yaml:"request_type"`
+	ResponseType string            `yaml:"response_type"`
+	Request      map[string]string `yaml:"request"`
+	After        []string          `yaml:"after"`
+	ForEach      string            `yaml:"for_each"`
+	Concurrency  int               `yaml:"concurrency"`
+	MaxItems     int               `yaml:"max_items"`
+	Timeout      Duration          `yaml:"timeout"`
+	Optional     bool              `yaml:"optional"`
+	Compensate   string            `yaml:"compensate"`
+}
+
+// RespondConfig shapes an aggregate's answer: keys taken from sources, and
+// messages whose fields join the top level.
+type RespondConfig struct {
+	Fields map[string]string `yaml:"fields"`
+	Merge  []string          `yaml:"merge"`
+}
+
+// addAggregate adds a composed route.
+func (g *gateway) addAggregate(cfg *Config, rc *RouteConfig) error {
+	if rc.isMQTT() {
+		return fmt.Errorf("an aggregate route is served over HTTP (get, post, put, patch or delete); MQTT rules cannot aggregate yet")
+	}
+	method, path, err := rc.methodPath()
+	if err != nil {
+		return err
+	}
+	ac := rc.Aggregate
+	if rc.Call != "" || rc.Upstream != "" || rc.Rewrite != nil || rc.ResponseBody != "" {
+		return fmt.Errorf("an aggregate route takes no call, upstream, rewrite or response_body of its own")
+	}
+	input, err := g.message(ac.Input)
+	if err != nil {
+		return fmt.Errorf("aggregate input: %v", err)
+	}
+	spec := router.AggregateSpec{
+		Input: input, Respond: ac.Respond.Fields, Merge: ac.Respond.Merge,
+		Timeout: time.Duration(rc.Timeout), Resolver: g.schema.Types(),
+	}
+	var errs []string
+	for i := range ac.Steps {
+		s, err := g.stepSpec(cfg, &ac.Steps[i])
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("step %q: %v", ac.Steps[i].Name, err))
+		}
+		spec.Steps = append(spec.Steps, s)
+	}
+	if len(errs) > 0 {
+		return aggregateProblems(errs)
+	}
+	agg, err := router.NewAggregate(spec)
+	if err != nil {
+		var lines []string
+		for _, e := range flatten(err) {
+			lines = append(lines, e.Error())
+		}
+		return aggregateProblems(lines)
+	}
+	return g.addAggregateRoute(rc, method, path, input, agg, spec)
+}
+
+// aggregateProblems reports an aggregate's problems one a line, under the
+// route's.
+func aggregateProblems(lines []string) error {
+	return fmt.Errorf("aggregate:\n      %s", strings.Join(lines, "\n      "))
+}
+
+// addAggregateRoute adds the route serving agg, with the HTTP binding that
+// decodes requests into its input.
+func (g *gateway) addAggregateRoute(rc *RouteConfig, method, path string, input protoreflect.MessageDescriptor, agg *router.Aggregate, spec router.AggregateSpec) error {
+	md, err := aggregateMethod(g.schema.Files(), input)
+	if err != nil {
+		return err
+	}
+	body := rc.Body
+	if body == "" && (method == "POST" || method == "PUT" || method == "PATCH") {
+		body = "*"
+	}
+	b, err := translate.NewBinding(md, method, path, body, "", translate.JSONOptions{}, g.schema.Types())
+	if err != nil {
+		return err
+	}
+	var names, upstreams []string
+	for i, s := range spec.Steps {
+		names = append(names, s.Name)
+		if up := rc.Aggregate.Steps[i].Upstream; !slices.Contains(upstreams, up) {
+			upstreams = append(upstreams, up)
+		}
+	}
+	return g.table.Add(&router.Route{
+		HTTPMethod: method, Template: b.Template, Binding: b,
+		Target:   "aggregate(" + strings.Join(names, ", ") + ")",
+		Upstream: strings.Join(upstreams, ","),
+		Timeout:  time.Duration(rc.Timeout), Handler: agg,
+	})
+}
+
+// stepSpec resolves one step's method or HTTP target, upstream and types.
+func (g *gateway) stepSpec(cfg *Config, sc *StepConfig) (router.StepSpec, error) {
+	s := router.StepSpec{
+		Name: sc.Name, Fields: sc.Request, After: sc.After, ForEach: sc.ForEach,
+		Concurrency: sc.Concurrency, MaxItems: sc.MaxItems, Timeout: time.Duration(sc.Timeout),
+		Optional: sc.Optional, Compensate: sc.Compensate,
+	}
+	up, ok := cfg.Upstreams[sc.Upstream]
+	if !ok {
+		return s, fmt.Errorf("unknown upstream %q", sc.Upstream)
+	}
+	s.Invoker = g.upstreams[sc.Upstream]
+	if s.Timeout == 0 {
+		s.Timeout = time.Duration(up.Timeout)
+	}
+	switch {
+	case sc.Call != "" && sc.HTTP != "":
+		return s, fmt.Errorf("set call or http, not both")
+	case sc.Call != "":
+		if up.GRPC == nil {
+			return s, fmt.Errorf("call %q needs a gRPC upstream; %q is not one", sc.Call, sc.Upstream)
+		}
+		if sc.RequestType != "" || sc.ResponseType != "" {
+			return s, fmt.Errorf("request_type and response_type are for http steps; a call's come from its method")
+		}
+		md, err := g.method(sc.Call)
+		if err != nil {
+			return s, err
+		}
+		s.Target = "/" + string(md.Parent().FullName()) + "/" + string(md.Name())
+		s.Request, s.Response = md.Input(), md.Output()
+	case sc.HTTP != "":
+		if up.HTTP == nil {
+			return s, fmt.Errorf("http %q needs an http upstream; %q is not one", sc.HTTP, sc.Upstream)
+		}
+		var err error
+		if s.Request, err = g.message(sc.RequestType); err != nil {
+			return s, fmt.Errorf("request_type: %v", err)
+		}
+		if s.Response, err = g.message(sc.ResponseType); err != nil {
+			return s, fmt.Errorf("response_type: %v", err)
+		}
+		s.Target, s.JSON = sc.HTTP, true
+	default:
+		return s, fmt.Errorf("set call (a gRPC method) or http (\"METHOD /path\")")
+	}
+	return s, nil
+}
+
+// method finds "package.Service/Method" in the schema; streaming methods
+// cannot be steps.
+func (g *gateway) method(call string) (protoreflect.MethodDescriptor, error) {
+	svcName, mName, ok := strings.Cut(call, "/")
+	if !ok {
+		return nil, fmt.Errorf("call %q: want package.Service/Method", call)
+	}
+	sd, err := g.schema.Service(svcName)
+	if err != nil {
+		return nil, err
+	}
+	md := sd.Methods().ByName(protoreflect.Name(mName))
+	if md == nil {
+		return nil, fmt.Errorf("call %q: service %s has no method %s", call, svcName, mName)
+	}
+	if md.IsStreamingClient() || md.IsStreamingServer() {
+		return nil, fmt.Errorf("call %q: a streaming method cannot be an aggregate step", call)
+	}
+	return md, nil
+}
+
+// message finds a message type in the schema.
+func (g *gateway) message(name string) (protoreflect.MessageDescriptor, error) {
+	if name == "" {
+		return nil, fmt.Errorf("no message type given")
+	}
+	d, err := g.schema.Files().FindDescriptorByName(protoreflect.FullName(name))
+	if err != nil {
+		return nil, fmt.Errorf("message type %q is not in the loaded schemas", name)
+	}
+	md, ok := d.(protoreflect.MessageDescriptor)
+	if !ok {
+		return nil, fmt.Errorf("%q is not a message type", name)
+	}
+	return md, nil
+}
+
+// aggregateMethod makes the method an aggregate route's HTTP binding
+// decodes requests for: input in, google.protobuf.Struct (the answer) out.
+// It lives in a file of its own, registered nowhere.
+func aggregateMethod(files *protoregistry.Files, input protoreflect.MessageDescriptor) (protoreflect.MethodDescriptor, error) {
+	fdp := &descriptorpb.FileDescriptorProto{
+		Name:       proto.String("rosetta/aggregate.proto"),
+		Package:    proto.String("rosetta.aggregate"),
+		Syntax:     proto.String("proto3"),
+		Dependency: []string{input.ParentFile().Path(), structpb.File_google_protobuf_struct_proto.Path()},
+		Service: []*descriptorpb.ServiceDescriptorProto{{
+			Name: proto.String("Aggregate"),
+			Method: []*descriptorpb.MethodDescriptorProto{{
+				Name:       proto.String("Call"),
+				InputType:  proto.String("." + string(input.FullName())),
+				OutputType: proto.String(".google.protobuf.Struct"),
+			}},
+		}},
+	}
+	fd, err := protodesc.NewFile(fdp, withStruct{files})
+	if err != nil {
+		return nil, fmt.Errorf("aggregate method: %v", err)
+	}
+	return fd.Services().Get(0).Methods().Get(0), nil
+}
+
+// withStruct resolves files from the schema, and google/protobuf/struct.proto
+// from the copy linked into the binary when the schema lacks it.
+type withStruct struct{ *protoregistry.Files }
+
+func (w withStruct) FindFileByPath(path string) (protoreflect.FileDescriptor, error) {
+	fd, err := w.Files.FindFileByPath(path)
+	if err != nil && path == structpb.File_google_protobuf_struct_proto.Path() {
+		return structpb.File_google_protobuf_struct_proto, nil
+	}
+	return fd, err
+}
+
+func (w withStruct) FindDescriptorByName(name protoreflect.FullName) (protoreflect.Descriptor, error) {
+	d, err := w.Files.FindDescriptorByName(name)
+	if err != nil && name == "google.protobuf.Struct" {
+		return (&structpb.Struct{}).ProtoReflect().Descriptor(), nil
+	}
+	return d, err
+}

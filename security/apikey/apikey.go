@@ -1,0 +1,53 @@
+// Package apikey is the api_key policy: it authenticates a call by a key sent
+// in a header (or as an MQTT CONNECT password), looked up by its SHA-256
+// hash, so that the configuration never holds a key itself.
+package apikey
+
+import (
+	"context"
+	"crypto/sha256"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/security"
+)
+
+// Keys authenticates calls by API key.
+type Keys struct {
+	header string
+	realm  string
+	byHash map[[32]byte]*KeyConfig
+}
+
+// Challenge is the WWW-Authenticate challenge for a call without
+// credentials.
+func (k *Keys) Challenge() string { return `ApiKey realm="` + k.realm + `", header="` + k.header + `"` }
+
+// Wrap is the policy as a router.Middleware. A key in the header must be
+// known (UNAUTHENTICATED otherwise). An MQTT password is tried as a key and
+// left for other policies when it is not one; when the CONNECT also has a
+// username, it must be the key's identity. A call without a key passes
+// unauthenticated, for the authz policy to judge.
+func (k *Keys) Wrap(next router.Handler) router.Handler {
+	return router.HandlerFunc(func(ctx context.Context, c *router.Call) error {
+		var kc *KeyConfig
+		if v := c.Incoming.Get(k.header); len(v) > 0 {
+			if kc = k.byHash[sha256.Sum256([]byte(v[0]))]; kc == nil {
+				if c.ResponseHeader == nil {
+					c.ResponseHeader = map[string][]string{}
+				}
+				c.ResponseHeader.Append("www-authenticate", k.Challenge()+`, error="invalid_key"`)
+				return security.Deny(codes.Unauthenticated, "API_KEY_INVALID", "unknown API key")
+			}
+		} else if cr := c.Credentials; cr != nil && len(cr.Password) > 0 {
+			if kc = k.byHash[sha256.Sum256(cr.Password)]; kc != nil && cr.Username != "" && cr.Username != kc.Identity {
+				return security.Deny(codes.Unauthenticated, "API_KEY_INVALID", "the API key does not belong to this username")
+			}
+		}
+		if kc != nil && c.Identity == nil {
+			c.Identity = &router.Identity{Subject: kc.Identity, Scopes: kc.Scopes, Method: "api_key"}
+		}
+		return next.Handle(ctx, c)
+	})
+}

@@ -1,0 +1,87 @@
+package apikey_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/security/apikey"
+)
+
+func hash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+func TestKeys(t *testing.T) {
+	k, err := apikey.New(apikey.Config{Keys: []apikey.KeyConfig{
+		{SHA256: hash("s3cret-one"), Identity: "svc-a", Scopes: []string{"books.read"}},
+		{SHA256: hash("s3cret-two"), Identity: "svc-b"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		call    *router.Call
+		subject string // "" when no identity
+		code    codes.Code
+	}{
+		{"header", &router.Call{Incoming: metadata.Pairs("x-api-key", "s3cret-one")}, "svc-a", codes.OK},
+		{"second key", &router.Call{Incoming: metadata.Pairs("x-api-key", "s3cret-two")}, "svc-b", codes.OK},
+		{"unknown key", &router.Call{Incoming: metadata.Pairs("x-api-key", "guess")}, "", codes.Unauthenticated},
+		{"hash sent as key", &router.Call{Incoming: metadata.Pairs("x-api-key", hash("s3cret-one"))}, "", codes.Unauthenticated},
+		{"empty key", &router.Call{Incoming: metadata.Pairs("x-api-key", "")}, "", codes.Unauthenticated},
+		{"no key", &router.Call{Incoming: metadata.MD{}}, "", codes.OK},
+		{"MQTT password", &router.Call{Incoming: metadata.MD{}, Credentials: &router.Credentials{Password: []byte("s3cret-one")}}, "svc-a", codes.OK},
+		{"MQTT username and password", &router.Call{Incoming: metadata.MD{}, Credentials: &router.Credentials{Username: "svc-b", Password: []byte("s3cret-two")}}, "svc-b", codes.OK},
+		{"MQTT wrong username", &router.Call{Incoming: metadata.MD{}, Credentials: &router.Credentials{Username: "svc-a", Password: []byte("s3cret-two")}}, "", codes.Unauthenticated},
+		{"MQTT other password", &router.Call{Incoming: metadata.MD{}, Credentials: &router.Credentials{Password: []byte("a.jwt.maybe")}}, "", codes.OK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var seen *router.Identity
+			reached := false
+			err := k.Wrap(router.HandlerFunc(func(_ context.Context, c *router.Call) error {
+				reached, seen = true, c.Identity
+				return nil
+			})).Handle(context.Background(), tt.call)
+			if status.Code(err) != tt.code {
+				t.Fatalf("code %v (%v), want %v", status.Code(err), err, tt.code)
+			}
+			if reached != (tt.code == codes.OK) {
+				t.Errorf("next reached = %v", reached)
+			}
+			if got := ""; seen != nil {
+				got = seen.Subject
+				if got != tt.subject || seen.Method != "api_key" {
+					t.Errorf("identity %+v, want subject %q", seen, tt.subject)
+				}
+			} else if tt.subject != "" {
+				t.Errorf("no identity, want %q", tt.subject)
+			}
+			if tt.code == codes.Unauthenticated && tt.call.Credentials == nil && len(tt.call.ResponseHeader.Get("www-authenticate")) != 1 {
+				t.Errorf("no WWW-Authenticate challenge: %v", tt.call.ResponseHeader)
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for name, cfg := range map[string]apikey.Config{
+		"no keys":     {},
+		"bad hash":    {Keys: []apikey.KeyConfig{{SHA256: "abc", Identity: "x"}}},
+		"no identity": {Keys: []apikey.KeyConfig{{SHA256: hash("k")}}},
+		"duplicate":   {Keys: []apikey.KeyConfig{{SHA256: hash("k"), Identity: "a"}, {SHA256: hash("k"), Identity: "b"}}},
+	} {
+		if _, err := apikey.New(cfg); err == nil {
+			t.Errorf("%s: New accepted it", name)
+		}
+	}
+}

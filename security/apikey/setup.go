@@ -1,0 +1,58 @@
+package apikey
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+)
+
+// Config is the api_key policy's configuration.
+type Config struct {
+	// Header carries the key (default "X-Api-Key").
+	Header string `yaml:"header"`
+	// Keys are the accepted keys, stored only as hashes.
+	Keys []KeyConfig `yaml:"keys"`
+	// Realm is the realm of the WWW-Authenticate challenge (default
+	// "rosetta").
+	Realm string `yaml:"realm"`
+}
+
+// KeyConfig is one accepted key.
+type KeyConfig struct {
+	// SHA256 is the hex SHA-256 of the key (`printf %s "$KEY" | sha256sum`).
+	SHA256 string `yaml:"sha256"`
+	// Identity names the key's holder; it becomes the call's subject.
+	Identity string `yaml:"identity"`
+	// Scopes are the permissions the key grants.
+	Scopes []string `yaml:"scopes"`
+}
+
+// New returns the policy cfg describes.
+func New(cfg Config) (*Keys, error) {
+	k := &Keys{header: strings.ToLower(cfg.Header), realm: cfg.Realm, byHash: map[[32]byte]*KeyConfig{}}
+	if k.header == "" {
+		k.header = "x-api-key"
+	}
+	if k.realm == "" {
+		k.realm = "rosetta"
+	}
+	if len(cfg.Keys) == 0 {
+		return nil, fmt.Errorf("api_key needs keys")
+	}
+	for i := range cfg.Keys {
+		kc := &cfg.Keys[i]
+		raw, err := hex.DecodeString(kc.SHA256)
+		if err != nil || len(raw) != 32 {
+			return nil, fmt.Errorf("keys[%d]: sha256 must be 64 hex digits", i)
+		}
+		if kc.Identity == "" {
+			return nil, fmt.Errorf("keys[%d]: identity is required", i)
+		}
+		h := [32]byte(raw)
+		if _, dup := k.byHash[h]; dup {
+			return nil, fmt.Errorf("keys[%d]: the same key is listed twice", i)
+		}
+		k.byHash[h] = kc
+	}
+	return k, nil
+}

@@ -1,0 +1,57 @@
+package identity_test
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/security/identity"
+)
+
+func TestHeaders(t *testing.T) {
+	h, err := identity.New(identity.Config{
+		"X-User-Id": "subject", "x-auth-method": "method", "x-scopes": "scopes",
+		"x-email": "claim:email", "x-tenant": "claim:org.tenant", "x-admin": "claim:admin", "x-groups": "claim:groups", "x-missing": "claim:nope",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(c *router.Call) metadata.MD {
+		var md metadata.MD
+		h.Wrap(router.HandlerFunc(func(_ context.Context, c *router.Call) error { md = c.Metadata; return nil })).Handle(context.Background(), c)
+		return md
+	}
+	spoofed := func() metadata.MD {
+		return metadata.MD{"x-user-id": {"mallory"}, "x-scopes": {"admin"}, "x-missing": {"spoofed"}, "x-request-id": {"r1"}}
+	}
+
+	md := run(&router.Call{Metadata: spoofed()})
+	if want := (metadata.MD{"x-request-id": {"r1"}}); !reflect.DeepEqual(md, want) {
+		t.Errorf("anonymous call: metadata %v, want %v (client copies stripped)", md, want)
+	}
+
+	md = run(&router.Call{Metadata: spoofed(), Identity: &router.Identity{Subject: "alice", Method: "jwt", Scopes: []string{"a", "b"}, Claims: map[string]any{
+		"email": "alice@example.com", "org": map[string]any{"tenant": "acme"}, "admin": true, "groups": []any{"x", "y"},
+	}}})
+	want := metadata.MD{
+		"x-request-id": {"r1"}, "x-user-id": {"alice"}, "x-auth-method": {"jwt"}, "x-scopes": {"a b"},
+		"x-email": {"alice@example.com"}, "x-tenant": {"acme"}, "x-admin": {"true"}, "x-groups": {`["x","y"]`},
+	}
+	if !reflect.DeepEqual(md, want) {
+		t.Errorf("metadata\n got %v\nwant %v", md, want)
+	}
+
+	md = run(&router.Call{Identity: &router.Identity{Subject: "svc", Method: "api_key"}})
+	if want := (metadata.MD{"x-user-id": {"svc"}, "x-auth-method": {"api_key"}}); !reflect.DeepEqual(md, want) {
+		t.Errorf("api key identity: %v, want %v", md, want)
+	}
+
+	for _, bad := range []identity.Config{{"x-a": "password"}, {"grpc-status": "subject"}, {"x-a": "claim:"}} {
+		if _, err := identity.New(bad); err == nil {
+			t.Errorf("New(%v) accepted", bad)
+		}
+	}
+}

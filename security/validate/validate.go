@@ -1,0 +1,211 @@
+// Package validate enforces the buf.validate (protovalidate) rules that a
+// schema declares on its request messages, before any upstream call, for
+// every protocol; and, where switched on, checks upstream responses against
+// their own rules.
+package validate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+
+	"buf.build/go/protovalidate"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/translate"
+)
+
+// ruleExtension is the field number of buf.validate.message, .field and
+// .oneof in their options messages.
+const ruleExtension = 1159
+
+// Validator holds the compiled rules of one schema generation. Rules are
+// compiled once per message type and cached; it is safe for concurrent use.
+type Validator struct {
+	v        protovalidate.Validator
+	resolver translate.Resolver
+	log      *slog.Logger
+	// responseViolations counts upstream responses that broke their rules.
+	responseViolations atomic.Uint64
+}
+
+// New returns a Validator for messages of the schema that res resolves.
+func New(res translate.Resolver, log *slog.Logger) (*Validator, error) {
+	v, err := protovalidate.New(protovalidate.WithExtensionTypeResolver(res))
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Validator{v: v, resolver: res, log: log}, nil
+}
+
+// Requests returns the check of method md's request messages, for
+// router.Route.Validate, or nil when the request type (with everything it
+// contains) declares no rule, so that such schemas pay nothing.
+func (v *Validator) Requests(md protoreflect.MethodDescriptor) func(req []byte) error {
+	in := md.Input()
+	if !HasRules(in) {
+		return nil
+	}
+	return func(req []byte) error {
+		msg := dynamicpb.NewMessage(in)
+		if err := (proto.UnmarshalOptions{Resolver: v.resolver}).Unmarshal(req, msg); err != nil {
+			return status.Errorf(codes.InvalidArgument, "request %s: %v", in.FullName(), err)
+		}
+		return v.check(msg, "request")
+	}
+}
+
+// check validates msg and turns violations into INVALID_ARGUMENT with a
+// google.rpc.BadRequest detail listing every violated field and rule.
+func (v *Validator) check(msg proto.Message, what string) error {
+	err := v.v.Validate(msg)
+	if err == nil {
+		return nil
+	}
+	var ve *protovalidate.ValidationError
+	if !errors.As(err, &ve) {
+		return status.Errorf(codes.Internal, "validating %s: %v", what, err)
+	}
+	br := &errdetails.BadRequest{}
+	parts := make([]string, 0, len(ve.Violations))
+	for _, viol := range ve.Violations {
+		field := protovalidate.FieldPathString(viol.Proto.GetField())
+		desc := viol.Proto.GetMessage()
+		if id := viol.Proto.GetRuleId(); id != "" {
+			desc = id + ": " + desc
+		}
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
+			Field: field, Description: desc, Reason: viol.Proto.GetRuleId(),
+		})
+		parts = append(parts, strings.TrimPrefix(field+": "+desc, ": "))
+	}
+	st := status.New(codes.InvalidArgument, fmt.Sprintf("%s violates %d rule(s): %s", what, len(parts), strings.Join(parts, "; ")))
+	if withDetail, err := st.WithDetails(br); err == nil {
+		st = withDetail
+	}
+	return st.Err()
+}
+
+// ResponseMode says what happens to an upstream response that breaks its
+// own schema's rules.
+type ResponseMode string
+
+// The response modes.
+const (
+	// ResponsesOff does not check responses (the default).
+	ResponsesOff ResponseMode = ""
+	// ResponsesLog logs and counts a violating response and answers it anyway.
+	ResponsesLog ResponseMode = "log"
+	// ResponsesFail logs and counts it and answers INTERNAL instead.
+	ResponsesFail ResponseMode = "fail"
+)
+
+// Responses returns the policy that checks method md's unary responses, or
+// nil when mode is off or the response type declares no rule.
+func (v *Validator) Responses(md protoreflect.MethodDescriptor, mode ResponseMode) router.Middleware {
+	out := md.Output()
+	if mode == ResponsesOff || !HasRules(out) || md.IsStreamingServer() {
+		return nil
+	}
+	return func(next router.Handler) router.Handler {
+		return router.HandlerFunc(func(ctx context.Context, c *router.Call) error {
+			if err := next.Handle(ctx, c); err != nil || c.Reply == nil {
+				return err
+			}
+			msg := dynamicpb.NewMessage(out)
+			err := (proto.UnmarshalOptions{Resolver: v.resolver}).Unmarshal(c.Reply.Message, msg)
+			if err == nil {
+				err = v.check(msg, "response")
+			}
+			if err == nil {
+				return nil
+			}
+			v.responseViolations.Add(1)
+			v.log.Warn("upstream response breaks its schema's rules", "method", md.FullName(), "error", err)
+			if mode == ResponsesFail {
+				return status.Errorf(codes.Internal, "upstream response of %s breaks its schema's rules", md.FullName())
+			}
+			return nil
+		})
+	}
+}
+
+// ResponseViolations returns how many upstream responses broke their rules.
+func (v *Validator) ResponseViolations() uint64 { return v.responseViolations.Load() }
+
+// HasRules reports whether md, or any message it contains, declares a
+// buf.validate rule on the message, a field or a oneof.
+func HasRules(md protoreflect.MessageDescriptor) bool {
+	return hasRules(md, map[protoreflect.FullName]bool{})
+}
+
+func hasRules(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) bool {
+	if seen[md.FullName()] {
+		return false
+	}
+	seen[md.FullName()] = true
+	if optionsHaveRule(md.Options()) {
+		return true
+	}
+	for i := 0; i < md.Oneofs().Len(); i++ {
+		if optionsHaveRule(md.Oneofs().Get(i).Options()) {
+			return true
+		}
+	}
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if optionsHaveRule(fd.Options()) {
+			return true
+		}
+		if fd.IsMap() {
+			fd = fd.MapValue()
+		}
+		if fd.Message() != nil && hasRules(fd.Message(), seen) {
+			return true
+		}
+	}
+	return false
+}
+
+// optionsHaveRule reports whether an options message carries the
+// buf.validate extension, whether it was parsed as an extension, a dynamic
+// message or unknown fields.
+func optionsHaveRule(opts proto.Message) bool {
+	if opts == nil {
+		return false
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(opts)
+	if err != nil {
+		return false
+	}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		if num == ruleExtension {
+			return true
+		}
+		b = b[n:]
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return false
+		}
+		b = b[m:]
+	}
+	return false
+}

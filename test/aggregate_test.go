@@ -1,0 +1,361 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rosettagw/rosetta/examples/order"
+	orderv1 "github.com/rosettagw/rosetta/proto/example/order/v1"
+)
+
+// startShop serves the order example's services in the test process, with
+// delay applied, and returns them with the example's configuration
+// (examples/order/rosetta.yaml) pointing at them.
+func startShop(t testing.TB, delay map[string]time.Duration) (*order.Shop, string) {
+	t.Helper()
+	shop := order.New()
+	shop.Delay = delay
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	shop.RegisterGRPC(srv)
+	go srv.Serve(gl)
+	t.Cleanup(srv.Stop)
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pay := &http.Server{Handler: shop.PaymentHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go pay.Serve(hl)
+	t.Cleanup(func() { pay.Close() })
+	cfg := edit(t, string(order.Config),
+		"../../proto/order.binpb", filepath.Join(repoRoot, "proto", "order.binpb"),
+		"127.0.0.1:9091", gl.Addr().String(),
+		"http://127.0.0.1:9300", "http://"+hl.Addr().String())
+	return shop, cfg
+}
+
+// edit replaces each old string of s (given as old, new pairs) once; an old
+// string that is not there fails the test.
+func edit(t testing.TB, s string, pairs ...string) string {
+	t.Helper()
+	for i := 0; i < len(pairs); i += 2 {
+		if !strings.Contains(s, pairs[i]) {
+			t.Fatalf("configuration has no %q to replace", pairs[i])
+		}
+		s = strings.Replace(s, pairs[i], pairs[i+1], 1)
+	}
+	return s
+}
+
+// placeOrder posts an order to the composed route.
+func placeOrder(t testing.TB, r *rosetta, body string) *response {
+	t.Helper()
+	return do(t, r.base, request{method: http.MethodPost, path: "/api/order/create", body: body})
+}
+
+// field walks a decoded JSON document by object keys.
+func field(v any, keys ...string) any {
+	for _, k := range keys {
+		m, _ := v.(map[string]any)
+		v = m[k]
+	}
+	return v
+}
+
+// waitCanceled polls until the shop has recorded a cancelled call of method.
+func waitCanceled(t *testing.T, shop *order.Shop, method string) {
+	t.Helper()
+	deadline := time.Now().Add(requestTimeout)
+	for {
+		for _, c := range shop.CallsOf(method) {
+			if c.Canceled {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never saw its call cancelled; calls: %+v", method, shop.CallsOf(method))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// maxOverlap is the largest number of calls whose [Start, End] intervals
+// overlap at one instant.
+func maxOverlap(calls []order.Call) int {
+	best := 0
+	for _, c := range calls {
+		n := 0
+		for _, d := range calls {
+			if !d.Start.After(c.Start) && d.End.After(c.Start) {
+				n++
+			}
+		}
+		best = max(best, n)
+	}
+	return best
+}
+
+func TestAggregateOrder(t *testing.T) {
+	t.Parallel()
+	// Each call holds 250ms, so calls that run in parallel overlap clearly
+	// even on a busy machine.
+	shop, cfg := startShop(t, map[string]time.Duration{"GetProduct": 250 * time.Millisecond, "ListRelated": 250 * time.Millisecond})
+	r := startRosetta(t, cfg)
+	resp := placeOrder(t, r, `{"orderId":"o-1","productId":"kb-1","quantity":2,"card":"4242"}`)
+	if resp.status != http.StatusOK {
+		t.Fatalf("status %d, want 200\n%s", resp.status, resp.body)
+	}
+	got := decodeJSON(t, "answer", resp.body)
+	for _, c := range []struct {
+		keys []string
+		want any
+	}{
+		{[]string{"product", "name"}, "Mechanical keyboard"},
+		{[]string{"reservation", "productId"}, "kb-1"},
+		{[]string{"charge", "amountCents"}, "17800"}, // 8900 × 2, as proto3 JSON writes an int64
+		{[]string{"partial"}, nil},
+	} {
+		if v := field(got, c.keys...); v != c.want {
+			t.Errorf("%s = %v, want %v\n%s", strings.Join(c.keys, "."), v, c.want, resp.body)
+		}
+	}
+	if h := resp.header.Get("Rosetta-Partial"); h != "" {
+		t.Errorf("complete answer has Rosetta-Partial: %s", h)
+	}
+
+	t.Run("fan-out keeps order", func(t *testing.T) {
+		list, _ := field(got, "suggestions").([]any)
+		var ids []string
+		for _, p := range list {
+			ids = append(ids, fmt.Sprint(field(p, "id")))
+		}
+		if strings.Join(ids, ",") != "ms-1,pad-1,cab-1" {
+			t.Errorf("suggestions %v, want ms-1, pad-1, cab-1 (ListRelated's order)", ids)
+		}
+	})
+	t.Run("fan-out respects its bound", func(t *testing.T) {
+		var fanned []order.Call
+		for _, c := range shop.CallsOf("GetProduct") {
+			if c.Request.(*orderv1.GetProductRequest).GetId() != "kb-1" {
+				fanned = append(fanned, c)
+			}
+		}
+		if len(fanned) != 3 {
+			t.Fatalf("%d fanned-out GetProduct calls, want 3", len(fanned))
+		}
+		if n := maxOverlap(fanned); n > 2 {
+			t.Errorf("%d fanned-out calls overlapped, more than the bound 2", n)
+		}
+	})
+	t.Run("independent steps overlap", func(t *testing.T) {
+		var product order.Call
+		for _, c := range shop.CallsOf("GetProduct") {
+			if c.Request.(*orderv1.GetProductRequest).GetId() == "kb-1" {
+				product = c
+			}
+		}
+		related := shop.CallsOf("ListRelated")
+		if len(related) != 1 || product.Start.IsZero() {
+			t.Fatalf("calls: GetProduct(kb-1) %+v, ListRelated %+v", product, related)
+		}
+		if !product.Start.Before(related[0].End) || !related[0].Start.Before(product.End) {
+			t.Errorf("product [%v, %v] and related [%v, %v] did not overlap", product.Start, product.End, related[0].Start, related[0].End)
+		}
+	})
+	t.Run("dependent steps see their inputs", func(t *testing.T) {
+		res := shop.CallsOf("Reserve")
+		ch := shop.CallsOf("Charge")
+		if len(res) != 1 || len(ch) != 1 {
+			t.Fatalf("%d Reserve and %d Charge calls, want 1 each", len(res), len(ch))
+		}
+		want := &orderv1.ReserveRequest{OrderId: "o-1", ProductId: "kb-1", Quantity: 2}
+		if !proto.Equal(res[0].Request, want) {
+			t.Errorf("Reserve got %v, want %v", res[0].Request, want)
+		}
+		wantCharge := &orderv1.ChargeRequest{OrderId: "o-1", UnitPriceCents: 8900, Quantity: 2, Card: "4242"}
+		if !proto.Equal(ch[0].Request, wantCharge) {
+			t.Errorf("Charge got %v, want %v", ch[0].Request, wantCharge)
+		}
+		if ch[0].Start.Before(res[0].End) {
+			t.Error("Charge started before Reserve ended, despite after: [reserve]")
+		}
+	})
+}
+
+func TestAggregateFailures(t *testing.T) {
+	t.Parallel()
+
+	t.Run("declined payment is compensated once", func(t *testing.T) {
+		t.Parallel()
+		shop, cfg := startShop(t, nil)
+		r := startRosetta(t, cfg)
+		resp := placeOrder(t, r, `{"orderId":"o-2","productId":"kb-1","quantity":1,"card":"declined"}`)
+		st := decodeJSON(t, "error", resp.body)
+		if resp.status != http.StatusBadRequest || field(st, "code") != json.Number("9") || !strings.Contains(fmt.Sprint(field(st, "message")), "step charge: card declined") {
+			t.Errorf("status %d %s, want 400 with code 9 naming step charge", resp.status, resp.body)
+		}
+		if n := len(shop.CallsOf("Release")); n != 1 {
+			t.Errorf("Release called %d times, want exactly 1", n)
+		}
+		if n := shop.Reservations(); n != 0 {
+			t.Errorf("%d reservations still held after the compensation", n)
+		}
+	})
+
+	t.Run("failed required step cancels the rest", func(t *testing.T) {
+		t.Parallel()
+		shop, cfg := startShop(t, map[string]time.Duration{"ListRelated": time.Minute})
+		r := startRosetta(t, cfg)
+		resp := placeOrder(t, r, `{"orderId":"o-3","productId":"nope","quantity":1}`)
+		st := decodeJSON(t, "error", resp.body)
+		if resp.status != http.StatusNotFound || field(st, "code") != json.Number("5") || !strings.Contains(fmt.Sprint(field(st, "message")), "step product") {
+			t.Errorf("status %d %s, want 404 with code 5 naming step product", resp.status, resp.body)
+		}
+		waitCanceled(t, shop, "ListRelated")
+		if n := len(shop.CallsOf("Reserve")); n != 0 {
+			t.Errorf("Reserve called %d times after the product step failed", n)
+		}
+	})
+
+	for _, tc := range []struct {
+		name  string
+		edits []string
+	}{
+		{"slow optional step times out", nil},
+		{"route timeout cuts a slow optional step", []string{"    timeout: 3s\n", "    timeout: 1s\n", "          timeout: 500ms\n", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			shop, cfg := startShop(t, map[string]time.Duration{"ListRelated": time.Minute})
+			r := startRosetta(t, edit(t, cfg, tc.edits...))
+			resp := placeOrder(t, r, `{"orderId":"o-4","productId":"ms-1","quantity":1,"card":"4242"}`)
+			if resp.status != http.StatusOK {
+				t.Fatalf("status %d, want 200 (a partial answer)\n%s", resp.status, resp.body)
+			}
+			got := decodeJSON(t, "answer", resp.body)
+			if h := resp.header.Get("Rosetta-Partial"); h != "related,suggestions" {
+				t.Errorf("Rosetta-Partial %q, want related,suggestions", h)
+			}
+			if field(got, "partial") != true || pretty(field(got, "failedSteps")) != pretty([]any{"related", "suggestions"}) {
+				t.Errorf("answer not marked partial with failedSteps [related suggestions]:\n%s", resp.body)
+			}
+			if field(got, "suggestions") != nil || field(got, "charge", "chargeId") == nil {
+				t.Errorf("want the required steps' keys and no suggestions:\n%s", resp.body)
+			}
+			waitCanceled(t, shop, "ListRelated")
+		})
+	}
+}
+
+// TestAggregatePolicies puts a composed route behind an API key policy and
+// feeds the caller's identity to a step.
+func TestAggregatePolicies(t *testing.T) {
+	t.Parallel()
+	shop, cfg := startShop(t, nil)
+	r := startRosetta(t, edit(t, cfg,
+		"    timeout: 3s\n", "    timeout: 3s\n    policies: [keys]\n",
+		"request: {order_id: input.order_id,", "request: {order_id: identity.subject,",
+	)+`policies:
+  keys: {api_key: {keys: [{sha256: 6ab9f1eb8f7d3388f4f9d586f66e99fd54080df2c446f0e58668b09c08a16dd0, identity: o-alice}]}}
+`)
+	body := `{"orderId":"o-1","productId":"kb-1","quantity":1,"card":"4242"}`
+	if resp := placeOrder(t, r, body); resp.status != http.StatusUnauthorized {
+		t.Errorf("status %d without a key, want 401\n%s", resp.status, resp.body)
+	}
+	if n := len(shop.Calls()); n != 0 {
+		t.Errorf("a call the policy refused reached the upstreams %d times", n)
+	}
+	resp := do(t, r.base, request{method: http.MethodPost, path: "/api/order/create", body: body, header: map[string]string{"X-Api-Key": "k1"}})
+	if resp.status != http.StatusOK {
+		t.Fatalf("status %d with the key, want 200\n%s", resp.status, resp.body)
+	}
+	if res := shop.CallsOf("Reserve"); len(res) != 1 || res[0].Request.(*orderv1.ReserveRequest).GetOrderId() != "o-alice" {
+		t.Errorf("Reserve calls %+v, want one with the caller's identity o-alice as order id", res)
+	}
+}
+
+func TestAggregateCheck(t *testing.T) {
+	t.Parallel()
+	_, cfg := startShop(t, nil)
+	for _, tc := range []struct {
+		name       string
+		edits      []string
+		wantStderr string
+	}{
+		{"cycle", []string{"request: {id: input.product_id}\n", "request: {id: input.product_id}\n          after: [charge]\n"},
+			"steps form a cycle: product → charge → product"},
+		{"unknown field", []string{"request: {id: input.product_id}", "request: {id: input.sku}"},
+			`step "product": request field "id": source "input.sku": message example.order.v1.CreateOrderRequest has no field "sku"`},
+		{"unknown step", []string{"after: [reserve]", "after: [reserv]"}, `after: unknown step "reserv"`},
+		{"type mismatch", []string{"quantity: input.quantity}", "quantity: product.price_cents}"},
+			`request field "quantity" is int32 but source "product.price_cents" is int64`},
+		{"key collision", []string{"          product: product\n", "          name: reserve.product_id\n",
+			"          suggestions: suggestions\n", "          suggestions: suggestions\n        merge: [product]\n"},
+			`answer key "name" is produced by respond "name" and by merge "product"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := writeConfig(t, "listen: {http: 127.0.0.1:0}\n"+edit(t, cfg, tc.edits...))
+			code, stdout, stderr := runRosetta(t, "check", "-config", path)
+			if code != 1 || !strings.Contains(stderr, tc.wantStderr) || !strings.Contains(stderr, "routes[0]") {
+				t.Errorf("exit %d, want 1 with routes[0] and %q\nstdout:\n%s\nstderr:\n%s", code, tc.wantStderr, stdout, stderr)
+			}
+		})
+	}
+	t.Run("good", func(t *testing.T) {
+		t.Parallel()
+		code, stdout, stderr := runRosetta(t, "check", "-config", writeConfig(t, "listen: {http: 127.0.0.1:0}\n"+cfg))
+		if code != 0 {
+			t.Errorf("exit %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+		}
+	})
+}
+
+// TestAggregateDemo runs `rosetta demo` and places the orders it suggests.
+// It does not run in parallel with other tests: the demo's embedded MQTT
+// broker takes 127.0.0.1:1883 when that port is free, and a test's peer
+// starting there at the same moment would fail one of them.
+func TestAggregateDemo(t *testing.T) {
+	addr := freePort(t)
+	cmd := exec.Command(rosettaBin, "demo", "-listen", addr)
+	p := &process{name: "rosetta demo", cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		if code := p.stop(t); code != 0 {
+			t.Errorf("rosetta demo exited with %d after SIGTERM, want 0\nstderr:\n%s", code, p.stderr)
+		}
+	})
+	r := &rosetta{process: p, base: "http://" + addr}
+	waitReady(t, r)
+	if !strings.Contains(p.stdout.String(), "/api/order/create") {
+		t.Errorf("the demo does not suggest the order route:\n%s", p.stdout)
+	}
+	resp := placeOrder(t, r, `{"orderId":"o-1","productId":"kb-1","quantity":2,"card":"4242"}`)
+	if got := decodeJSON(t, "answer", resp.body); resp.status != http.StatusOK || field(got, "charge", "amountCents") != "17800" {
+		t.Errorf("status %d, want 200 with a charge of 17800\n%s", resp.status, resp.body)
+	}
+	resp = placeOrder(t, r, `{"orderId":"o-2","productId":"kb-1","quantity":1,"card":"declined"}`)
+	if st := decodeJSON(t, "error", resp.body); resp.status != http.StatusBadRequest || field(st, "code") != json.Number("9") {
+		t.Errorf("status %d, want 400 with code 9 for a declined card\n%s", resp.status, resp.body)
+	}
+}

@@ -1,0 +1,182 @@
+// Package grpcserver is the native gRPC ingress: a grpc.Server that takes
+// every method as raw bytes (grpc.UnknownServiceHandler with a pass-through
+// codec), runs the route's policy chain and proxies the call, streams
+// included, to the route's upstream. It is an http.Handler, served on the
+// gateway's shared listener (h2c or TLS) beside REST and WebSocket.
+package grpcserver
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/translate"
+	"github.com/rosettagw/rosetta/transports/ingress"
+	"github.com/rosettagw/rosetta/transports/rawcodec"
+)
+
+// Options configure the gRPC ingress.
+type Options struct {
+	// MaxMessageBytes bounds each request message (default 4 MiB); a
+	// larger one fails with RESOURCE_EXHAUSTED.
+	MaxMessageBytes int
+	// ForwardHeaders are the metadata keys forwarded upstream (nil: the
+	// ingress defaults), besides grpc-metadata-* with the prefix stripped.
+	ForwardHeaders []string
+	// Logger receives one access-log line per call (nil: none).
+	Logger *slog.Logger
+}
+
+// Server is the gRPC ingress.
+type Server struct {
+	srv     *grpc.Server
+	methods map[string]*router.Route
+	forward *ingress.Forwarder
+	log     *slog.Logger
+}
+
+// New returns a Server serving methods, the routes by
+// "/package.Service/Method".
+func New(methods map[string]*router.Route, opts Options) *Server {
+	maxMsg := opts.MaxMessageBytes
+	if maxMsg <= 0 {
+		maxMsg = 4 << 20
+	}
+	s := &Server{methods: methods, forward: ingress.NewForwarder(opts.ForwardHeaders), log: opts.Logger}
+	s.srv = grpc.NewServer(
+		grpc.UnknownServiceHandler(s.handle),
+		grpc.ForceServerCodecV2(rawcodec.Codec{}),
+		grpc.MaxRecvMsgSize(maxMsg),
+	)
+	return s
+}
+
+// ServeHTTP serves one gRPC call (HTTP/2, Content-Type application/grpc).
+// It uses grpc-go's http.Handler transport, which shares the gateway's
+// listener at the cost of some of the native transport's speed.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// A stream outlives the server's read timeout.
+	http.NewResponseController(w).SetReadDeadline(time.Time{})
+	s.srv.ServeHTTP(w, r)
+}
+
+// Stop ends every call at once.
+func (s *Server) Stop() { s.srv.Stop() }
+
+// handle proxies one call.
+func (s *Server) handle(_ any, ss grpc.ServerStream) error {
+	start := time.Now()
+	ctx := ss.Context()
+	fullMethod, _ := grpc.MethodFromServerStream(ss)
+	err := s.proxy(ctx, fullMethod, ss)
+	if s.log != nil {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "access", slog.String("proto", "grpc"), slog.String("method", fullMethod),
+			slog.String("code", status.Code(err).String()), slog.Duration("duration", time.Since(start)))
+	}
+	return err
+}
+
+func (s *Server) proxy(ctx context.Context, fullMethod string, ss grpc.ServerStream) error {
+	route := s.methods[fullMethod]
+	if route == nil || route.Method == nil {
+		return status.Errorf(codes.Unimplemented, "unknown method %s", fullMethod)
+	}
+	in, _ := metadata.FromIncomingContext(ctx)
+	var addr string
+	var certs []*x509.Certificate
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		addr = p.Addr.String()
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			certs = ti.State.PeerCertificates // verified by the listener
+		}
+	}
+	call := &router.Call{
+		Route:            route,
+		Protocol:         router.GRPC,
+		Incoming:         in,
+		Metadata:         s.metadata(in, addr),
+		Target:           route.Target,
+		PeerCertificates: certs,
+	}
+	call.Peer, _ = netip.ParseAddrPort(addr)
+	st := &stream{ss: ss}
+	if route.IsStreaming() {
+		call.Stream = st
+	} else {
+		call.Decode = st.single
+	}
+	err := route.Handler.Handle(ctx, call)
+	if len(call.ResponseHeader) > 0 {
+		ss.SetHeader(call.ResponseHeader)
+	}
+	if call.Reply != nil {
+		if !st.headerSent {
+			ss.SetHeader(call.Reply.Header)
+		}
+		ss.SetTrailer(call.Reply.Trailer)
+	}
+	if err != nil {
+		return status.FromProto(translate.CallStatus(err)).Err()
+	}
+	if call.Stream == nil {
+		return ss.SendMsg(&call.Reply.Message)
+	}
+	return nil
+}
+
+// metadata picks the forwarded keys of the client's metadata, from peer
+// addr.
+func (s *Server) metadata(in metadata.MD, addr string) metadata.MD {
+	h := make(http.Header, len(in))
+	for k, vs := range in {
+		h[http.CanonicalHeaderKey(k)] = vs
+	}
+	return s.forward.Metadata(&http.Request{Header: h, RemoteAddr: addr, Host: h.Get(":authority")})
+}
+
+// stream is the router.Stream of one gRPC call.
+type stream struct {
+	ss         grpc.ServerStream
+	headerSent bool
+}
+
+func (s *stream) Recv() ([]byte, error) {
+	var msg []byte
+	err := s.ss.RecvMsg(&msg)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return msg, err
+}
+
+// single reads the one request message of a unary call.
+func (s *stream) single() ([]byte, error) {
+	msg, err := s.Recv()
+	if errors.Is(err, io.EOF) {
+		return nil, status.Error(codes.InvalidArgument, "the client sent no request message")
+	}
+	return msg, err
+}
+
+func (s *stream) SetHeader(md metadata.MD) error {
+	s.headerSent = true
+	if err := s.ss.SetHeader(md); err != nil {
+		return err
+	}
+	return s.ss.SendHeader(nil)
+}
+
+func (s *stream) Send(msg []byte) error { return s.ss.SendMsg(&msg) }

@@ -1,0 +1,398 @@
+// Package grpcweb is the browser RPC ingress: gRPC-Web (application/grpc-web,
+// application/grpc-web+proto and the base64 application/grpc-web-text) and
+// the Connect protocol (unary with JSON or binary bodies, server streaming
+// with application/connect+json or +proto), both at POST
+// /package.Service/Method, for unary and server-streaming methods, with the
+// route's policy chain. It answers CORS preflights for allowed origins.
+//
+// Connect shares its path with the REST ingress's automatic mapping; a
+// request is Connect when its Content-Type is application/connect+* or it
+// carries a Connect-Protocol-Version header.
+package grpcweb
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/translate"
+	"github.com/rosettagw/rosetta/transports/ingress"
+)
+
+// Options configure the gRPC-Web and Connect ingress.
+type Options struct {
+	// AllowedOrigins are the origins ("https://app.example.com", path.Match
+	// patterns allowed) whose pages may call cross-origin; default none.
+	AllowedOrigins []string
+	// MaxMessageBytes bounds the request message (default 4 MiB).
+	MaxMessageBytes int
+	// ForwardHeaders are forwarded upstream (nil: the ingress defaults).
+	ForwardHeaders []string
+	// Resolver resolves Any types in error details.
+	Resolver translate.Resolver
+	// Logger receives one access-log line per call (nil: none).
+	Logger *slog.Logger
+}
+
+// Handler is the gRPC-Web and Connect http.Handler.
+type Handler struct {
+	methods map[string]*router.Route
+	opts    Options
+	forward *ingress.Forwarder
+}
+
+// New returns a Handler serving methods, the routes by
+// "/package.Service/Method".
+func New(methods map[string]*router.Route, opts Options) *Handler {
+	if opts.MaxMessageBytes <= 0 {
+		opts.MaxMessageBytes = 4 << 20
+	}
+	return &Handler{methods: methods, opts: opts, forward: ingress.NewForwarder(opts.ForwardHeaders)}
+}
+
+// protocol is how one request is framed.
+type protocol struct {
+	grpcWeb   bool   // gRPC-Web; otherwise Connect
+	text      bool   // gRPC-Web's base64 body
+	json      bool   // Connect with JSON messages
+	streaming bool   // Connect's enveloped streaming framing
+	ct        string // the response Content-Type
+}
+
+// sniff says whether r is for this handler and how it is framed.
+func (h *Handler) sniff(r *http.Request) (protocol, bool) {
+	ct := r.Header.Get("Content-Type")
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = strings.TrimSpace(ct[:i])
+	}
+	switch ct {
+	case "application/grpc-web", "application/grpc-web+proto":
+		return protocol{grpcWeb: true, ct: ct}, true
+	case "application/grpc-web-text", "application/grpc-web-text+proto":
+		return protocol{grpcWeb: true, text: true, ct: ct}, true
+	case "application/connect+proto", "application/connect+json":
+		return protocol{streaming: true, json: ct == "application/connect+json", ct: ct}, true
+	case "application/proto", "application/json":
+		if r.Header.Get("Connect-Protocol-Version") != "" {
+			return protocol{json: ct == "application/json", ct: ct}, true
+		}
+	}
+	return protocol{}, false
+}
+
+// Handles reports whether r is a gRPC-Web or Connect call of a known
+// method, or a CORS preflight for one.
+func (h *Handler) Handles(r *http.Request) bool {
+	if _, ok := h.methods[r.URL.Path]; !ok {
+		return false
+	}
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		return true
+	}
+	_, ok := h.sniff(r)
+	return ok && r.Method == http.MethodPost
+}
+
+// The headers browsers may send and read cross-origin.
+const (
+	allowHeaders  = "Content-Type, Authorization, X-Grpc-Web, X-User-Agent, Grpc-Timeout, Connect-Protocol-Version, Connect-Timeout-Ms, X-Request-Id"
+	exposeHeaders = "Grpc-Status, Grpc-Message, Grpc-Status-Details-Bin, Content-Type"
+)
+
+// ServeHTTP serves one call or preflight.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	origin := r.Header.Get("Origin")
+	if origin != "" {
+		if !ingress.OriginAllowed(origin, r.Host, h.opts.AllowedOrigins) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			w.Write(translate.StatusJSON(&spb.Status{Code: int32(codes.PermissionDenied), Message: "origin " + origin + " may not call this gateway"}, h.opts.Resolver))
+			return
+		}
+		w.Header().Set("Access-Control-Allow-Origin", origin)
+		w.Header().Set("Access-Control-Allow-Credentials", "true")
+		w.Header().Add("Vary", "Origin")
+		w.Header().Set("Access-Control-Expose-Headers", exposeHeaders)
+	}
+	if r.Method == http.MethodOptions {
+		w.Header().Set("Access-Control-Allow-Methods", "POST")
+		w.Header().Set("Access-Control-Allow-Headers", allowHeaders)
+		w.Header().Set("Access-Control-Max-Age", "7200")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	p, _ := h.sniff(r)
+	st := h.serve(w, r, p)
+	if h.opts.Logger != nil {
+		proto := "connect"
+		if p.grpcWeb {
+			proto = "grpc-web"
+		}
+		h.opts.Logger.LogAttrs(r.Context(), slog.LevelInfo, "access", slog.String("proto", proto), slog.String("method", r.URL.Path),
+			slog.String("code", codes.Code(st.GetCode()).String()), slog.Duration("duration", time.Since(start)), slog.String("peer", r.RemoteAddr))
+	}
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p protocol) *spb.Status {
+	route := h.methods[r.URL.Path]
+	out := &writer{h: h, w: w, p: p, route: route}
+	if route.Method.IsStreamingClient() || (route.Method.IsStreamingServer() && !p.grpcWeb && !p.streaming) {
+		return out.end(status.Error(codes.Unimplemented, "this method's streaming kind cannot be called over this protocol"), nil)
+	}
+	msg, err := h.readRequest(r, p, route)
+	if err != nil {
+		return out.end(err, nil)
+	}
+	ctx, cancel, err := deadline(r)
+	if err != nil {
+		return out.end(err, nil)
+	}
+	defer cancel()
+	call := &router.Call{
+		Route:    route,
+		Protocol: router.GRPCWeb,
+		Peer:     ingress.Peer(r),
+		Incoming: ingress.Incoming(r.Header),
+		Metadata: h.forward.Metadata(r),
+		Target:   route.Target,
+	}
+	if r.TLS != nil {
+		call.PeerCertificates = r.TLS.PeerCertificates
+	}
+	decode := func() ([]byte, error) { return msg, nil }
+	if p.json {
+		decode = func() ([]byte, error) {
+			return route.Binding.DecodeRequest(&translate.Request{Body: msg, ContentType: "application/json"})
+		}
+	}
+	out.call = call
+	if route.Method.IsStreamingServer() {
+		http.NewResponseController(w).SetReadDeadline(time.Time{}) // a stream outlives the server's read timeout
+		call.Stream = &stream{out: out, decode: decode}
+	} else {
+		call.Decode = decode
+	}
+	err = route.Handler.Handle(ctx, call)
+	var trailer metadata.MD
+	if call.Reply != nil {
+		if !out.started {
+			out.header = call.Reply.Header
+		}
+		trailer = call.Reply.Trailer
+	}
+	if err == nil && call.Stream == nil {
+		if !p.grpcWeb {
+			out.trailerHeaders(trailer) // Connect unary: trailers go before the body
+		}
+		err = out.send(call.Reply.Message)
+	}
+	return out.end(err, trailer)
+}
+
+// readRequest reads the one request message within the size limit.
+func (h *Handler) readRequest(r *http.Request, p protocol, route *router.Route) ([]byte, error) {
+	limit := h.opts.MaxMessageBytes
+	var body io.Reader = http.MaxBytesReader(nil, r.Body, int64(limit)*2+64) // room for base64 and the prefix
+	if p.text {
+		body = base64.NewDecoder(base64.StdEncoding, body)
+	}
+	if !p.grpcWeb && !p.streaming {
+		data, err := io.ReadAll(io.LimitReader(body, int64(limit)+1))
+		if err != nil {
+			return nil, readError(err)
+		}
+		if len(data) > limit {
+			return nil, &translate.SizeError{Size: int64(len(data)), Limit: int64(limit)}
+		}
+		return data, nil
+	}
+	var hdr [translate.EnvelopeHeaderLen]byte
+	if _, err := io.ReadFull(body, hdr[:]); err != nil {
+		return nil, readError(err)
+	}
+	flags, n, err := translate.ParseEnvelopeHeader(hdr, limit)
+	if err != nil {
+		return nil, err
+	}
+	if flags != 0 {
+		return nil, &translate.BadRequestError{Description: "the first frame is not a message"}
+	}
+	msg := make([]byte, n)
+	if _, err := io.ReadFull(body, msg); err != nil {
+		return nil, readError(err)
+	}
+	return msg, nil
+}
+
+func readError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return status.Error(codes.ResourceExhausted, "the request body is too large")
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &translate.BadRequestError{Description: "the request body ends before its message"}
+	}
+	return &translate.BadRequestError{Description: "reading the request body: " + err.Error()}
+}
+
+// deadline applies Grpc-Timeout (gRPC-Web) or Connect-Timeout-Ms.
+func deadline(r *http.Request) (context.Context, context.CancelFunc, error) {
+	ctx := r.Context()
+	if v := r.Header.Get("Connect-Timeout-Ms"); v != "" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms < 0 || len(v) > 10 {
+			return nil, nil, &translate.BadRequestError{Field: "Connect-Timeout-Ms", Description: "invalid Connect-Timeout-Ms header " + strconv.Quote(v)}
+		}
+		ctx, cancel := context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
+		return ctx, cancel, nil
+	}
+	if v := r.Header.Get("Grpc-Timeout"); v != "" {
+		d, ok := translate.ParseGRPCTimeout(v)
+		if !ok {
+			return nil, nil, &translate.BadRequestError{Field: "Grpc-Timeout", Description: "invalid Grpc-Timeout header " + strconv.Quote(v)}
+		}
+		ctx, cancel := context.WithTimeout(ctx, d)
+		return ctx, cancel, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	return ctx, cancel, nil
+}
+
+// writer writes one response in the request's framing.
+type writer struct {
+	h       *Handler
+	w       http.ResponseWriter
+	p       protocol
+	route   *router.Route
+	call    *router.Call
+	header  metadata.MD
+	started bool
+}
+
+// start writes the HTTP header of a successful (so far) response.
+func (o *writer) start() {
+	o.started = true
+	hdr := o.w.Header()
+	if o.call != nil {
+		for k, vs := range o.call.ResponseHeader {
+			hdr[http.CanonicalHeaderKey(k)] = vs
+		}
+	}
+	for k, vs := range o.header {
+		if strings.HasPrefix(k, "grpc-") || strings.HasPrefix(k, ":") || k == "content-type" {
+			continue
+		}
+		hdr[http.CanonicalHeaderKey(k)] = vs
+	}
+	hdr.Set("Content-Type", o.p.ct)
+	o.w.WriteHeader(http.StatusOK)
+}
+
+// send writes one response message.
+func (o *writer) send(msg []byte) error {
+	if o.p.json {
+		resp, err := o.route.Binding.EncodeResponse(msg)
+		if err != nil {
+			return status.Errorf(codes.Internal, "undecodable upstream response: %v", err)
+		}
+		msg = resp.Body
+	}
+	if !o.started {
+		o.start()
+	}
+	if !o.p.grpcWeb && !o.p.streaming {
+		_, err := o.w.Write(msg)
+		return err
+	}
+	return o.frame(0, msg)
+}
+
+// frame writes one envelope and flushes it.
+func (o *writer) frame(flags byte, payload []byte) error {
+	b := translate.AppendEnvelope(nil, flags, payload)
+	if o.p.text {
+		b = []byte(base64.StdEncoding.EncodeToString(b))
+	}
+	if _, err := o.w.Write(b); err != nil {
+		return err
+	}
+	return http.NewResponseController(o.w).Flush()
+}
+
+// end finishes the response with the call's outcome and returns its status.
+func (o *writer) end(err error, trailer metadata.MD) *spb.Status {
+	st := &spb.Status{}
+	if err != nil {
+		st = translate.CallStatus(err)
+		var size *translate.SizeError
+		if errors.As(err, &size) {
+			st = &spb.Status{Code: int32(codes.ResourceExhausted), Message: size.Error()}
+		}
+	}
+	switch {
+	case o.p.grpcWeb:
+		if !o.started {
+			o.start()
+		}
+		o.frame(translate.FlagTrailer, translate.GRPCWebTrailer(st, trailer))
+	case o.p.streaming:
+		if !o.started {
+			o.start()
+		}
+		o.frame(translate.FlagEndStream, translate.ConnectEndStream(st, trailer))
+	case err != nil: // Connect unary
+		if o.started {
+			return st // the message is out; the error came after it
+		}
+		o.trailerHeaders(trailer)
+		o.w.Header().Set("Content-Type", "application/json")
+		o.w.WriteHeader(translate.ConnectHTTPStatus(codes.Code(st.GetCode())))
+		o.w.Write(translate.ConnectErrorJSON(st))
+	}
+	return st
+}
+
+// trailerHeaders sends trailer metadata as Connect unary's Trailer-*
+// headers.
+func (o *writer) trailerHeaders(trailer metadata.MD) {
+	for k, vs := range trailer {
+		if !strings.HasPrefix(k, "grpc-") && !strings.HasPrefix(k, ":") {
+			o.w.Header()["Trailer-"+http.CanonicalHeaderKey(k)] = vs
+		}
+	}
+}
+
+// stream is the router.Stream of a server-streaming call.
+type stream struct {
+	out    *writer
+	decode func() ([]byte, error)
+	done   bool
+}
+
+func (s *stream) Recv() ([]byte, error) {
+	if s.done {
+		return nil, io.EOF
+	}
+	s.done = true
+	return s.decode()
+}
+
+func (s *stream) SetHeader(md metadata.MD) error {
+	s.out.header = md
+	return nil
+}
+
+func (s *stream) Send(msg []byte) error { return s.out.send(msg) }

@@ -1,0 +1,297 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// EmbeddedConfig configures the embedded broker.
+type EmbeddedConfig struct {
+	// Addr is the TCP address devices connect to ("127.0.0.1:1883").
+	Addr string
+	// TLS, when set, makes the TCP listener speak TLS (with client
+	// certificates when it asks for them).
+	TLS *tls.Config
+	// WebSocketAddr, when set, also serves MQTT over WebSocket there.
+	WebSocketAddr string
+	// MaxPacketBytes bounds a packet; a device sending a larger one is
+	// disconnected (reason 0x95). Default 256 KiB.
+	MaxPacketBytes uint32
+	// MaxClients bounds the connected devices (default 10000).
+	MaxClients int64
+	// ReceiveMaximum bounds the unacknowledged QoS 1 messages per device
+	// (default 64).
+	ReceiveMaximum uint16
+	// Authenticate decides whether a device may connect; nil admits every
+	// device.
+	Authenticate func(*Sender) bool
+	// Subscribe lists the filters a device may subscribe to, "{owner}"
+	// standing for its identity (certificate common name, else username,
+	// else client ID), as "devices/{owner}/#"; a requested filter must lie
+	// within one of them. Empty lets devices subscribe to anything.
+	Subscribe []string
+	// Passthrough reports whether devices may publish to a topic that no
+	// rule takes (replies to commands, state topics); such messages reach
+	// the broker's subscribers without an upstream call.
+	Passthrough func(topic string) bool
+	// Logger receives the broker's own warnings.
+	Logger *slog.Logger
+}
+
+// Embedded is the broker inside the gateway.
+type Embedded struct {
+	srv    *mochi.Server
+	self   *mochi.Client
+	ctx    context.Context
+	cancel context.CancelFunc
+	subID  atomic.Int64
+	hook   *hook
+}
+
+// NewEmbedded creates the embedded broker with its listeners; Serve starts
+// it. Every message a device publishes to a topic that is not passed
+// through goes to up, synchronously: a QoS 1 message is acknowledged only
+// when up returns, with the MQTT 5 reason code of its error.
+func NewEmbedded(cfg EmbeddedConfig, up Uplink) (*Embedded, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	caps := mochi.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = cfg.MaxPacketBytes
+	if caps.MaximumPacketSize == 0 {
+		caps.MaximumPacketSize = 256 << 10
+	}
+	caps.MaximumClients = cfg.MaxClients
+	if caps.MaximumClients <= 0 {
+		caps.MaximumClients = 10000
+	}
+	caps.ReceiveMaximum = cfg.ReceiveMaximum
+	if caps.ReceiveMaximum == 0 {
+		caps.ReceiveMaximum = 64
+	}
+	caps.MaximumQos = 1
+	srv := mochi.New(&mochi.Options{Capabilities: caps, InlineClient: true, Logger: slog.New(brokerLog{log.Handler()})})
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Embedded{srv: srv, ctx: ctx, cancel: cancel}
+	e.hook = &hook{cfg: cfg, up: up, ctx: ctx}
+	if err := srv.AddHook(e.hook, nil); err != nil {
+		return nil, err
+	}
+	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Addr, TLSConfig: cfg.TLS})); err != nil {
+		return nil, fmt.Errorf("mqtt listener %s: %w", cfg.Addr, err)
+	}
+	if cfg.WebSocketAddr != "" {
+		if err := srv.AddListener(listeners.NewWebsocket(listeners.Config{ID: "ws", Address: cfg.WebSocketAddr, TLSConfig: cfg.TLS})); err != nil {
+			return nil, fmt.Errorf("mqtt websocket listener %s: %w", cfg.WebSocketAddr, err)
+		}
+	}
+	e.self = srv.NewClient(nil, "local", "rosetta-gateway", true)
+	e.self.Properties.ProtocolVersion = 5
+	return e, nil
+}
+
+// Serve starts accepting devices; it returns at once.
+func (e *Embedded) Serve() error { return e.srv.Serve() }
+
+// Addr returns the TCP listener's address.
+func (e *Embedded) Addr() string {
+	l, ok := e.srv.Listeners.Get("tcp")
+	if !ok {
+		return ""
+	}
+	return l.Address()
+}
+
+// Close disconnects every device and stops the listeners.
+func (e *Embedded) Close() error {
+	e.cancel()
+	return e.srv.Close()
+}
+
+// Publish injects m into the broker as the gateway.
+func (e *Embedded) Publish(_ context.Context, m *Message) error {
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: m.QoS, Retain: m.Retain},
+		TopicName:   m.Topic,
+		Payload:     m.Payload,
+		PacketID:    uint16(m.QoS),
+		Properties: packets.Properties{
+			ContentType: m.ContentType, ResponseTopic: m.ResponseTopic, CorrelationData: m.CorrelationData,
+		},
+	}
+	for _, p := range m.UserProperties {
+		pk.Properties.User = append(pk.Properties.User, packets.UserProperty{Key: p.Key, Val: p.Value})
+	}
+	return e.srv.InjectPacket(e.self, pk)
+}
+
+// Subscribe delivers messages matching filter (retained ones first) to fn.
+func (e *Embedded) Subscribe(_ context.Context, filter string, fn func(*Message)) (func(), error) {
+	id := int(e.subID.Add(1))
+	err := e.srv.Subscribe(filter, id, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(message(pk, 5))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = e.srv.Unsubscribe(filter, id) }, nil
+}
+
+// message converts a mochi packet.
+func message(pk packets.Packet, version byte) *Message {
+	m := &Message{
+		Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
+		ContentType: pk.Properties.ContentType, ResponseTopic: pk.Properties.ResponseTopic,
+		CorrelationData: pk.Properties.CorrelationData, Version: version,
+	}
+	for _, p := range pk.Properties.User {
+		m.UserProperties = append(m.UserProperties, UserProperty{Key: p.Key, Value: p.Val})
+	}
+	return m
+}
+
+// brokerLog passes on the broker's own warnings and errors, less its log of
+// every refused PUBLISH (which dumps the packet, payload included): the
+// bridge logs each message itself.
+type brokerLog struct{ slog.Handler }
+
+func (h brokerLog) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+}
+
+func (h brokerLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "publish packet error" {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h brokerLog) WithAttrs(as []slog.Attr) slog.Handler { return brokerLog{h.Handler.WithAttrs(as)} }
+
+func (h brokerLog) WithGroup(name string) slog.Handler { return brokerLog{h.Handler.WithGroup(name)} }
+
+// hook is the embedded broker's hook: authentication on CONNECT and the
+// synchronous uplink of every PUBLISH.
+type hook struct {
+	mochi.HookBase
+	cfg     EmbeddedConfig
+	up      Uplink
+	ctx     context.Context
+	senders sync.Map // *mochi.Client → *Sender
+}
+
+func (h *hook) ID() string { return "rosetta-bridge" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnDisconnect, mochi.OnPublish,
+	}, []byte{b})
+}
+
+func (h *hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
+	s := &Sender{ClientID: cl.ID, Username: string(pk.Connect.Username), Password: bytes.Clone(pk.Connect.Password)}
+	s.Peer, _ = netip.ParseAddrPort(cl.Net.Remote)
+	if tc, ok := cl.Net.Conn.(*tls.Conn); ok {
+		s.Certificates = tc.ConnectionState().PeerCertificates
+	}
+	if h.cfg.Authenticate != nil && !h.cfg.Authenticate(s) {
+		return false
+	}
+	h.senders.Store(cl, s)
+	return true
+}
+
+// OnACLCheck admits the subscriptions that lie within the configured
+// filters. What a device may publish is decided per message in OnPublish,
+// so that a refusal gets a reason code rather than a disconnection.
+func (h *hook) OnACLCheck(cl *mochi.Client, filter string, write bool) bool {
+	if write || len(h.cfg.Subscribe) == 0 || cl.Net.Inline {
+		return true
+	}
+	s, ok := h.senders.Load(cl)
+	if !ok {
+		return false
+	}
+	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
+		_, filter, _ = strings.Cut(rest, "/")
+	}
+	id := owner(s.(*Sender))
+	if id == "" || strings.ContainsAny(id, "/+#") {
+		return false
+	}
+	for _, allowed := range h.cfg.Subscribe {
+		if covers(strings.ReplaceAll(allowed, "{owner}", id), filter) {
+			return true
+		}
+	}
+	return false
+}
+
+// covers reports whether every topic matching filter also matches allowed.
+func covers(allowed, filter string) bool {
+	a, f := strings.Split(allowed, "/"), strings.Split(filter, "/")
+	for i, l := range a {
+		switch {
+		case l == "#":
+			return true
+		case i >= len(f) || f[i] == "#":
+			return false
+		case l == "+":
+		case l != f[i]: // a literal covers only itself, not "+"
+			return false
+		}
+	}
+	return len(a) == len(f)
+}
+
+func (h *hook) OnDisconnect(cl *mochi.Client, _ error, _ bool) { h.senders.Delete(cl) }
+
+func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline || (h.cfg.Passthrough != nil && h.cfg.Passthrough(pk.TopicName)) {
+		return pk, nil
+	}
+	m := message(pk, cl.Properties.ProtocolVersion)
+	if s, ok := h.senders.Load(cl); ok {
+		m.Sender = s.(*Sender)
+	}
+	err := h.up(h.ctx, m)
+	if err == nil {
+		return pk, nil
+	}
+	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+		return pk, reasonCode(err)
+	}
+	// MQTT 3.1.1 has no negative acknowledgement: the message is
+	// acknowledged (it was dead-lettered) but not passed on.
+	return pk, packets.CodeSuccessIgnore
+}
+
+// reasonCode maps an uplink error to an MQTT 5 PUBACK reason code, with the
+// status message as the reason string.
+func reasonCode(err error) packets.Code {
+	st := status.Convert(errorStatus(err))
+	code := packets.ErrUnspecifiedError.Code
+	switch st.Code() {
+	case codes.PermissionDenied, codes.Unauthenticated:
+		code = packets.ErrNotAuthorized.Code
+	case codes.ResourceExhausted:
+		code = packets.ErrQuotaExceeded.Code
+	case codes.InvalidArgument:
+		code = packets.ErrPayloadFormatInvalid.Code
+	}
+	return packets.Code{Code: code, Reason: st.Message()}
+}

@@ -1,0 +1,158 @@
+package rest
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/translate"
+)
+
+// serveStream answers a server-streaming call: newline-delimited JSON
+// ({"result": message} per line) by default, Server-Sent Events when the
+// client accepts text/event-stream. Each message is flushed as it arrives.
+// An error before the first message gets its HTTP status; after it, the
+// status is the last line ({"error": status}) or the final "status" event.
+func (h *Handler) serveStream(ctx context.Context, w http.ResponseWriter, r *http.Request, gen *Generation, call *router.Call) int {
+	s := &restStream{
+		w: w, rc: http.NewResponseController(w), binding: call.Route.Binding, decode: call.Decode,
+		sse: strings.Contains(r.Header.Get("Accept"), "text/event-stream"), call: call,
+	}
+	// A stream outlives the server's read timeout, which would otherwise
+	// cancel it (the request body is already read).
+	s.rc.SetReadDeadline(time.Time{})
+	call.Stream = s
+	err := call.Route.Handler.Handle(ctx, call)
+	if !s.started {
+		if err != nil {
+			for k, vs := range call.ResponseHeader {
+				w.Header()[http.CanonicalHeaderKey(k)] = vs
+			}
+			if call.Reply != nil {
+				writeMetadata(w.Header(), call.Reply.Header)
+				writeMetadata(w.Header(), call.Reply.Trailer)
+			}
+			if e, ok := err.(*upstreamMessageError); ok {
+				return h.writeStatus(w, gen, http.StatusBadGateway, &spb.Status{Code: int32(codes.Internal), Message: e.Error()})
+			}
+			return h.writeError(w, gen, err)
+		}
+		s.start("application/json")
+	}
+	if err == nil && !s.sse {
+		return http.StatusOK
+	}
+	st := &spb.Status{}
+	if err != nil {
+		st = errorStatus(err)
+		if r.Context().Err() != nil {
+			return 499 // the client went away: nobody reads the status
+		}
+	}
+	body := translate.StatusJSON(st, gen.Resolver)
+	if s.sse {
+		w.Write(translate.SSEEvent("status", 0, body))
+	} else {
+		w.Write(translate.NDJSONError(body))
+	}
+	s.rc.Flush()
+	return http.StatusOK
+}
+
+// restStream is the router.Stream of a server-streaming REST call.
+type restStream struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	binding *translate.Binding
+	decode  func() ([]byte, error)
+	sse     bool
+	call    *router.Call
+	header  metadata.MD
+	started bool   // the HTTP header is written
+	raw     bool   // messages are HttpBody bytes, written unframed
+	seq     uint64 // SSE event ids
+	sent    bool   // the request message was handed out
+}
+
+// Recv hands out the one request message, decoded from the HTTP request.
+func (s *restStream) Recv() ([]byte, error) {
+	if s.sent {
+		return nil, io.EOF
+	}
+	s.sent = true
+	return s.decode()
+}
+
+func (s *restStream) SetHeader(md metadata.MD) error {
+	s.header = md
+	return nil
+}
+
+// start writes the HTTP header for messages of the given content type.
+func (s *restStream) start(contentType string) {
+	s.started = true
+	h := s.w.Header()
+	for k, vs := range s.call.ResponseHeader {
+		h[http.CanonicalHeaderKey(k)] = vs
+	}
+	writeMetadata(h, s.header)
+	switch {
+	case s.sse:
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+	case contentType != "application/json":
+		s.raw = true // a stream of HttpBody chunks is the body itself
+		h.Set("Content-Type", contentType)
+	default:
+		h.Set("Content-Type", "application/x-ndjson")
+	}
+	h.Set("X-Content-Type-Options", "nosniff")
+	s.w.WriteHeader(http.StatusOK)
+}
+
+func (s *restStream) Send(msg []byte) error {
+	resp, err := s.binding.EncodeResponse(msg)
+	if err != nil {
+		return &upstreamMessageError{err}
+	}
+	if !s.started {
+		s.start(resp.ContentType)
+	}
+	var out []byte
+	switch {
+	case s.sse:
+		s.seq++
+		out = translate.SSEEvent("", s.seq, resp.Body)
+	case s.raw:
+		out = resp.Body
+	default:
+		out = translate.NDJSONResult(resp.Body)
+	}
+	if _, err := s.w.Write(out); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+// upstreamMessageError is an upstream message that does not decode as the
+// method's response type.
+type upstreamMessageError struct{ err error }
+
+func (e *upstreamMessageError) Error() string {
+	return "undecodable upstream response: " + e.err.Error()
+}
+
+// errorStatus is the google.rpc.Status that err stands for.
+func errorStatus(err error) *spb.Status {
+	if e, ok := err.(*upstreamMessageError); ok {
+		return &spb.Status{Code: int32(codes.Internal), Message: e.Error()}
+	}
+	return translate.CallStatus(err)
+}

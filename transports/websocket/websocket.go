@@ -1,0 +1,483 @@
+// Package websocket is the WebSocket ingress: every gRPC method (unary,
+// client-, server- and bidirectional streaming) is reached by upgrading a
+// GET to Prefix + "/package.Service/Method", after the route's policy chain
+// has run on the upgrade request.
+//
+// Subprotocols: "rosetta.json" (the default) carries one JSON text frame per
+// message; "rosetta.proto" carries one binary protobuf frame per message. A
+// bearer token may be offered as a subprotocol "rosetta.bearer.TOKEN"
+// beside one of those two (browsers cannot set the Authorization header).
+//
+// Client to gateway: one frame per request message; an empty text frame
+// half-closes the client's side without closing the socket. Gateway to
+// client: each response message as {"result": message} (JSON) or a binary
+// frame (proto), then a last text frame {"status": google.rpc.Status}, then
+// a close frame: 1000 for OK, 4000 + the gRPC code otherwise (4005
+// NOT_FOUND, 4008 RESOURCE_EXHAUSTED, ...).
+package websocket
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	ws "github.com/coder/websocket"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/translate"
+	"github.com/rosettagw/rosetta/transports/ingress"
+)
+
+// The subprotocols.
+const (
+	// JSONProtocol carries messages as JSON text frames (the default).
+	JSONProtocol = "rosetta.json"
+	// ProtoProtocol carries messages as binary protobuf frames.
+	ProtoProtocol = "rosetta.proto"
+	// BearerProtocolPrefix, followed by a token, offers a bearer token.
+	BearerProtocolPrefix = "rosetta.bearer."
+)
+
+// closeTimeout bounds the writing of the final status and close frame.
+const closeTimeout = 5 * time.Second
+
+// Options configure the WebSocket ingress.
+type Options struct {
+	// Prefix is the path prefix of every method (default "/ws").
+	Prefix string
+	// AllowedOrigins are the origins ("https://app.example.com", path.Match
+	// patterns allowed) whose pages may open sockets; a page of the
+	// gateway's own origin and a client that sends no Origin always may.
+	AllowedOrigins []string
+	// PingInterval is how often the gateway pings the client; a ping not
+	// answered within the interval ends the call (default 15s).
+	PingInterval time.Duration
+	// IdleTimeout ends a call that has exchanged no message for that long
+	// (default 30s).
+	IdleTimeout time.Duration
+	// MaxMessageBytes bounds each client message (default 4 MiB); a larger
+	// one ends the call with RESOURCE_EXHAUSTED.
+	MaxMessageBytes int64
+	// AllowQueryToken accepts a bearer token in the access_token query
+	// parameter; otherwise a request carrying one is refused.
+	AllowQueryToken bool
+	// ForwardHeaders are forwarded upstream (nil: the ingress defaults).
+	ForwardHeaders []string
+	// Resolver resolves Any types in error details.
+	Resolver translate.Resolver
+	// Logger receives one access-log line per call (nil: none).
+	Logger *slog.Logger
+}
+
+// Handler is the WebSocket ingress http.Handler.
+type Handler struct {
+	methods map[string]*router.Route
+	opts    Options
+	forward *ingress.Forwarder
+
+	mu      sync.Mutex
+	calls   map[*stream]struct{} // the calls in progress
+	closing bool                 // Shutdown was called
+	done    sync.WaitGroup       // one per call in progress
+}
+
+// New returns a Handler serving methods, the routes by
+// "/package.Service/Method".
+func New(methods map[string]*router.Route, opts Options) *Handler {
+	if opts.Prefix == "" {
+		opts.Prefix = "/ws"
+	}
+	opts.Prefix = strings.TrimSuffix(opts.Prefix, "/")
+	if opts.PingInterval <= 0 {
+		opts.PingInterval = 15 * time.Second
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 30 * time.Second
+	}
+	if opts.MaxMessageBytes <= 0 {
+		opts.MaxMessageBytes = 4 << 20
+	}
+	return &Handler{methods: methods, opts: opts, forward: ingress.NewForwarder(opts.ForwardHeaders), calls: map[*stream]struct{}{}}
+}
+
+// IsUpgrade reports whether r asks for a WebSocket under the handler's
+// prefix.
+func (h *Handler) IsUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket") && strings.HasPrefix(r.URL.Path, h.opts.Prefix+"/")
+}
+
+// ServeHTTP runs the chain on an upgrade request and, once it passes,
+// upgrades and pumps the messages.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := h.serve(w, r)
+	if h.opts.Logger != nil {
+		h.opts.Logger.LogAttrs(r.Context(), slog.LevelInfo, "access",
+			slog.String("proto", "websocket"), slog.String("path", r.URL.Path), // never the query: it may hold a token
+			slog.String("code", codes.Code(st.GetCode()).String()), slog.Duration("duration", time.Since(start)), slog.String("peer", r.RemoteAddr))
+	}
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *spb.Status {
+	route := h.methods[strings.TrimPrefix(r.URL.Path, h.opts.Prefix)]
+	if route == nil || route.Method == nil {
+		return h.refuse(w, http.StatusNotFound, codes.NotFound, "no WebSocket method at "+r.URL.Path)
+	}
+	if r.Method != http.MethodGet || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		w.Header().Set("Upgrade", "websocket")
+		return h.refuse(w, http.StatusUpgradeRequired, codes.FailedPrecondition, "a WebSocket method needs a GET upgrade request")
+	}
+	if origin := r.Header.Get("Origin"); origin != "" && !ingress.OriginAllowed(origin, r.Host, h.opts.AllowedOrigins) {
+		return h.refuse(w, http.StatusForbidden, codes.PermissionDenied, "origin "+origin+" may not open WebSockets here")
+	}
+	token, st := h.token(r)
+	if st != nil {
+		return h.refuse(w, http.StatusBadRequest, codes.Code(st.Code), st.Message)
+	}
+
+	call := &router.Call{
+		Route:    route,
+		Protocol: router.WebSocket,
+		Peer:     ingress.Peer(r),
+		Incoming: ingress.Incoming(r.Header),
+		Metadata: h.forward.Metadata(r),
+		Target:   route.Target,
+	}
+	if token != "" && r.Header.Get("Authorization") == "" {
+		call.Incoming["authorization"] = []string{"Bearer " + token}
+		if h.forward.Forwards("Authorization") {
+			call.Metadata["authorization"] = []string{"Bearer " + token}
+		}
+	}
+	delete(call.Incoming, "sec-websocket-protocol") // it may carry the token
+	if r.TLS != nil {
+		call.PeerCertificates = r.TLS.PeerCertificates
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	s := &stream{h: h, w: w, r: r, call: call, ctx: ctx, cancel: cancel, in: make(chan frame, 1)}
+	if !h.track(s) {
+		return h.refuse(w, http.StatusServiceUnavailable, codes.Unavailable, "the gateway is shutting down")
+	}
+	defer h.untrack(s)
+	call.Stream = s
+	err := route.Handler.Handle(ctx, call)
+	return s.finish(err)
+}
+
+// track registers a call in progress, unless the handler is shutting down.
+func (h *Handler) track(s *stream) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.calls[s] = struct{}{}
+	h.done.Add(1)
+	return true
+}
+
+func (h *Handler) untrack(s *stream) {
+	h.mu.Lock()
+	delete(h.calls, s)
+	h.mu.Unlock()
+	h.done.Done()
+}
+
+// Shutdown ends every call in progress with UNAVAILABLE (close code 4014),
+// refuses new ones, and waits until they have sent their final status or
+// ctx ends. The HTTP server does not track upgraded connections: call it
+// after the server's own Shutdown.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing = true
+	for s := range h.calls {
+		s.fail(status.Error(codes.Unavailable, "the gateway is shutting down"))
+	}
+	h.mu.Unlock()
+	finished := make(chan struct{})
+	go func() {
+		h.done.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// refuse answers a request that is not upgraded with a google.rpc.Status.
+func (h *Handler) refuse(w http.ResponseWriter, httpStatus int, code codes.Code, msg string) *spb.Status {
+	return h.refuseStatus(w, httpStatus, &spb.Status{Code: int32(code), Message: msg})
+}
+
+func (h *Handler) refuseStatus(w http.ResponseWriter, httpStatus int, st *spb.Status) *spb.Status {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	w.Write(translate.StatusJSON(st, h.opts.Resolver))
+	return st
+}
+
+// token returns the bearer token offered as a subprotocol or, when the
+// configuration allows it, in the access_token query parameter.
+func (h *Handler) token(r *http.Request) (string, *spb.Status) {
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for p := range strings.SplitSeq(v, ",") {
+			if t, ok := strings.CutPrefix(strings.TrimSpace(p), BearerProtocolPrefix); ok && t != "" {
+				return t, nil
+			}
+		}
+	}
+	if q := r.URL.Query(); q.Has("access_token") {
+		if !h.opts.AllowQueryToken {
+			return "", &spb.Status{Code: int32(codes.InvalidArgument), Message: "a token in the query string is not accepted; send it in the Authorization header or as the subprotocol " + BearerProtocolPrefix + "TOKEN"}
+		}
+		return q.Get("access_token"), nil
+	}
+	return "", nil
+}
+
+// frame is one client message, or the error that ended the client's side.
+type frame struct {
+	data []byte
+	err  error
+}
+
+// stream is the router.Stream of one WebSocket call. The socket is
+// accepted lazily, by the first Recv or Send, which Dispatch makes only
+// after the chain passed: a refused call gets a plain HTTP answer.
+type stream struct {
+	h    *Handler
+	w    http.ResponseWriter
+	r    *http.Request
+	call *router.Call
+
+	once    sync.Once
+	conn    *ws.Conn
+	openErr error
+	binary  bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	in     chan frame // capacity 1: the reader stops when Recv does not keep up
+	idle   *time.Timer
+
+	pingMu sync.Mutex
+	ping   *time.Timer // runs heartbeat; a timer, not a goroutine, per socket
+
+	mu      sync.Mutex
+	failure error // why the gateway ended the call (idle, ping, oversize ...)
+}
+
+var errRefused = errors.New("the call was refused before the upgrade")
+
+// open accepts the socket, once.
+func (s *stream) open() error {
+	s.once.Do(func() {
+		// The server's read and write timeouts must not cut the socket.
+		rc := http.NewResponseController(s.w)
+		rc.SetReadDeadline(time.Time{})
+		rc.SetWriteDeadline(time.Time{})
+		for k, vs := range s.call.ResponseHeader {
+			s.w.Header()[http.CanonicalHeaderKey(k)] = vs
+		}
+		conn, err := ws.Accept(s.w, s.r, &ws.AcceptOptions{
+			Subprotocols:       []string{JSONProtocol, ProtoProtocol},
+			InsecureSkipVerify: true, // the Handler checked the origin against its own allow-list
+		})
+		if err != nil {
+			s.openErr = err
+			return
+		}
+		conn.SetReadLimit(-1) // read enforces MaxMessageBytes, to answer with a status
+		s.conn = conn
+		s.binary = conn.Subprotocol() == ProtoProtocol
+		s.idle = time.AfterFunc(s.h.opts.IdleTimeout, func() {
+			s.fail(status.Errorf(codes.DeadlineExceeded, "no message for %v: idle timeout", s.h.opts.IdleTimeout))
+		})
+		go s.read()
+		s.pingMu.Lock()
+		s.ping = time.AfterFunc(s.h.opts.PingInterval, s.heartbeat)
+		s.pingMu.Unlock()
+	})
+	return s.openErr
+}
+
+// fail ends the call with err unless it already ended.
+func (s *stream) fail(err error) {
+	s.mu.Lock()
+	if s.failure == nil {
+		s.failure = err
+	}
+	s.mu.Unlock()
+	s.cancel()
+}
+
+// touch restarts the idle timer.
+func (s *stream) touch() { s.idle.Reset(s.h.opts.IdleTimeout) }
+
+// read reads client frames until the socket or the call ends.
+func (s *stream) read() {
+	halfClosed := false
+	for {
+		// Not the call's context: cancelling a read closes the socket, and
+		// the final status must still go out. Closing the socket ends it.
+		typ, rd, err := s.conn.Reader(context.Background())
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.fail(status.Error(codes.Canceled, "the client closed the WebSocket"))
+			}
+			return
+		}
+		data, err := io.ReadAll(io.LimitReader(rd, s.h.opts.MaxMessageBytes+1))
+		if err != nil {
+			s.fail(status.Errorf(codes.Canceled, "reading a WebSocket message: %v", err))
+			return
+		}
+		if int64(len(data)) > s.h.opts.MaxMessageBytes {
+			s.fail(status.Errorf(codes.ResourceExhausted, "a message exceeds the limit of %d bytes", s.h.opts.MaxMessageBytes))
+			return
+		}
+		s.touch()
+		var f frame
+		switch {
+		case typ == ws.MessageText && len(data) == 0:
+			f.err = io.EOF
+		case halfClosed:
+			s.fail(status.Error(codes.InvalidArgument, "a message after the half-close (empty text frame)"))
+			return
+		case s.binary && typ != ws.MessageBinary:
+			s.fail(status.Error(codes.InvalidArgument, "the rosetta.proto subprotocol carries messages in binary frames"))
+			return
+		case !s.binary && typ != ws.MessageText:
+			s.fail(status.Error(codes.InvalidArgument, "the rosetta.json subprotocol carries messages in text frames"))
+			return
+		default:
+			f.data = data
+		}
+		halfClosed = f.err == io.EOF
+		select {
+		case s.in <- f:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// heartbeat pings the client and, once it answers, schedules the next
+// ping; a ping not answered within the interval ends the call.
+func (s *stream) heartbeat() {
+	if s.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.h.opts.PingInterval)
+	err := s.conn.Ping(ctx)
+	cancel()
+	if err != nil {
+		if s.ctx.Err() == nil {
+			s.fail(status.Errorf(codes.Unavailable, "the client did not answer a ping within %v", s.h.opts.PingInterval))
+		}
+		return
+	}
+	s.pingMu.Lock()
+	s.ping.Reset(s.h.opts.PingInterval)
+	s.pingMu.Unlock()
+}
+
+// Recv returns the next client message in wire form.
+func (s *stream) Recv() ([]byte, error) {
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	select {
+	case f := <-s.in:
+		if f.err != nil {
+			return nil, f.err
+		}
+		if s.binary {
+			return f.data, nil
+		}
+		return s.call.Route.Binding.DecodeRequest(&translate.Request{Body: f.data, ContentType: "application/json"})
+	case <-s.ctx.Done():
+		return nil, s.ctx.Err()
+	}
+}
+
+// SetHeader drops the upstream's response header: the upgrade answer has
+// already been sent.
+func (s *stream) SetHeader(metadata.MD) error { return s.open() }
+
+// Send writes one response message; it blocks while the client does not
+// read.
+func (s *stream) Send(msg []byte) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	s.touch()
+	if s.binary {
+		return s.conn.Write(s.ctx, ws.MessageBinary, msg)
+	}
+	resp, err := s.call.Route.Binding.EncodeResponse(msg)
+	if err != nil {
+		return status.Errorf(codes.Internal, "undecodable upstream response: %v", err)
+	}
+	return s.conn.Write(s.ctx, ws.MessageText, translate.NDJSONResult(resp.Body))
+}
+
+// finish ends the call with the chain's result: a plain HTTP answer when
+// the socket was never opened, else the final status and the close frame.
+func (s *stream) finish(err error) *spb.Status {
+	refused := false
+	s.once.Do(func() { refused, s.openErr = true, errRefused })
+	s.mu.Lock()
+	if s.failure != nil {
+		err = s.failure
+	}
+	s.mu.Unlock()
+	if refused {
+		st := translate.CallStatus(err)
+		if err == nil { // a chain that did not dispatch: nothing to answer with
+			st = &spb.Status{Code: int32(codes.Internal), Message: "the call ended before it started"}
+		}
+		return s.h.refuseStatus(s.w, translate.HTTPStatus(codes.Code(st.GetCode())), st)
+	}
+	if s.conn == nil {
+		return &spb.Status{Code: int32(codes.InvalidArgument), Message: "WebSocket handshake failed: " + s.openErr.Error()}
+	}
+	s.idle.Stop()
+	s.pingMu.Lock()
+	s.ping.Stop()
+	s.pingMu.Unlock()
+	st := &spb.Status{}
+	if err != nil {
+		st = translate.CallStatus(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	body := append(append([]byte(`{"status":`), translate.StatusJSON(st, s.h.opts.Resolver)...), '}')
+	if s.conn.Write(ctx, ws.MessageText, body) != nil {
+		s.conn.CloseNow()
+		return st
+	}
+	code, reason := ws.StatusNormalClosure, ""
+	if st.GetCode() != 0 {
+		code, reason = ws.StatusCode(4000+st.GetCode()), st.GetMessage()
+		if len(reason) > 120 { // a close reason has at most 123 bytes
+			reason = strings.ToValidUTF8(reason[:120], "")
+		}
+	}
+	s.cancel() // stops the reader and the heartbeat, so Close reads the reply itself
+	s.conn.Close(code, reason)
+	return st
+}
