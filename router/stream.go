@@ -15,6 +15,8 @@ import (
 // Stream is the ingress side of a streaming call, implemented by each
 // ingress adapter. Dispatch calls Recv from one goroutine and SetHeader and
 // Send from another; a Stream need not allow more concurrency than that.
+// For a method with one request message (unary or server streaming),
+// Dispatch calls Recv once, before it calls the upstream.
 // Messages cross it one at a time, so a slow peer on either side slows the
 // other and no more than one message per direction is held by the gateway.
 type Stream interface {
@@ -77,6 +79,27 @@ func dispatchStream(ctx context.Context, c *Call) error {
 	if !ok || c.Route.Method == nil {
 		return status.Errorf(codes.Unimplemented, "upstream %q does not support streaming calls", c.Route.Upstream)
 	}
+	// Every client message passes the route's validation before it goes
+	// upstream; an invalid one ends the call with the violations.
+	recv := func() ([]byte, error) {
+		msg, err := c.Stream.Recv()
+		if err == nil && c.Route.Validate != nil {
+			err = c.Route.Validate(msg)
+		}
+		return msg, err
+	}
+	// A method with one request message has it read (and decoded) before
+	// the upstream is called: a bad request never opens an upstream stream.
+	var req []byte
+	single := !c.Route.Method.IsStreamingClient()
+	if single {
+		var err error
+		if req, err = recv(); errors.Is(err, io.EOF) {
+			return status.Error(codes.InvalidArgument, "the client sent no request message")
+		} else if err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	up, err := inv.NewStream(ctx, c.Target, c.Route.Method, c.Metadata)
@@ -99,22 +122,28 @@ func dispatchStream(ctx context.Context, c *Call) error {
 		mu.Unlock()
 		cancel()
 	}
-	go func() {
-		for {
-			msg, err := c.Stream.Recv()
-			if errors.Is(err, io.EOF) {
-				up.CloseSend()
-				return
+	if single {
+		if up.Send(req) == nil {
+			up.CloseSend()
+		} // else the upstream's status comes out of Recv
+	} else {
+		go func() {
+			for {
+				msg, err := recv()
+				if errors.Is(err, io.EOF) {
+					up.CloseSend()
+					return
+				}
+				if err != nil {
+					fail(err)
+					return
+				}
+				if err := up.Send(msg); err != nil {
+					return // the upstream's status comes out of Recv
+				}
 			}
-			if err != nil {
-				fail(err)
-				return
-			}
-			if err := up.Send(msg); err != nil {
-				return // the upstream's status comes out of Recv
-			}
-		}
-	}()
+		}()
+	}
 
 	first := true
 	for {

@@ -185,3 +185,16 @@ func waitDone(t *testing.T, ctx context.Context) {
 		t.Fatal("the upstream stream was not cancelled")
 	}
 }
+
+func TestDispatchStreamBadRequestNeverCallsUpstream(t *testing.T) {
+	bad := errors.New("bad request")
+	inv := &streamInvoker{}
+	r := chatRoute(inv)
+	r.Method = r.Method.Parent().(protoreflect.ServiceDescriptor).Methods().ByName("StreamBooks")
+	for _, cs := range []*clientStream{{recvErr: bad}, {}} {
+		err := router.Dispatch.Handle(t.Context(), &router.Call{Route: r, Stream: cs})
+		if err == nil || inv.ctx != nil {
+			t.Errorf("err %v, upstream opened: %v; want an error and no upstream stream", err, inv.ctx != nil)
+		}
+	}
+}

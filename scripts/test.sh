@@ -49,3 +49,4 @@ go test -run '^$' -fuzz '^FuzzParseForwarded$' -fuzztime 10s ./security/clientip
 echo "== fuzz (translate: the JSON transcoder against protojson; short runs)"
 go test -run '^$' -fuzz '^FuzzDecodeJSON$' -fuzztime 10s ./translate
 go test -run '^$' -fuzz '^FuzzEncodeJSON$' -fuzztime 10s ./translate
+go test -run '^$' -fuzz '^FuzzDecodeRequest$' -fuzztime 10s ./translate

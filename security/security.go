@@ -1,8 +1,9 @@
 // Package security holds Rosetta's policies, one subpackage each: jwt,
 // apikey and mtls authenticate a call, authz decides whether the caller may
 // make it, identity forwards who the caller is, ipfilter allows or denies
-// client addresses (found by clientip), cors answers browser preflights and
-// servertls serves TLS with certificates reloaded from disk.
+// client addresses (found by clientip), ratelimit limits the rate of calls,
+// cors answers browser preflights, limits bounds requests and connections,
+// and servertls serves TLS with certificates reloaded from disk.
 //
 // Every per-call policy is a router.Middleware: it reads only the fields of
 // the protocol-neutral router.Call, so one policy guards a method however it

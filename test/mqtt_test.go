@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -610,8 +612,19 @@ func TestMQTTDownlink(t *testing.T) {
 				}
 			})
 			cancel()
-			if !strings.Contains(got, `"json":{"id":"w","reading":{"temperature":2}}`) || !strings.Contains(got, `"payload":"eyJ`) {
-				t.Errorf("sse %v: got %s", sse, got)
+			var event struct {
+				Topic   string
+				Payload []byte
+				JSON    map[string]any
+			}
+			doc := strings.TrimPrefix(got, "data: ")
+			if !sse {
+				var line struct{ Result json.RawMessage }
+				json.Unmarshal([]byte(got), &line)
+				doc = string(line.Result)
+			}
+			if err := json.Unmarshal([]byte(doc), &event); err != nil || string(event.Payload) != `{"id":"w","reading":{"temperature":2}}` || event.JSON["id"] != "w" {
+				t.Errorf("sse %v: got %s (%v)", sse, got, err)
 			}
 		}
 		wantStatus(t, get(t, gw.base, "/v1/devices/a+b/events"), 400, 3, "")
@@ -875,5 +888,63 @@ func TestMQTTCheck(t *testing.T) {
 				t.Errorf("rosetta check: exit %d, want 1 with %q\n%s", code, c.want, stderr)
 			}
 		})
+	}
+}
+
+// TestMQTTHTTPUpstream bridges a topic onto a plain HTTP upstream: the
+// payload is the request body, a named segment goes into the path, the
+// answer is the reply; a 503 is retried and a 400 dead-lettered.
+func TestMQTTHTTPUpstream(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	fail503 := 1
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, r.Method+" "+r.URL.Path+" "+r.Header.Get("Content-Type")+" "+string(body))
+		switch {
+		case string(body) == "bad":
+			http.Error(w, "bad reading", http.StatusBadRequest)
+		case fail503 > 0:
+			fail503--
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		default:
+			w.Header().Set("Content-Type", "text/plain")
+			fmt.Fprintf(w, "stored %d bytes", len(body))
+		}
+	}))
+	defer hook.Close()
+	broker := freePort(t)
+	startRosettaListen(t, fmt.Sprintf("mqtt: %q", broker), fmt.Sprintf(`%supstreams:
+  hooks: {http: {url: %q}, timeout: 5s}
+%s
+routes:
+  - mqtt: sensors/{sensor}/raw
+    upstream: hooks
+    rewrite: {path: "/ingest/{sensor}"}
+    reply: sensors/{sensor}/ack
+    dead_letter: sensors/{sensor}/dead
+    retry: {attempts: 3, backoff: 10ms}
+`, iotSchema(), hook.URL, anonymous))
+	acks := subscribe(t, broker, "mqttv5", "sensors/s7/ack")
+	dead := subscribe(t, broker, "mqttv5", "sensors/s7/dead")
+	publish(t, broker, "mqttv5", "-q", "1", "-t", "sensors/s7/raw", "-m", "21.5C")
+	if a := acks.next(t, 1); a != "stored 5 bytes" {
+		t.Errorf("reply %q", a)
+	}
+	publish(t, broker, "mqttv311", "-q", "1", "-t", "sensors/s7/raw", "-m", "bad")
+	if st := statusOf(t, acks.next(t, 2)); st.Code != 3 {
+		t.Errorf("error reply %+v, want INVALID_ARGUMENT", st)
+	}
+	var rec struct{ Attempts int }
+	if err := json.Unmarshal([]byte(dead.next(t, 1)), &rec); err != nil || rec.Attempts != 1 {
+		t.Errorf("dead letter %+v (%v)", rec, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"POST /ingest/s7 application/octet-stream 21.5C", "POST /ingest/s7 application/octet-stream 21.5C", "POST /ingest/s7 application/octet-stream bad"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("upstream saw %q, want %q (the 503 retried)", got, want)
 	}
 }

@@ -810,7 +810,7 @@ func TestRateLimitShared(t *testing.T) {
 	const rate, burst = 50.0, 50
 	cfg := libraryConfig(descriptorSetSchema(), up.addr, "    policies: [shared]\n", fmt.Sprintf(`policies:
   shared: {rate_limit: {rate: 50/s, burst: %d, key: global, store: redis, replicas: 2}}
-redis: {addr: %q}
+redis: {addr: %q, timeout: 5s}   # a loaded machine must not push decisions to the local fallback
 `, burst, srv.Addr))
 	gws := []*rosetta{startRosetta(t, cfg), startRosetta(t, cfg)}
 
@@ -931,6 +931,23 @@ func TestRateLimitProtocols(t *testing.T) {
 		if v := header.Get("ratelimit-policy"); len(v) != 1 || v[0] != `"default";q=2;w=3600` {
 			t.Errorf("ratelimit-policy header metadata %q", v)
 		}
+	})
+	t.Run("WebSocket messages", func(t *testing.T) {
+		up := startObservedUpstream(t, "")
+		gw := startRosetta(t, libraryConfig(descriptorSetSchema(), up.addr, "    policies: [chatty]\n", `policies:
+  chatty: {rate_limit: {rate: 3/h}}
+`))
+		// The connection takes one unit, which covers the first message;
+		// each further message takes one.
+		c := dialWS(t, gw, "Chat", nil)
+		for _, m := range []string{"one", "two", "three"} {
+			c.send(`{"message": "` + m + `"}`)
+			if r := result(t, c.recv()); r["message"] != m {
+				t.Fatalf("echo %v, want %s", r, m)
+			}
+		}
+		c.send(`{"message": "four"}`)
+		c.finish(codes.ResourceExhausted)
 	})
 	t.Run("MQTT", func(t *testing.T) {
 		up := startIoTUpstream(t)

@@ -234,7 +234,7 @@ func TestTranscoderUnsupportedSchema(t *testing.T) {
 }
 
 // libraryBindings compiles every HTTP binding of the library service.
-func libraryBindings(t *testing.T, opts JSONOptions) []*Binding {
+func libraryBindings(t testing.TB, opts JSONOptions) []*Binding {
 	t.Helper()
 	sd := (&libraryv1.Book{}).ProtoReflect().Descriptor().ParentFile().Services().ByName("LibraryService")
 	var out []*Binding
@@ -347,4 +347,39 @@ func TestEncodeResponseMalformedMapEntry(t *testing.T) {
 	if _, err := b.EncodeResponse(wire); !errors.Is(err, errMalformedWire) {
 		t.Errorf("EncodeResponse = %v, want errMalformedWire", err)
 	}
+}
+
+// FuzzDecodeRequest feeds query strings and bodies to every library binding
+// twice, on the fast path and on the reference path alone, and requires the
+// same request or the same error.
+func FuzzDecodeRequest(f *testing.F) {
+	for _, q := range []string{"pageSize=5&filter.genre=GENRE_FICTION&genres=1&genres=GENRE_POETRY&tags=a&tags=b",
+		"page_size=1&pageSize=2", "filter.author.name=x&filter.minPages=3", "showUnavailable=true&minPriceCents=-5&minRating=1.5&cursor=AAE%3D",
+		"labels[a]=b", "bookId=x", "readMask=title,pageCount", "pageToken=a+b%20c&maxReadTime=1.5s"} {
+		f.Add(q, []byte(`{"title": "t", "pageCount": 3}`), byte(0))
+	}
+	fast := libraryBindings(f, JSONOptions{})
+	referenceOnly = true
+	ref := libraryBindings(f, JSONOptions{})
+	referenceOnly = false
+	f.Fuzz(func(t *testing.T, query string, body []byte, sel byte) {
+		i := int(sel) % len(fast)
+		b := fast[i]
+		pathValues := make([]string, len(b.pathFields))
+		for k := range pathValues {
+			pathValues[k] = "shelves/s1/books/b1"
+		}
+		r := &Request{PathValues: pathValues, Body: body, Query: query, ContentType: "application/json"}
+		got, gotErr := b.DecodeRequest(r)
+		want, wantErr := ref[i].DecodeRequest(r)
+		if (gotErr == nil) != (wantErr == nil) || gotErr != nil && gotErr.Error() != wantErr.Error() {
+			t.Fatalf("%s %s ?%s %q: fast path error %v, reference %v", b.HTTPMethod, b.Template.Source, query, body, gotErr, wantErr)
+		}
+		if gotErr == nil {
+			target := fuzzTarget{b.Method.Input(), protoregistry.GlobalTypes}
+			if !bytes.Equal(canonicalWire(t, target, got), canonicalWire(t, target, want)) {
+				t.Fatalf("%s %s ?%s %q: the requests differ", b.HTTPMethod, b.Template.Source, query, body)
+			}
+		}
+	})
 }

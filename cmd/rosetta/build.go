@@ -43,6 +43,7 @@ func (g *gateway) close() {
 	for _, c := range g.grpcConns {
 		c.Close()
 	}
+	g.security.close()
 }
 
 // build turns a configuration into a gateway generation. It reports every

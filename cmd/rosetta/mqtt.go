@@ -308,10 +308,11 @@ func (g *gateway) addWatchRoute(rc *RouteConfig, method, path string) error {
 	})
 }
 
-// addUplinkRule compiles an uplink rule onto its gRPC method.
+// addUplinkRule compiles an uplink rule onto its gRPC method, or its HTTP
+// upstream.
 func (g *gateway) addUplinkRule(cfg *Config, rc *RouteConfig, services map[string]*ServiceConfig) error {
 	if rc.Call == "" {
-		return fmt.Errorf("mqtt %q: an uplink rule needs call: package.Service/Method", rc.MQTT)
+		return g.addHTTPUplinkRule(cfg, rc)
 	}
 	svcName, mName, ok := strings.Cut(rc.Call, "/")
 	if !ok {
@@ -347,9 +348,49 @@ func (g *gateway) addUplinkRule(cfg *Config, rc *RouteConfig, services map[strin
 	if timeout == 0 {
 		timeout = time.Duration(cfg.Upstreams[upName].Timeout)
 	}
+	rcfg := ruleConfig(cfg, rc)
+	rcfg.Method, rcfg.JSON, rcfg.Resolver = md, jsonOptions(svc), g.schema.Types()
+	rule, err := mqtt.NewRule(rcfg)
+	if err != nil {
+		return err
+	}
+	rule.Route = grpcRoute(rule.Binding, md, upName, inv, timeout)
+	g.mqtt.rules = append(g.mqtt.rules, rule)
+	return nil
+}
+
+// addHTTPUplinkRule compiles an uplink rule onto a plain HTTP upstream:
+// the payload is the request body, sent to rewrite's method and path.
+func (g *gateway) addHTTPUplinkRule(cfg *Config, rc *RouteConfig) error {
+	up := cfg.Upstreams[rc.Upstream]
+	if up == nil || up.HTTP == nil || rc.Rewrite == nil || rc.Rewrite.Path == "" {
+		return fmt.Errorf("mqtt %q: an uplink rule needs call: package.Service/Method, or an http upstream with rewrite: {method, path}", rc.MQTT)
+	}
+	rule, err := mqtt.NewRule(ruleConfig(cfg, rc))
+	if err != nil {
+		return err
+	}
+	method := strings.ToUpper(rc.Rewrite.Method)
+	if method == "" {
+		method = "POST"
+	}
+	timeout := time.Duration(rc.Timeout)
+	if timeout == 0 {
+		timeout = time.Duration(up.Timeout)
+	}
+	rule.Route = &router.Route{
+		HTTPMethod: "MQTT", Template: rule.Template, Target: method + " " + rc.Rewrite.Path, Upstream: rc.Upstream,
+		Invoker: g.upstreams[rc.Upstream], Timeout: timeout, Handler: router.Dispatch,
+	}
+	g.mqtt.rules = append(g.mqtt.rules, rule)
+	return nil
+}
+
+// ruleConfig is the part of an uplink rule's configuration that does not
+// depend on its upstream.
+func ruleConfig(cfg *Config, rc *RouteConfig) mqtt.RuleConfig {
 	rcfg := mqtt.RuleConfig{
-		Filter: rc.MQTT, Method: md, Payload: mqtt.Payload(rc.Payload), Body: rc.Body,
-		JSON: jsonOptions(svc), Resolver: g.schema.Types(),
+		Filter: rc.MQTT, Payload: mqtt.Payload(rc.Payload), Body: rc.Body,
 		Reply: rc.Reply, DeadLetter: rc.DeadLetter, Owner: rc.Owner, QoS: 1,
 	}
 	if rc.QoS != nil {
@@ -361,14 +402,7 @@ func (g *gateway) addUplinkRule(cfg *Config, rc *RouteConfig, services map[strin
 	if r := rc.Retry; r != nil {
 		rcfg.Retry = mqtt.Retry{Attempts: r.Attempts, Backoff: time.Duration(r.Backoff), MaxBackoff: time.Duration(r.MaxBackoff)}
 	}
-	rule, err := mqtt.NewRule(rcfg)
-	if err != nil {
-		return err
-	}
-	rule.Route = grpcRoute(rule.Binding, md, upName, inv, timeout)
-	p := g.mqttParts(cfg)
-	p.rules = append(p.rules, rule)
-	return nil
+	return rcfg
 }
 
 // startMQTT starts the generation's broker (embedded or external) and the

@@ -105,6 +105,15 @@ type securityParts struct {
 	limits   limits.Config
 	// cors holds the CORS policy of the HTTP routes that have one.
 	cors map[*router.Route]*cors.Policy
+	// redis is the client of the redis section, when there is one.
+	redis redis.UniversalClient
+}
+
+// close releases the Redis connections.
+func (s *securityParts) close() {
+	if s != nil && s.redis != nil {
+		s.redis.Close()
+	}
 }
 
 // applySecurity builds the policies and puts each route's chain in front of
@@ -226,6 +235,7 @@ func buildPolicies(cfg *Config) (*securityParts, error) {
 			opts.Password = strings.TrimRight(string(pw), "\r\n")
 		}
 		redisClient = redis.NewClient(opts)
+		s.redis = redisClient
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Policies)) {
 		p, err := buildPolicy(cfg, name, cfg.Policies[name], ips, redisClient)

@@ -5,8 +5,9 @@
 // The descriptors come from the genproto Go packages, which register them in
 // the global protobuf registry when they are linked in. The set holds, in
 // dependency order, google/api/annotations.proto, google/api/http.proto,
-// google/api/httpbody.proto and google/rpc/status.proto together with every
-// file they import (google/protobuf/descriptor.proto and any.proto). Pass it
+// google/api/httpbody.proto, google/rpc/status.proto and
+// buf/validate/validate.proto (protovalidate's rules, from its generated Go
+// package) together with every file they import. Pass it
 // to protoc with --descriptor_set_in:
 //
 //	go run ./scripts/protodeps -o /tmp/googleapis.binpb
@@ -28,6 +29,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
 
+	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/genproto/googleapis/api/httpbody"
 	"google.golang.org/genproto/googleapis/rpc/status"
@@ -39,6 +41,7 @@ var roots = []protoreflect.FileDescriptor{
 	annotations.File_google_api_http_proto,
 	httpbody.File_google_api_httpbody_proto,
 	status.File_google_rpc_status_proto,
+	validate.File_buf_validate_validate_proto,
 }
 
 func main() {

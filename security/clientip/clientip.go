@@ -47,14 +47,14 @@ func (r *Resolver) Trusted(a netip.Addr) bool {
 }
 
 // ClientIP returns the client's address, IPv4-mapped IPv6 addresses
-// unmapped. When the peer is a trusted proxy, it walks the hops of the
+// unmapped and IPv6 zones dropped. When the peer is a trusted proxy, it walks the hops of the
 // Forwarded header (or, without one, X-Forwarded-For) from the nearest and
 // returns the first that is not a trusted proxy, or the farthest when all
 // are. It returns the zero Addr when that hop names no address (unknown,
 // obfuscated or malformed) or when the header does not parse: callers must
 // treat an invalid address as unknown and deny what needs one.
 func (r *Resolver) ClientIP(c *router.Call) netip.Addr {
-	peer := c.Peer.Addr().Unmap()
+	peer := c.Peer.Addr().Unmap().WithZone("") // a zone would match no prefix
 	if !r.Trusted(peer) {
 		return peer
 	}

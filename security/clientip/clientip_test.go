@@ -34,6 +34,7 @@ func TestClientIP(t *testing.T) {
 		{"all hops trusted", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"10.2.2.2, 10.3.3.3"}}, "10.2.2.2"},
 		{"mapped trusted peer", "[::ffff:192.168.1.1]:1", map[string][]string{"x-forwarded-for": {"198.51.100.7"}}, "198.51.100.7"},
 		{"IPv4 trusted via mapped prefix", "192.168.1.1:1", map[string][]string{"x-forwarded-for": {"::ffff:198.51.100.7"}}, "198.51.100.7"},
+		{"zoned peer", "[fe80::1%eth0]:1", nil, "fe80::1"},
 		{"IPv6 hop", "[fd00::1]:1", map[string][]string{"x-forwarded-for": {"2001:db8::7"}}, "2001:db8::7"},
 		{"XFF with port", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"[2001:db8::7]:443"}}, "2001:db8::7"},
 		{"XFF junk hop", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"not-an-ip"}}, ""},

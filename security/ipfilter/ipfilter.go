@@ -35,7 +35,7 @@ func (f *Filter) Check(a netip.Addr) error {
 	if !a.IsValid() {
 		return security.Deny(codes.PermissionDenied, "CLIENT_ADDRESS_UNKNOWN", "the client address is unknown")
 	}
-	a = a.Unmap()
+	a = a.Unmap().WithZone("")
 	if contains(f.deny, a) || len(f.allow) > 0 && !contains(f.allow, a) {
 		return security.Deny(codes.PermissionDenied, "IP_DENIED", "the client address is not allowed")
 	}

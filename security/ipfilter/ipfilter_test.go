@@ -72,6 +72,9 @@ func TestDenyOnly(t *testing.T) {
 	if err := f.Check(netip.MustParseAddr("2001:db8::1")); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("::/0 should deny IPv6: %v", err)
 	}
+	if err := f.Check(netip.MustParseAddr("fe80::1%eth0")); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a zoned address escaped the deny list: %v", err)
+	}
 }
 
 func TestConfigErrors(t *testing.T) {

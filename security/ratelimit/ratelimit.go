@@ -139,7 +139,8 @@ func (l *Limiter) check(ctx context.Context, c *router.Call, headers bool) error
 	key := l.keyOf(c)
 	var kbuf [4]string
 	var ubuf [4]time.Duration
-	keys, used := kbuf[:0], ubuf[:0]
+	keys := kbuf[:0]
+	var used []time.Duration
 	if n := len(l.limits); n > len(ubuf) {
 		used = make([]time.Duration, n)
 	} else {

@@ -150,7 +150,7 @@ func TestRedis(t *testing.T) {
 	storeCases(t, func(t *testing.T, cfg ratelimit.Config) *ratelimit.Limiter {
 		n++
 		cfg.Store = "redis"
-		l, err := ratelimit.New(cfg, ratelimit.Options{Name: fmt.Sprintf("%s-%d", t.Name(), n), Redis: client, Logger: quiet})
+		l, err := ratelimit.New(cfg, ratelimit.Options{Name: fmt.Sprintf("%s-%d", t.Name(), n), Redis: client, RedisTimeout: 5 * time.Second, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,7 +192,7 @@ func TestRedisFailure(t *testing.T) {
 	limiters := map[string]*ratelimit.Limiter{}
 	for _, mode := range modes {
 		l, err := ratelimit.New(ratelimit.Config{Store: "redis", OnRedisError: mode, Replicas: 2, LimitConfig: ratelimit.LimitConfig{Rate: "4/h"}},
-			ratelimit.Options{Name: "fail-" + mode, Redis: client, Logger: quiet})
+			ratelimit.Options{Name: "fail-" + mode, Redis: client, RedisTimeout: 5 * time.Second, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -149,8 +150,11 @@ func (b *Bridge) call(ctx context.Context, rule *Rule, vals []string, m *Message
 	var c *router.Call
 	var err error
 	for i := 1; ; i++ {
-		c = b.newCall(rule, m, decode)
+		c = b.newCall(rule, vals, m, decode)
 		err = rule.Route.Handler.Handle(ctx, c)
+		if err == nil && rule.Binding == nil && c.Reply != nil && c.Reply.HTTPStatus >= 300 {
+			err = status.Errorf(translate.CodeFromHTTP(c.Reply.HTTPStatus), "the HTTP upstream answered %d", c.Reply.HTTPStatus)
+		}
 		if err == nil || i >= attempts || !transient(err) {
 			attempts = i
 			break
@@ -163,12 +167,15 @@ func (b *Bridge) call(ctx context.Context, rule *Rule, vals []string, m *Message
 		}
 		backoff = min(2*backoff, rule.cfg.Retry.MaxBackoff)
 	}
+	if ctx.Err() != nil {
+		return attempts, ctx.Err() // shutting down: no reply, no dead letter
+	}
 	b.reply(ctx, rule, vals, m, enc, c, err)
 	return attempts, err
 }
 
 // newCall builds the protocol-neutral call of one attempt.
-func (b *Bridge) newCall(rule *Rule, m *Message, decode func() ([]byte, error)) *router.Call {
+func (b *Bridge) newCall(rule *Rule, vals []string, m *Message, decode func() ([]byte, error)) *router.Call {
 	in := metadata.MD{"mqtt-topic": {m.Topic}}
 	for _, p := range m.UserProperties {
 		k := strings.ToLower(p.Key)
@@ -181,6 +188,14 @@ func (b *Bridge) newCall(rule *Rule, m *Message, decode func() ([]byte, error)) 
 		Metadata: metadata.MD{"x-mqtt-topic": {m.Topic}},
 		Target:   rule.Route.Target,
 		Decode:   decode,
+	}
+	if rule.Binding == nil { // an HTTP upstream: the segments go into its path
+		escaped := make([]string, len(vals))
+		for i, v := range vals {
+			escaped[i] = url.PathEscape(v)
+		}
+		c.Target = rule.expand(c.Target, escaped)
+		c.Metadata["content-type"] = []string{contentType(m)}
 	}
 	if s := m.Sender; s != nil {
 		c.Peer = s.Peer
@@ -228,6 +243,8 @@ func (b *Bridge) reply(ctx context.Context, rule *Rule, vals []string, m *Messag
 	}
 	out := &Message{Topic: topic, QoS: m.QoS, CorrelationData: m.CorrelationData}
 	switch {
+	case callErr == nil && c.Reply == nil: // a policy answered without an upstream message
+		return
 	case callErr != nil && enc == Proto:
 		out.Payload, _ = proto.Marshal(translate.StatusOf(errorStatus(callErr)))
 		out.ContentType = "application/protobuf"
@@ -236,6 +253,8 @@ func (b *Bridge) reply(ctx context.Context, rule *Rule, vals []string, m *Messag
 		out.ContentType = "application/json"
 	case enc == Proto:
 		out.Payload, out.ContentType = c.Reply.Message, "application/protobuf"
+	case rule.Binding == nil:
+		out.Payload, out.ContentType = c.Reply.Message, c.Reply.ContentType
 	default:
 		resp, err := rule.Binding.EncodeResponse(c.Reply.Message)
 		if err != nil {

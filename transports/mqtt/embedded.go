@@ -143,7 +143,7 @@ func (e *Embedded) Publish(_ context.Context, m *Message) error {
 func (e *Embedded) Subscribe(_ context.Context, filter string, fn func(*Message)) (func(), error) {
 	id := int(e.subID.Add(1))
 	err := e.srv.Subscribe(filter, id, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
-		fn(message(pk, 5))
+		fn(message(pk))
 	})
 	if err != nil {
 		return nil, err
@@ -152,11 +152,11 @@ func (e *Embedded) Subscribe(_ context.Context, filter string, fn func(*Message)
 }
 
 // message converts a mochi packet.
-func message(pk packets.Packet, version byte) *Message {
+func message(pk packets.Packet) *Message {
 	m := &Message{
 		Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
 		ContentType: pk.Properties.ContentType, ResponseTopic: pk.Properties.ResponseTopic,
-		CorrelationData: pk.Properties.CorrelationData, Version: version,
+		CorrelationData: pk.Properties.CorrelationData,
 	}
 	for _, p := range pk.Properties.User {
 		m.UserProperties = append(m.UserProperties, UserProperty{Key: p.Key, Value: p.Val})
@@ -264,7 +264,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	if cl.Net.Inline || (h.cfg.Passthrough != nil && h.cfg.Passthrough(pk.TopicName)) {
 		return pk, nil
 	}
-	m := message(pk, cl.Properties.ProtocolVersion)
+	m := message(pk)
 	if s, ok := h.senders.Load(cl); ok {
 		m.Sender = s.(*Sender)
 	}

@@ -64,12 +64,17 @@ type External struct {
 	dev  conn // nil without rules
 	work chan delivery
 	done chan struct{} // closed by Close: no more deliveries
+	stop context.CancelFunc
 	wg   sync.WaitGroup
 	full atomic.Int64
 
-	mu   sync.Mutex
-	subs map[string]*followers // by filter, on the control connection
-	next int
+	// subMu serializes the SUBSCRIBE and UNSUBSCRIBE of the control
+	// connection; mu guards subs and is never held across the network, for
+	// follow needs it while those wait for their acknowledgement.
+	subMu sync.Mutex
+	mu    sync.Mutex
+	subs  map[string]*followers // by filter, on the control connection
+	next  int
 }
 
 // followers are the Subscribe callers of one filter.
@@ -123,6 +128,8 @@ func DialExternal(ctx context.Context, cfg ExternalConfig, filters map[string]by
 		}
 		shared[f] = q
 	}
+	workCtx, stop := context.WithCancel(context.Background())
+	e.stop = stop
 	for range cfg.Workers {
 		e.wg.Add(1)
 		go func() {
@@ -133,8 +140,13 @@ func DialExternal(ctx context.Context, cfg ExternalConfig, filters map[string]by
 					return
 				case d := <-e.work:
 					// Failures are dead-lettered by the bridge; the
-					// message is acknowledged once handled either way.
-					_ = up(context.Background(), d.m)
+					// message is acknowledged once handled either way,
+					// unless Close interrupted it: the broker then
+					// redelivers it to the session.
+					_ = up(workCtx, d.m)
+					if workCtx.Err() != nil {
+						return
+					}
 					d.ack()
 				}
 			}
@@ -190,25 +202,34 @@ func (e *External) Publish(ctx context.Context, m *Message) error {
 
 // Subscribe follows filter on the control connection.
 func (e *External) Subscribe(ctx context.Context, filter string, fn func(*Message)) (func(), error) {
+	e.subMu.Lock()
+	defer e.subMu.Unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	fs := e.subs[filter]
+	e.mu.Unlock()
 	if fs == nil {
 		if err := e.ctl.subscribe(ctx, filter, 1); err != nil {
 			return nil, err
 		}
 		fs = &followers{fns: map[int]func(*Message){}}
-		e.subs[filter] = fs
 	}
+	e.mu.Lock()
+	e.subs[filter] = fs
 	e.next++
 	id := e.next
 	fs.fns[id] = fn
+	e.mu.Unlock()
 	return func() {
+		e.subMu.Lock()
+		defer e.subMu.Unlock()
 		e.mu.Lock()
-		defer e.mu.Unlock()
 		delete(fs.fns, id)
-		if len(fs.fns) == 0 && e.subs[filter] == fs {
+		last := len(fs.fns) == 0
+		if last {
 			delete(e.subs, filter)
+		}
+		e.mu.Unlock()
+		if last {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			_ = e.ctl.unsubscribe(ctx, filter)
@@ -216,10 +237,14 @@ func (e *External) Subscribe(ctx context.Context, filter string, fn func(*Messag
 	}, nil
 }
 
-// Close lets the messages being handled finish, then disconnects. Queued
-// messages are left unacknowledged, for the broker to redeliver.
+// Close interrupts the messages being handled and disconnects. Those and
+// the queued ones are left unacknowledged, for the broker to redeliver to
+// the session.
 func (e *External) Close() error {
 	close(e.done)
+	if e.stop != nil {
+		e.stop()
+	}
 	e.wg.Wait()
 	var err error
 	if e.dev != nil {

@@ -32,9 +32,6 @@ type Message struct {
 	// Sender is the device that published the message, as far as the
 	// broker knows it: set by the embedded broker, nil from an external one.
 	Sender *Sender
-	// Version is the MQTT protocol version the message came in with: 4 for
-	// 3.1.1, 5 for MQTT 5.
-	Version byte
 }
 
 // UserProperty is one MQTT 5 user property.

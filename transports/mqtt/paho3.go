@@ -24,7 +24,7 @@ func dial3(ctx context.Context, cfg ExternalConfig, u *url.URL, clientID string,
 	}
 	onMessage := func(_ paho3.Client, msg paho3.Message) {
 		handle(delivery{
-			m:   &Message{Topic: msg.Topic(), Payload: msg.Payload(), QoS: msg.Qos(), Retain: msg.Retained(), Version: 4},
+			m:   &Message{Topic: msg.Topic(), Payload: msg.Payload(), QoS: msg.Qos(), Retain: msg.Retained()},
 			ack: msg.Ack,
 		})
 	}

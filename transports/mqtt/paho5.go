@@ -88,7 +88,7 @@ func dial5(ctx context.Context, cfg ExternalConfig, u *url.URL, clientID string,
 }
 
 func fromPaho5(pk *paho.Publish) *Message {
-	m := &Message{Topic: pk.Topic, Payload: pk.Payload, QoS: pk.QoS, Retain: pk.Retain, Version: 5}
+	m := &Message{Topic: pk.Topic, Payload: pk.Payload, QoS: pk.QoS, Retain: pk.Retain}
 	if p := pk.Properties; p != nil {
 		m.ContentType, m.ResponseTopic, m.CorrelationData = p.ContentType, p.ResponseTopic, p.CorrelationData
 		for _, u := range p.User {

@@ -46,7 +46,8 @@ type RuleConfig struct {
 	// A named segment matches one topic level and sets the request field of
 	// that path.
 	Filter string
-	// Method is the upstream method the messages call.
+	// Method is the upstream method the messages call; nil for a plain
+	// HTTP upstream, which gets the payload as its request body.
 	Method protoreflect.MethodDescriptor
 	// Payload is the payload encoding (default JSON). An MQTT 5 content
 	// type of application/json or application/protobuf overrides JSON and
@@ -80,12 +81,16 @@ type RuleConfig struct {
 type Rule struct {
 	// Filter is the topic filter as configured.
 	Filter string
-	// Binding maps messages onto the method; its template is the filter
-	// written as a path ("/devices/{device_id}/telemetry"). Its response
-	// mapping renders replies.
+	// Template is the filter written as a path template
+	// ("/devices/{device_id}/telemetry").
+	Template *translate.Template
+	// Binding maps messages onto the method (nil for an HTTP upstream); its
+	// response mapping renders replies.
 	Binding *translate.Binding
-	// Route is the route messages are dispatched on; the caller sets it
-	// from Binding, with the route's upstream and policy chain.
+	// Route is the route messages are dispatched on; the caller sets it,
+	// with the route's upstream and policy chain. For an HTTP upstream, the
+	// named segments of the filter are substituted into its Target
+	// ("POST /v1/devices/{device_id}/readings").
 	Route *router.Route
 
 	cfg      RuleConfig
@@ -132,7 +137,7 @@ func newRule(cfg RuleConfig) (*Rule, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Rule{Filter: cfg.Filter, cfg: cfg, levels: tmpl.Segments, named: make([]bool, len(tmpl.Segments)), owner: -1, input: dynamicpb.NewMessageType(cfg.Method.Input())}
+	r := &Rule{Filter: cfg.Filter, Template: tmpl, cfg: cfg, levels: tmpl.Segments, named: make([]bool, len(tmpl.Segments)), owner: -1}
 	for _, v := range tmpl.Variables {
 		if v.End-v.Start != 1 || tmpl.Segments[v.Start].Kind != translate.Wildcard {
 			return nil, fmt.Errorf("a named segment matches one topic level: write {%s}", strings.Join(v.FieldPath, "."))
@@ -152,6 +157,14 @@ func newRule(cfg RuleConfig) (*Rule, error) {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 	}
+	if cfg.Method == nil {
+		if cfg.Payload != JSON && cfg.Payload != Raw || cfg.Body != "" {
+			return nil, fmt.Errorf("an HTTP upstream takes the payload as it is: no payload or body choice")
+		}
+		r.cfg.Payload = Raw
+		return r, nil
+	}
+	r.input = dynamicpb.NewMessageType(cfg.Method.Input())
 	newBinding := func(body string) (*translate.Binding, error) {
 		return translate.NewBinding(cfg.Method, "MQTT", path, body, "", cfg.JSON, cfg.Resolver)
 	}
@@ -336,6 +349,9 @@ func (r *Rule) decode(m *Message, vals []string, enc Payload) ([]byte, error) {
 		escaped[i] = url.PathEscape(v)
 	}
 	req := &translate.Request{PathValues: escaped, Body: m.Payload, ContentType: m.ContentType}
+	if r.cfg.Method == nil {
+		return m.Payload, nil
+	}
 	if enc == JSON || (enc == Raw && r.rawField == nil) {
 		return r.jsonB.DecodeRequest(req)
 	}

@@ -10,6 +10,7 @@
 package libraryv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	httpbody "google.golang.org/genproto/googleapis/api/httpbody"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -207,9 +208,10 @@ func (x *Author) GetBorn() *timestamppb.Timestamp {
 type Book struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Resource name, "shelves/{shelf}/books/{book}".
-	Name      string   `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Title     string   `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
-	Author    *Author  `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
+	Name   string  `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Title  string  `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	Author *Author `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
+	// ISBN-13 with its prefix hyphenated, e.g. "978-0441172719".
 	Isbn      string   `protobuf:"bytes,4,opt,name=isbn,proto3" json:"isbn,omitempty"`
 	Genre     Genre    `protobuf:"varint,5,opt,name=genre,proto3,enum=example.library.v1.Genre" json:"genre,omitempty"`
 	Tags      []string `protobuf:"bytes,6,rep,name=tags,proto3" json:"tags,omitempty"`
@@ -807,10 +809,11 @@ func (x *GetBookRequest) GetName() string {
 }
 
 type CreateBookRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Parent        string                 `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
-	Book          *Book                  `protobuf:"bytes,2,opt,name=book,proto3" json:"book,omitempty"`
-	BookId        string                 `protobuf:"bytes,3,opt,name=book_id,json=bookId,proto3" json:"book_id,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Parent string                 `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// A new book needs a title.
+	Book          *Book  `protobuf:"bytes,2,opt,name=book,proto3" json:"book,omitempty"`
+	BookId        string `protobuf:"bytes,3,opt,name=book_id,json=bookId,proto3" json:"book_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1507,7 +1510,7 @@ var File_example_library_v1_library_proto protoreflect.FileDescriptor
 
 const file_example_library_v1_library_proto_rawDesc = "" +
 	"\n" +
-	" example/library/v1/library.proto\x12\x12example.library.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\"P\n" +
+	" example/library/v1/library.proto\x12\x12example.library.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\"P\n" +
 	"\x05Shelf\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05theme\x18\x02 \x01(\tR\x05theme\x12\x1d\n" +
@@ -1515,17 +1518,18 @@ const file_example_library_v1_library_proto_rawDesc = "" +
 	"book_count\x18\x03 \x01(\x05R\tbookCount\"L\n" +
 	"\x06Author\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
-	"\x04born\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04born\"\xb7\x06\n" +
+	"\x04born\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04born\"\x87\a\n" +
 	"\x04Book\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x122\n" +
-	"\x06author\x18\x03 \x01(\v2\x1a.example.library.v1.AuthorR\x06author\x12\x12\n" +
-	"\x04isbn\x18\x04 \x01(\tR\x04isbn\x12/\n" +
-	"\x05genre\x18\x05 \x01(\x0e2\x19.example.library.v1.GenreR\x05genre\x12\x12\n" +
-	"\x04tags\x18\x06 \x03(\tR\x04tags\x12\x1d\n" +
+	"\x06author\x18\x03 \x01(\v2\x1a.example.library.v1.AuthorR\x06author\x120\n" +
+	"\x04isbn\x18\x04 \x01(\tB\x1c\xbaH\x19\xd8\x01\x01r\x142\x12^97[89]-[0-9]{10}$R\x04isbn\x129\n" +
+	"\x05genre\x18\x05 \x01(\x0e2\x19.example.library.v1.GenreB\b\xbaH\x05\x82\x01\x02\x10\x01R\x05genre\x12$\n" +
+	"\x04tags\x18\x06 \x03(\tB\x10\xbaH\r\x92\x01\n" +
+	"\x10\x14\"\x06r\x04\x10\x01\x18(R\x04tags\x12*\n" +
 	"\n" +
-	"page_count\x18\a \x01(\x05R\tpageCount\x12\x1f\n" +
-	"\vprice_cents\x18\b \x01(\x03R\n" +
+	"page_count\x18\a \x01(\x05B\v\xbaH\b\x1a\x06\x18\xa0\x8d\x06(\x00R\tpageCount\x12(\n" +
+	"\vprice_cents\x18\b \x01(\x03B\a\xbaH\x04\"\x02(\x00R\n" +
 	"priceCents\x12=\n" +
 	"\fpublish_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vpublishTime\x126\n" +
 	"\tread_time\x18\n" +
@@ -1543,10 +1547,10 @@ const file_example_library_v1_library_proto_rawDesc = "" +
 	"\areviews\x18\x12 \x03(\v2\x1a.example.library.v1.ReviewR\areviews\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"J\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"U\n" +
 	"\x06Review\x12\x16\n" +
-	"\x06reader\x18\x01 \x01(\tR\x06reader\x12\x14\n" +
-	"\x05stars\x18\x02 \x01(\x05R\x05stars\x12\x12\n" +
+	"\x06reader\x18\x01 \x01(\tR\x06reader\x12\x1f\n" +
+	"\x05stars\x18\x02 \x01(\x05B\t\xbaH\x06\x1a\x04\x18\x05(\x01R\x05stars\x12\x12\n" +
 	"\x04text\x18\x03 \x01(\tR\x04text\"\xf0\x01\n" +
 	"\n" +
 	"BookFilter\x122\n" +
@@ -1555,10 +1559,10 @@ const file_example_library_v1_library_proto_rawDesc = "" +
 	"\tmin_pages\x18\x03 \x01(\v2\x1b.google.protobuf.Int32ValueR\bminPages\x12C\n" +
 	"\x0fpublished_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0epublishedAfter\"%\n" +
 	"\x0fGetShelfRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xec\x04\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xf7\x04\n" +
 	"\x10ListBooksRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\x06parent\x18\x01 \x01(\tR\x06parent\x12&\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\x126\n" +
 	"\x06filter\x18\x04 \x01(\v2\x1e.example.library.v1.BookFilterR\x06filter\x12\x12\n" +
@@ -1582,10 +1586,11 @@ const file_example_library_v1_library_proto_rawDesc = "" +
 	"\n" +
 	"total_size\x18\x03 \x01(\x05R\ttotalSize\"$\n" +
 	"\x0eGetBookRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"r\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xbe\x01\n" +
 	"\x11CreateBookRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12,\n" +
-	"\x04book\x18\x02 \x01(\v2\x18.example.library.v1.BookR\x04book\x12\x17\n" +
+	"\x06parent\x18\x01 \x01(\tR\x06parent\x12x\n" +
+	"\x04book\x18\x02 \x01(\v2\x18.example.library.v1.BookBJ\xbaHG\xba\x01A\n" +
+	"\x13book.title_required\x12\x18a new book needs a title\x1a\x10this.title != ''\xc8\x01\x01R\x04book\x12\x17\n" +
 	"\abook_id\x18\x03 \x01(\tR\x06bookId\"~\n" +
 	"\x11UpdateBookRequest\x12,\n" +
 	"\x04book\x18\x01 \x01(\v2\x18.example.library.v1.BookR\x04book\x12;\n" +
