@@ -13,12 +13,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/eclipse/paho.golang/paho"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -865,6 +867,29 @@ func TestMQTTDeviceAuth(t *testing.T) {
 	}
 }
 
+// TestMQTTRoutes: `rosetta routes` lists the uplink rules beside the REST
+// routes of the bridge.
+func TestMQTTRoutes(t *testing.T) {
+	path := writeConfig(t, "listen: {mqtt: 127.0.0.1:1883}\n"+iotConfig("127.0.0.1:1", anonymous, uplinkRoutes+downlinkRoutes))
+	code, stdout, stderr := runRosetta(t, "routes", "-config", path)
+	if code != 0 {
+		t.Fatalf("rosetta routes: exit %d\n%s", code, stderr)
+	}
+	for _, want := range [][]string{
+		{"MQTT", "devices/{device_id}/telemetry", "example.iot.v1.DeviceService.Record", "iot"},
+		{"POST", "/v1/devices/{device_id}/commands", "devices/{device_id}/commands", "mqtt"},
+		{"GET", "/v1/devices/{device_id}/state", "devices/{device_id}/telemetry", "mqtt"},
+	} {
+		found := false
+		for _, line := range strings.Split(stdout, "\n") {
+			found = found || slices.Equal(strings.Fields(line), want)
+		}
+		if !found {
+			t.Errorf("routes lack %q\n%s", want, stdout)
+		}
+	}
+}
+
 // TestMQTTCheck: `rosetta check` finds the mistakes of an MQTT
 // configuration, naming them.
 func TestMQTTCheck(t *testing.T) {
@@ -946,5 +971,105 @@ routes:
 	want := []string{"POST /ingest/s7 application/octet-stream 21.5C", "POST /ingest/s7 application/octet-stream 21.5C", "POST /ingest/s7 application/octet-stream bad"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("upstream saw %q, want %q (the 503 retried)", got, want)
+	}
+}
+
+// TestMQTTClientCertificates serves devices over TLS, admitting those with a
+// certificate of the configured CA; the certificate's common name is the
+// device's identity for the owner check.
+func TestMQTTClientCertificates(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name string) string { return filepath.Join(dir, name) }
+	ca := newTestCA(t)
+	writeCert(t, file("ca.pem"), file("ca.key"), ca.cert, ca.key)
+	srvCert, srvKey := issueCert(t, "gateway", 2, ca)
+	writeCert(t, file("gw.pem"), file("gw.key"), srvCert, srvKey)
+	devCert, devKey := issueCert(t, "dev-c", 3, ca)
+	writeCert(t, file("dev.pem"), file("dev.key"), devCert, devKey)
+
+	up := startIoTUpstream(t)
+	broker := freePort(t)
+	startRosettaListen(t, fmt.Sprintf("mqtt: %q", broker), iotConfig(up.addr,
+		fmt.Sprintf("mqtt: {tls: {cert_file: %q, key_file: %q, client_ca_file: %q}}", file("gw.pem"), file("gw.key"), file("ca.pem")), uplinkRoutes))
+	waitFor(t, "the embedded broker", func() bool {
+		c, err := net.Dial("tcp", broker)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	tlsArgs := []string{"--cafile", file("ca.pem"), "--cert", file("dev.pem"), "--key", file("dev.key")}
+	for _, v := range mqttVersions {
+		out, code := publish(t, broker, v, append(tlsArgs, "-q", "1", "-t", "devices/dev-c/telemetry", "-m", `{"id":"tls-`+v+`"}`)...)
+		if code != 0 || up.seen("tls-"+v) != 1 {
+			t.Errorf("%s with a certificate: status %d, upstream saw it %d times\n%s", v, code, up.seen("tls-"+v), out)
+		}
+		if out, code := publish(t, broker, v, "--cafile", file("ca.pem"), "-q", "1", "-t", "devices/dev-c/telemetry", "-m", `{}`); code == 0 {
+			t.Errorf("%s without a certificate: admitted\n%s", v, out)
+		}
+	}
+	// The certificate names the device: dev-c may not publish as another.
+	if out, _ := publish(t, broker, "mqttv5", append(tlsArgs, "-u", "other", "-q", "1", "-t", "devices/other/telemetry", "-m", `{}`)...); !strings.Contains(out, "RC:135") {
+		t.Errorf("publishing under another device's topic: want PUBACK 135\n%s", out)
+	}
+}
+
+// packetConn sends each MQTT packet in one WebSocket message, as MQTT over
+// WebSocket clients do (paho writes a packet in several writes).
+type packetConn struct {
+	net.Conn
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (c *packetConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf = append(c.buf, p...)
+	for len(c.buf) >= 2 {
+		// The fixed header: a type byte, then the remaining length in
+		// base-128 digits, least significant first.
+		size, mult, i := 0, 1, 1
+		for ; i < len(c.buf) && i <= 4; i++ {
+			size += int(c.buf[i]&0x7f) * mult
+			mult *= 128
+			if c.buf[i]&0x80 == 0 {
+				break
+			}
+		}
+		if i >= len(c.buf) || len(c.buf) < i+1+size {
+			break // incomplete
+		}
+		n := i + 1 + size
+		if _, err := c.Conn.Write(c.buf[:n]); err != nil {
+			return 0, err
+		}
+		c.buf = c.buf[n:]
+	}
+	return len(p), nil
+}
+
+// TestMQTTWebSocket publishes through the embedded broker's MQTT-over-
+// WebSocket listener.
+func TestMQTTWebSocket(t *testing.T) {
+	up := startIoTUpstream(t)
+	broker, ws := freePort(t), freePort(t)
+	startRosettaListen(t, fmt.Sprintf("mqtt: %q", broker), iotConfig(up.addr, fmt.Sprintf("mqtt: {allow_anonymous: true, websocket: %q}", ws), uplinkRoutes))
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	var c *websocket.Conn
+	waitFor(t, "the WebSocket listener", func() bool {
+		var err error
+		c, _, err = websocket.Dial(ctx, "ws://"+ws+"/mqtt", &websocket.DialOptions{Subprotocols: []string{"mqtt"}})
+		return err == nil
+	})
+	dev := paho.NewClient(paho.ClientConfig{ClientID: "ws1", Conn: &packetConn{Conn: websocket.NetConn(context.Background(), c, websocket.MessageBinary)}})
+	if _, err := dev.Connect(ctx, &paho.Connect{ClientID: "ws1", KeepAlive: 30, CleanStart: true}); err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Disconnect(&paho.Disconnect{})
+	resp, err := dev.Publish(ctx, &paho.Publish{Topic: "devices/ws1/telemetry", QoS: 1, Payload: []byte(`{"id":"over-ws"}`)})
+	if err != nil || resp.ReasonCode != 0 || up.seen("over-ws") != 1 {
+		t.Errorf("publish over WebSocket: %v %v; upstream saw it %d times", resp, err, up.seen("over-ws"))
 	}
 }

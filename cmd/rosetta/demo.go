@@ -84,6 +84,7 @@ Try:
   curl -s -X POST %[2]s/example.library.v1.LibraryService/Ping -H 'Content-Type: application/json' -d '{"message":"hi"}'
   curl -s -i %[2]s/v1/shelves/1/books/missing                                   # 404, a google.rpc.Status
   curl -s -i -X POST %[2]s/v1/shelves/1/books -H 'Content-Type: application/json' -d '{"title":1}'   # 400 naming the field
+  curl -s -i -X POST %[2]s/v1/shelves/1/books -H 'Content-Type: application/json' -d '{"title":"Solaris","isbn":"12-34"}'   # 400: breaks the ISBN rule
   curl -s -i -X DELETE %[2]s/v1/shelves/1                                       # 405 with Allow
 
 Routes: %[2]s is serving %d routes; stop with Ctrl-C.

@@ -127,6 +127,7 @@ func printRoutes(w io.Writer, g *gateway) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.HTTPMethod, r.Template.Source, target, r.Upstream)
 	}
+	printMQTTRules(tw, g)
 	tw.Flush()
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -405,6 +406,21 @@ func ruleConfig(cfg *Config, rc *RouteConfig) mqtt.RuleConfig {
 	return rcfg
 }
 
+// printMQTTRules lists the uplink rules for `rosetta routes`, as rows of
+// its table: MQTT, the topic filter, the target, the upstream.
+func printMQTTRules(w io.Writer, g *gateway) {
+	if g.mqtt == nil {
+		return
+	}
+	for _, r := range g.mqtt.rules {
+		target := r.Route.Target
+		if r.Binding != nil {
+			target = string(r.Binding.Method.FullName())
+		}
+		fmt.Fprintf(w, "MQTT\t%s\t%s\t%s\n", r.Filter, target, r.Route.Upstream)
+	}
+}
+
 // startMQTT starts the generation's broker (embedded or external) and the
 // bridge; the returned function stops them.
 func startMQTT(ctx context.Context, cfg *Config, g *gateway, logger *slog.Logger) (func(), error) {
@@ -554,7 +570,7 @@ func demoIoTTry(base string, g *gateway) string {
 	return fmt.Sprintf(`
 MQTT: devices connect to the embedded broker at %[1]s (MQTT 3.1.1 and 5);
 each telemetry message becomes a call of example.iot.v1.DeviceService/Record:
-  mosquitto_sub -h %[2]s -p %[3]s -V mqttv5 -t 'devices/dev-1/#' -v &     # watch the device's topics
+  mosquitto_sub -h %[2]s -p %[3]s -V mqttv5 -u dev-1 -t 'devices/dev-1/#' -v &   # the device's own topics (mqtt.subscribe lets it read only those)
   %[4]s -u dev-1 -t devices/dev-1/telemetry -m '{"id":"m1","reading":{"temperature":21.5,"humidity":40}}'
   curl -s %[5]s/v1/devices/dev-1              # what the gRPC service recorded
   curl -s -i %[5]s/v1/devices/dev-1/telemetry   # the last telemetry message

@@ -83,14 +83,11 @@ func (v *Validator) check(msg proto.Message, what string) error {
 	parts := make([]string, 0, len(ve.Violations))
 	for _, viol := range ve.Violations {
 		field := protovalidate.FieldPathString(viol.Proto.GetField())
-		desc := viol.Proto.GetMessage()
-		if id := viol.Proto.GetRuleId(); id != "" {
-			desc = id + ": " + desc
-		}
+		id := viol.Proto.GetRuleId()
 		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
-			Field: field, Description: desc, Reason: viol.Proto.GetRuleId(),
+			Field: field, Description: viol.Proto.GetMessage(), Reason: id,
 		})
-		parts = append(parts, strings.TrimPrefix(field+": "+desc, ": "))
+		parts = append(parts, strings.TrimPrefix(field+": "+viol.Proto.GetMessage()+" ("+id+")", ": "))
 	}
 	st := status.New(codes.InvalidArgument, fmt.Sprintf("%s violates %d rule(s): %s", what, len(parts), strings.Join(parts, "; ")))
 	if withDetail, err := st.WithDetails(br); err == nil {

@@ -59,7 +59,6 @@ type delivery struct {
 // External is an external broker reached as a client.
 type External struct {
 	cfg  ExternalConfig
-	log  *slog.Logger
 	ctl  conn
 	dev  conn // nil without rules
 	work chan delivery
@@ -106,11 +105,10 @@ func DialExternal(ctx context.Context, cfg ExternalConfig, filters map[string]by
 	if cfg.SessionExpiry <= 0 {
 		cfg.SessionExpiry = time.Hour
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &External{cfg: cfg, log: log, work: make(chan delivery, cfg.Workers), done: make(chan struct{}), subs: map[string]*followers{}}
+	e := &External{cfg: cfg, work: make(chan delivery, cfg.Workers), done: make(chan struct{}), subs: map[string]*followers{}}
 	dial := dial5
 	if cfg.Version == 4 {
 		dial = dial3
@@ -168,7 +166,7 @@ func (e *External) deliver(d delivery) {
 	default:
 	}
 	if n := e.full.Add(1); n&(n-1) == 0 {
-		e.log.Warn("mqtt workers busy; holding the broker back", "workers", e.cfg.Workers, "times", n)
+		e.cfg.Logger.Warn("mqtt workers busy; holding the broker back", "workers", e.cfg.Workers, "times", n)
 	}
 	select {
 	case e.work <- d:
