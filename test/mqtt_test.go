@@ -1073,3 +1073,34 @@ func TestMQTTWebSocket(t *testing.T) {
 		t.Errorf("publish over WebSocket: %v %v; upstream saw it %d times", resp, err, up.seen("over-ws"))
 	}
 }
+
+// TestMQTTPersistentSession stops the gateway while devices publish QoS 1
+// messages to Mosquitto: its session keeps them, and the gateway started
+// again with the same client ID gets every one.
+func TestMQTTPersistentSession(t *testing.T) {
+	for _, version := range []int{5, 4} {
+		t.Run(fmt.Sprintf("gateway MQTT %d", version), func(t *testing.T) {
+			up := startIoTUpstream(t)
+			broker := startMosquitto(t)
+			cfg := iotConfig(up.addr, brokerSection(broker, version, "persistent", ""), uplinkRoutes)
+			gw := startRosetta(t, cfg)
+			publish(t, broker, "mqttv5", "-q", "1", "-t", "devices/p1/telemetry", "-m", `{"id":"before"}`)
+			waitFor(t, "the first message upstream", func() bool { return up.seen("before") == 1 })
+			if code := gw.stop(t); code != 0 {
+				t.Fatalf("rosetta exited with %d\n%s", code, gw.stderr)
+			}
+			for i := range 20 {
+				publish(t, broker, "mqttv311", "-q", "1", "-t", "devices/p1/telemetry", "-m", fmt.Sprintf(`{"id":"away-%d"}`, i))
+			}
+			startRosetta(t, cfg)
+			waitFor(t, "the messages published while the gateway was away", func() bool {
+				for i := range 20 {
+					if up.seen(fmt.Sprintf("away-%d", i)) == 0 {
+						return false
+					}
+				}
+				return true
+			})
+		})
+	}
+}

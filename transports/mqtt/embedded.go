@@ -51,6 +51,10 @@ type EmbeddedConfig struct {
 	Logger *slog.Logger
 }
 
+// maxWritesPending bounds the messages queued for one subscriber; beyond
+// it the broker drops messages to that subscriber, and the hook logs it.
+const maxWritesPending = 1024
+
 // Embedded is the broker inside the gateway.
 type Embedded struct {
 	srv    *mochi.Server
@@ -84,10 +88,11 @@ func NewEmbedded(cfg EmbeddedConfig, up Uplink) (*Embedded, error) {
 		caps.ReceiveMaximum = 64
 	}
 	caps.MaximumQos = 1
+	caps.MaximumClientWritesPending = maxWritesPending
 	srv := mochi.New(&mochi.Options{Capabilities: caps, InlineClient: true, Logger: slog.New(brokerLog{log.Handler()})})
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Embedded{srv: srv, ctx: ctx, cancel: cancel}
-	e.hook = &hook{cfg: cfg, up: up, ctx: ctx}
+	e.hook = &hook{cfg: cfg, up: up, ctx: ctx, log: log}
 	if err := srv.AddHook(e.hook, nil); err != nil {
 		return nil, err
 	}
@@ -191,14 +196,16 @@ type hook struct {
 	cfg     EmbeddedConfig
 	up      Uplink
 	ctx     context.Context
+	log     *slog.Logger
 	senders sync.Map // *mochi.Client → *Sender
+	dropped atomic.Int64
 }
 
 func (h *hook) ID() string { return "rosetta-bridge" }
 
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
-		mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnDisconnect, mochi.OnPublish,
+		mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnDisconnect, mochi.OnPublish, mochi.OnPublishDropped,
 	}, []byte{b})
 }
 
@@ -259,6 +266,14 @@ func covers(allowed, filter string) bool {
 }
 
 func (h *hook) OnDisconnect(cl *mochi.Client, _ error, _ bool) { h.senders.Delete(cl) }
+
+// OnPublishDropped makes visible a message dropped for a subscriber that
+// reads too slowly (more than maxWritesPending queued).
+func (h *hook) OnPublishDropped(cl *mochi.Client, pk packets.Packet) {
+	if n := h.dropped.Add(1); n&(n-1) == 0 { // 1, 2, 4...: visible, not flooding
+		h.log.Warn("mqtt message dropped for a slow subscriber", "client", cl.ID, "topic", pk.TopicName, "queue", maxWritesPending, "dropped", n)
+	}
+}
 
 func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline || (h.cfg.Passthrough != nil && h.cfg.Passthrough(pk.TopicName)) {
