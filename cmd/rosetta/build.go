@@ -249,6 +249,54 @@ func (g *gateway) grpcUpstream(cfg *Config, name string) (router.Invoker, error)
 	return inv, nil
 }
 
+// callTarget is a route's "call:" resolved against the schema and the
+// upstreams.
+type callTarget struct {
+	method   protoreflect.MethodDescriptor
+	service  *ServiceConfig // the exposed service's settings, or defaults
+	upstream string
+	invoker  router.Invoker
+	// timeout is the route's, else the service's, else the upstream's.
+	timeout time.Duration
+}
+
+// resolveCall resolves rc.Call ("package.Service/Method"), its upstream
+// (the route's, else the service's) and its deadline.
+func (g *gateway) resolveCall(cfg *Config, rc *RouteConfig, services map[string]*ServiceConfig) (*callTarget, error) {
+	svcName, mName, ok := strings.Cut(rc.Call, "/")
+	if !ok {
+		return nil, fmt.Errorf("call %q: want package.Service/Method", rc.Call)
+	}
+	sd, err := g.schema.Service(svcName)
+	if err != nil {
+		return nil, err
+	}
+	md := sd.Methods().ByName(protoreflect.Name(mName))
+	if md == nil {
+		return nil, fmt.Errorf("call %q: service %s has no method %s", rc.Call, svcName, mName)
+	}
+	svc := services[svcName]
+	if svc == nil {
+		svc = &ServiceConfig{Name: svcName}
+	}
+	upName := rc.Upstream
+	if upName == "" {
+		upName = svc.Upstream
+	}
+	inv, err := g.grpcUpstream(cfg, upName)
+	if err != nil {
+		return nil, err
+	}
+	timeout := time.Duration(rc.Timeout)
+	if timeout == 0 {
+		timeout = time.Duration(svc.Timeout)
+	}
+	if timeout == 0 {
+		timeout = time.Duration(cfg.Upstreams[upName].Timeout)
+	}
+	return &callTarget{method: md, service: svc, upstream: upName, invoker: inv, timeout: timeout}, nil
+}
+
 // addRoute adds one route from the routes section.
 func (g *gateway) addRoute(cfg *Config, rc *RouteConfig, services map[string]*ServiceConfig) error {
 	if rc.Aggregate != nil {
@@ -261,44 +309,22 @@ func (g *gateway) addRoute(cfg *Config, rc *RouteConfig, services map[string]*Se
 	if err != nil {
 		return err
 	}
-	timeout := time.Duration(rc.Timeout)
 	if rc.Call != "" {
-		svcName, mName, ok := strings.Cut(rc.Call, "/")
-		if !ok {
-			return fmt.Errorf("call %q: want package.Service/Method", rc.Call)
-		}
-		sd, err := g.schema.Service(svcName)
+		c, err := g.resolveCall(cfg, rc, services)
 		if err != nil {
 			return err
 		}
-		md := sd.Methods().ByName(protoreflect.Name(mName))
-		if md == nil {
-			return fmt.Errorf("call %q: service %s has no method %s", rc.Call, svcName, mName)
-		}
+		md, svc := c.method, c.service
 		if md.IsStreamingClient() {
 			return fmt.Errorf("call %q: methods with a client stream are not served over REST (use WebSocket or gRPC)", rc.Call)
-		}
-		svc := services[svcName]
-		if svc == nil {
-			svc = &ServiceConfig{Name: svcName}
-		}
-		upName := rc.Upstream
-		if upName == "" {
-			upName = svc.Upstream
-		}
-		inv, err := g.grpcUpstream(cfg, upName)
-		if err != nil {
-			return err
-		}
-		if timeout == 0 {
-			timeout = time.Duration(svc.Timeout)
 		}
 		b, err := translate.NewBinding(md, method, path, rc.Body, rc.ResponseBody, jsonOptions(svc), g.schema.Types())
 		if err != nil {
 			return err
 		}
-		return g.table.Add(grpcRoute(b, md, upName, inv, timeout))
+		return g.table.Add(grpcRoute(b, md, c.upstream, c.invoker, c.timeout))
 	}
+	timeout := time.Duration(rc.Timeout)
 	inv, ok := g.upstreams[rc.Upstream]
 	if !ok || cfg.Upstreams[rc.Upstream].HTTP == nil {
 		return fmt.Errorf("a route without call needs an http upstream; %q is not one", rc.Upstream)

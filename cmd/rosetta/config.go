@@ -31,6 +31,9 @@ type Config struct {
 	Redis    RedisConfig              `yaml:"redis"`
 	// ShutdownTimeout bounds the drain of in-flight calls on SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// AccessLog writes one log line per call (default true); turning it off
+	// saves its CPU under heavy load.
+	AccessLog *bool `yaml:"access_log"`
 
 	// dir is the directory of the config file; relative paths resolve there.
 	dir string

@@ -98,6 +98,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printRoutes(stdout, g)
 		return 0
 	}
+	if cfg.AccessLog != nil && !*cfg.AccessLog {
+		logger = slog.New(withoutAccess{logger.Handler()})
+	}
 	if err := serve(ctx, cfg, g, logger); err != nil {
 		fmt.Fprintln(stderr, "rosetta serve:", err)
 		return 1
@@ -192,4 +195,22 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, drain time.
 		return err
 	}
 	return nil
+}
+
+// withoutAccess drops the per-call "access" records every ingress writes.
+type withoutAccess struct{ slog.Handler }
+
+func (h withoutAccess) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "access" {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h withoutAccess) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return withoutAccess{h.Handler.WithAttrs(attrs)}
+}
+
+func (h withoutAccess) WithGroup(name string) slog.Handler {
+	return withoutAccess{h.Handler.WithGroup(name)}
 }

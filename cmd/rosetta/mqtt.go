@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/rosettagw/rosetta/examples/iot"
 	"github.com/rosettagw/rosetta/router"
@@ -315,39 +314,13 @@ func (g *gateway) addUplinkRule(cfg *Config, rc *RouteConfig, services map[strin
 	if rc.Call == "" {
 		return g.addHTTPUplinkRule(cfg, rc)
 	}
-	svcName, mName, ok := strings.Cut(rc.Call, "/")
-	if !ok {
-		return fmt.Errorf("call %q: want package.Service/Method", rc.Call)
-	}
-	sd, err := g.schema.Service(svcName)
+	c, err := g.resolveCall(cfg, rc, services)
 	if err != nil {
 		return err
 	}
-	md := sd.Methods().ByName(protoreflect.Name(mName))
-	if md == nil {
-		return fmt.Errorf("call %q: service %s has no method %s", rc.Call, svcName, mName)
-	}
+	md, svc := c.method, c.service
 	if md.IsStreamingClient() || md.IsStreamingServer() {
 		return fmt.Errorf("call %q: an MQTT rule calls a unary method", rc.Call)
-	}
-	svc := services[svcName]
-	if svc == nil {
-		svc = &ServiceConfig{Name: svcName}
-	}
-	upName := rc.Upstream
-	if upName == "" {
-		upName = svc.Upstream
-	}
-	inv, err := g.grpcUpstream(cfg, upName)
-	if err != nil {
-		return err
-	}
-	timeout := time.Duration(rc.Timeout)
-	if timeout == 0 {
-		timeout = time.Duration(svc.Timeout)
-	}
-	if timeout == 0 {
-		timeout = time.Duration(cfg.Upstreams[upName].Timeout)
 	}
 	rcfg := ruleConfig(cfg, rc)
 	rcfg.Method, rcfg.JSON, rcfg.Resolver = md, jsonOptions(svc), g.schema.Types()
@@ -355,7 +328,7 @@ func (g *gateway) addUplinkRule(cfg *Config, rc *RouteConfig, services map[strin
 	if err != nil {
 		return err
 	}
-	rule.Route = grpcRoute(rule.Binding, md, upName, inv, timeout)
+	rule.Route = grpcRoute(rule.Binding, md, c.upstream, c.invoker, c.timeout)
 	g.mqtt.rules = append(g.mqtt.rules, rule)
 	return nil
 }

@@ -65,7 +65,13 @@ func (h *HTTP) Invoke(ctx context.Context, target string, body []byte, md metada
 	}
 	u := *h.base
 	p, q, _ := strings.Cut(path, "?")
-	u.Path = strings.TrimSuffix(u.Path, "/") + p
+	// p is already escaped (path variables are substituted raw): join it to
+	// the base's escaped path and let URL keep both forms consistent.
+	joined, err := url.PathUnescape(strings.TrimSuffix(u.EscapedPath(), "/") + p)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "HTTP upstream path %q: %v", p, err)
+	}
+	u.Path, u.RawPath = joined, strings.TrimSuffix(u.EscapedPath(), "/")+p
 	u.RawQuery = q
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
 	if err != nil {
