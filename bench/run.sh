@@ -3,10 +3,21 @@
 # transcoder, then runs bench/driver, which starts them on loopback, checks
 # their answers and prints the markdown table. See BENCHMARKS.md.
 #
+#   bench/run.sh       the REST comparison (needs wrk and ghz, installed here)
+#   bench/run.sh ws    Rosetta's WebSocket ingress: echo messages/s on
+#                      bidirectional streams, memory per idle connection
+#
 # Settings (environment): BENCH_ROUNDS (3), BENCH_SECONDS (4) per measured
 # run, BENCH_WARMUP (1) seconds before each, BENCH_CONCURRENCY (32),
+# BENCH_IDLE (10000, idle WebSocket connections of the ws run),
 # BENCH_KEEP=1 keeps the scratch folder (configs, logs).
 set -euo pipefail
+
+mode="${1:-rest}"
+case "$mode" in
+rest | ws) ;;
+*) echo "usage: $0 [rest|ws]" >&2; exit 2 ;;
+esac
 
 bench="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$bench")"
@@ -17,6 +28,21 @@ cleanup() {
 	if [ "${BENCH_KEEP:-}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+
+if [ "$mode" = ws ]; then
+	# One descriptor per idle connection in the driver and in the gateway.
+	ulimit -n "$(ulimit -Hn)"
+	echo "building" >&2
+	(cd "$root" && go build -o "$work/bin/rosetta" ./cmd/rosetta)
+	(cd "$bench" && go build -o "$work/bin/" ./upstream ./driver)
+	"$work/bin/driver" -mode ws -bin "$work/bin" -work "$work" \
+		-descriptors "$root/proto/library.binpb" \
+		-build "$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)" \
+		-rounds "${BENCH_ROUNDS:-3}" -seconds "${BENCH_SECONDS:-4}" \
+		-warmup "${BENCH_WARMUP:-1}" -concurrency "${BENCH_CONCURRENCY:-32}" \
+		-idle "${BENCH_IDLE:-10000}"
+	exit
+fi
 
 if ! command -v wrk >/dev/null; then
 	echo "installing wrk with apt-get" >&2

@@ -2,7 +2,9 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,8 +32,11 @@ const compensationTimeout = 10 * time.Second
 // Aggregate is the handler of a composed route: it decodes the call's input
 // message, runs the steps as a dependency graph (independent steps in
 // parallel, fan-out steps once per element with bounded concurrency) and
-// answers with one JSON object, as a google.protobuf.Struct in the call's
-// Reply. It uses only the Call, so every ingress can serve it.
+// answers with one JSON object, as a google.protobuf.Struct. It uses only
+// the Call, so every ingress can serve it: a unary ingress (REST, MQTT)
+// through Decode and Reply, a stream ingress (WebSocket) through the Call's
+// Stream, from which it reads one input message and to which it sends the
+// answer.
 type Aggregate struct {
 	input    protoreflect.MessageType
 	steps    []*step // every step, in declaration order
@@ -105,13 +110,13 @@ type execution struct {
 // its status (its message prefixed with the step name), cancels every step
 // still running and calls the compensations of the steps that succeeded.
 func (a *Aggregate) Handle(ctx context.Context, c *Call) error {
-	wire, err := c.Decode()
+	wire, err := request(c)
 	if err != nil {
 		return err
 	}
 	in := a.input.New()
 	if err := proto.Unmarshal(wire, in.Interface()); err != nil {
-		return status.Errorf(codes.Internal, "aggregate input: %v", err)
+		return status.Errorf(codes.InvalidArgument, "the request is not a valid %s: %v", a.input.Descriptor().FullName(), err)
 	}
 	outer := ctx
 	if a.timeout > 0 {
@@ -148,8 +153,27 @@ func (a *Aggregate) Handle(ctx context.Context, c *Call) error {
 		}
 		c.ResponseHeader.Set(PartialHeader, strings.Join(failed, ","))
 	}
+	if c.Stream != nil {
+		if err := c.Stream.SetHeader(c.ResponseHeader); err != nil {
+			return err
+		}
+		return c.Stream.Send(answer)
+	}
 	c.Reply = &Reply{Message: answer}
 	return nil
+}
+
+// request returns the call's input message in wire form: the one message
+// of its Stream, or what Decode yields.
+func request(c *Call) ([]byte, error) {
+	if c.Stream == nil {
+		return c.Decode()
+	}
+	wire, err := c.Stream.Recv()
+	if errors.Is(err, io.EOF) {
+		return nil, status.Error(codes.InvalidArgument, "the client sent no request message")
+	}
+	return wire, err
 }
 
 // runStep waits for the step's dependencies, then calls it.

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"io"
 	"runtime"
 	"strings"
 	"sync"
@@ -465,6 +466,92 @@ func TestAggregate(t *testing.T) {
 			t.Errorf("failed steps %v, want [suggestions] (5 items over a bound of 4)", got)
 		}
 	})
+}
+
+// fakeStream is a Stream holding the client's messages and collecting what
+// the handler sends.
+type fakeStream struct {
+	in     [][]byte
+	header metadata.MD
+	sent   [][]byte
+}
+
+func (s *fakeStream) Recv() ([]byte, error) {
+	if len(s.in) == 0 {
+		return nil, io.EOF
+	}
+	m := s.in[0]
+	s.in = s.in[1:]
+	return m, nil
+}
+
+func (s *fakeStream) SetHeader(md metadata.MD) error {
+	s.header = md
+	return nil
+}
+
+func (s *fakeStream) Send(msg []byte) error {
+	s.sent = append(s.sent, msg)
+	return nil
+}
+
+// TestAggregateStream serves the aggregate to a stream ingress (WebSocket):
+// it reads one message, answers with one, and refuses a missing or
+// undecodable message.
+func TestAggregateStream(t *testing.T) {
+	shop := newFakeShop()
+	shop.handlers["Charge"] = shop.handlers["Release"]
+	shop.handlers["ListRelated"] = func(context.Context, []byte) (proto.Message, error) {
+		return nil, status.Error(codes.Unavailable, "down")
+	}
+	agg, err := NewAggregate(orderSpec(shop))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := proto.Marshal(&orderv1.CreateOrderRequest{OrderId: "o-1", ProductId: "kb", Quantity: 1})
+	s := &fakeStream{in: [][]byte{in, in}}
+	c := &Call{Stream: s}
+	if err := agg.Handle(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.sent) != 1 || len(s.in) != 1 || c.Reply != nil {
+		t.Fatalf("sent %d messages and left %d unread (reply %v), want 1 sent, 1 unread and no Reply", len(s.sent), len(s.in), c.Reply)
+	}
+	out := &structpb.Struct{}
+	if err := proto.Unmarshal(s.sent[0], out); err != nil {
+		t.Fatalf("answer is not a Struct: %v", err)
+	}
+	if got := out.GetFields()["reservationId"].GetStringValue(); got != "r-kb" {
+		t.Errorf("reservationId %q, want r-kb", got)
+	}
+	if got := s.header.Get(PartialHeader); len(got) != 1 || got[0] != "related,suggestions" {
+		t.Errorf("header %v, want %s: related,suggestions", s.header, PartialHeader)
+	}
+
+	total := func() (n int) {
+		for name := range shop.calls {
+			n += shop.count(shop.calls, name)
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		name string
+		in   [][]byte
+		want string
+	}{
+		{"no message", nil, "the client sent no request message"},
+		{"undecodable message", [][]byte{{0xff}}, "the request is not a valid example.order.v1.CreateOrderRequest"},
+	} {
+		calls := total()
+		s := &fakeStream{in: tc.in}
+		err := agg.Handle(context.Background(), &Call{Stream: s})
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), tc.want) {
+			t.Errorf("%s: error %v, want INVALID_ARGUMENT: %s", tc.name, err, tc.want)
+		}
+		if len(s.sent) != 0 || total() != calls {
+			t.Errorf("%s: %d messages sent, %d upstream calls made; want none", tc.name, len(s.sent), total()-calls)
+		}
+	}
 }
 
 func TestNewAggregateErrors(t *testing.T) {

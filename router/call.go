@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"net/netip"
+	"net/url"
 
 	"google.golang.org/grpc/metadata"
 )
@@ -34,6 +35,10 @@ type Call struct {
 	// policies (Authorization, API keys, X-Forwarded-For). Policies read it;
 	// only Metadata goes upstream.
 	Incoming metadata.MD
+	// Query is the request URL's query parameters (REST, WebSocket and
+	// gRPC-Web); nil for protocols without one (gRPC, MQTT). Policies read
+	// credentials in it (Route.CredentialParams); it is never forwarded.
+	Query url.Values
 	// PeerCertificates are the client's verified TLS certificates, if any.
 	PeerCertificates []*x509.Certificate
 	// Credentials are identity material that is not a header, such as the

@@ -31,6 +31,11 @@ type Route struct {
 	Timeout time.Duration
 	// Handler is the route's chain: its policies, then Dispatch.
 	Handler Handler
+	// CredentialParams name the query parameters that carry credentials
+	// for the route's policies (an API key allowed in the query): the
+	// ingress leaves them out of what the binding decodes and of what
+	// goes upstream.
+	CredentialParams []string
 	// Validate, when set, checks each request message (protobuf wire form)
 	// after it is decoded and before it goes upstream: Dispatch calls it for
 	// a unary call, stream ingresses for every client message. Its error is

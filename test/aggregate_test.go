@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -11,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	ws "github.com/coder/websocket"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/rosettagw/rosetta/examples/order"
 	orderv1 "github.com/rosettagw/rosetta/proto/example/order/v1"
@@ -266,7 +270,7 @@ func TestAggregatePolicies(t *testing.T) {
 	t.Parallel()
 	shop, cfg := startShop(t, nil)
 	r := startRosetta(t, edit(t, cfg,
-		"    timeout: 3s\n", "    timeout: 3s\n    policies: [keys]\n",
+		"    timeout: 3s\n", "    timeout: 3s\n    policies: [keys]\n    websocket: /ws/api/order/create\n",
 		"request: {order_id: input.order_id,", "request: {order_id: identity.subject,",
 	)+`policies:
   keys: {api_key: {keys: [{sha256: 6ab9f1eb8f7d3388f4f9d586f66e99fd54080df2c446f0e58668b09c08a16dd0, identity: o-alice}]}}
@@ -285,6 +289,164 @@ func TestAggregatePolicies(t *testing.T) {
 	if res := shop.CallsOf("Reserve"); len(res) != 1 || res[0].Request.(*orderv1.ReserveRequest).GetOrderId() != "o-alice" {
 		t.Errorf("Reserve calls %+v, want one with the caller's identity o-alice as order id", res)
 	}
+
+	// The WebSocket path runs the same policies.
+	before := len(shop.Calls())
+	if _, code := dialOrder(t, r, "/ws/api/order/create", "rosetta.json", nil); code != http.StatusUnauthorized {
+		t.Errorf("WebSocket upgrade without a key: HTTP %d, want 401", code)
+	}
+	if n := len(shop.Calls()); n != before {
+		t.Errorf("a WebSocket call the policy refused reached the upstreams %d times", n-before)
+	}
+	c, _ := dialOrder(t, r, "/ws/api/order/create", "rosetta.json", http.Header{"X-Api-Key": {"k1"}})
+	c.send(body)
+	result(t, c.recv())
+	c.finish(codes.OK)
+	if res := shop.CallsOf("Reserve"); len(res) != 2 || res[1].Request.(*orderv1.ReserveRequest).GetOrderId() != "o-alice" {
+		t.Errorf("Reserve calls %+v, want a second one with the WebSocket caller's identity o-alice", res)
+	}
+}
+
+// dialOrder opens a WebSocket on a composed route's path with subprotocol
+// and header. A refused upgrade returns its HTTP status and no call.
+func dialOrder(t *testing.T, r *rosetta, path, subprotocol string, header http.Header) (*wsCall, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	t.Cleanup(cancel)
+	url := "ws" + strings.TrimPrefix(r.base, "http") + path
+	conn, resp, err := ws.Dial(ctx, url, &ws.DialOptions{Subprotocols: []string{subprotocol}, HTTPHeader: header})
+	if err != nil {
+		if resp == nil {
+			t.Fatalf("dial %s: %v", url, err)
+		}
+		return nil, resp.StatusCode
+	}
+	t.Cleanup(func() { conn.CloseNow() })
+	return &wsCall{t: t, conn: conn, ctx: ctx}, resp.StatusCode
+}
+
+// TestAggregateWebSocket places orders over the composed route's WebSocket
+// path: one message in, the answer and the final status out.
+func TestAggregateWebSocket(t *testing.T) {
+	t.Parallel()
+	shop, cfg := startShop(t, nil)
+	r := startRosetta(t, edit(t, cfg, "  - post: /api/order/create\n", "  - post: /api/order/create\n    websocket: /ws/api/order/create\n"))
+
+	t.Run("order", func(t *testing.T) {
+		c, _ := dialOrder(t, r, "/ws/api/order/create", "rosetta.json", nil)
+		c.send(`{"orderId":"o-ws","productId":"kb-1","quantity":2,"card":"4242"}`)
+		got := result(t, c.recv())
+		if field(got, "charge", "amountCents") != "17800" || field(got, "product", "name") != "Mechanical keyboard" {
+			t.Errorf("answer %s, want the keyboard charged 17800", pretty(got))
+		}
+		c.finish(codes.OK)
+	})
+
+	t.Run("binary", func(t *testing.T) {
+		c, _ := dialOrder(t, r, "/ws/api/order/create", "rosetta.proto", nil)
+		in, _ := proto.Marshal(&orderv1.CreateOrderRequest{OrderId: "o-bin", ProductId: "kb-1", Quantity: 1, Card: "4242"})
+		if err := c.conn.Write(c.ctx, ws.MessageBinary, in); err != nil {
+			t.Fatal(err)
+		}
+		typ, data, err := c.conn.Read(c.ctx)
+		answer := &structpb.Struct{}
+		if err != nil || typ != ws.MessageBinary || proto.Unmarshal(data, answer) != nil {
+			t.Fatalf("read %v %v: want a binary google.protobuf.Struct", typ, err)
+		}
+		if got := answer.GetFields()["charge"].GetStructValue().GetFields()["amountCents"].GetStringValue(); got != "8900" {
+			t.Errorf("answer %v, want a charge of 8900", answer)
+		}
+		c.finish(codes.OK)
+	})
+
+	t.Run("declined card", func(t *testing.T) {
+		held := shop.Reservations()
+		c, _ := dialOrder(t, r, "/ws/api/order/create", "rosetta.json", nil)
+		c.send(`{"orderId":"o-ws-2","productId":"kb-1","quantity":1,"card":"declined"}`)
+		st := c.finish(codes.FailedPrecondition) // close code 4009
+		if msg, _ := st["message"].(string); !strings.Contains(msg, "step charge: card declined") {
+			t.Errorf("status %v, want the message of step charge", st)
+		}
+		if n := len(shop.CallsOf("Release")); n != 1 {
+			t.Errorf("Release called %d times, want exactly 1", n)
+		}
+		if n := shop.Reservations(); n != held {
+			t.Errorf("%d reservations held after the compensation, want %d as before", n, held)
+		}
+	})
+
+	t.Run("undecodable message", func(t *testing.T) {
+		before := len(shop.Calls())
+		c, _ := dialOrder(t, r, "/ws/api/order/create", "rosetta.json", nil)
+		c.send(`{"quantity":"many"}`)
+		c.finish(codes.InvalidArgument)
+		if n := len(shop.Calls()); n != before {
+			t.Errorf("an undecodable order reached the upstreams %d times", n-before)
+		}
+	})
+}
+
+// TestAggregateMQTT places orders over an MQTT uplink rule sharing the HTTP
+// route's aggregate (a YAML anchor): the topic's order id and the payload
+// make the input, the answer or the error comes back on the reply topic and
+// a failure is dead-lettered. The rule's WebSocket path serves it too.
+func TestAggregateMQTT(t *testing.T) {
+	t.Parallel()
+	shop, cfg := startShop(t, nil)
+	broker := freePort(t)
+	r := startRosettaListen(t, fmt.Sprintf("mqtt: %q", broker), anonymous+"\n"+edit(t, cfg, "    aggregate:\n", "    aggregate: &order\n")+`  - mqtt: orders/{order_id}/create
+    websocket: /ws/orders/create
+    timeout: 3s
+    reply: orders/{order_id}/reply
+    dead_letter: orders/{order_id}/dead-letter
+    aggregate: *order
+`)
+	waitFor(t, "the embedded broker", func() bool {
+		c, err := net.Dial("tcp", broker)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	replies := subscribe(t, broker, "mqttv5", "orders/+/reply")
+	dead := subscribe(t, broker, "mqttv5", "orders/+/dead-letter")
+
+	// The topic's order id wins over the payload's.
+	out, code := publish(t, broker, "mqttv5", "-q", "1", "-t", "orders/o-mqtt/create", "-m", `{"orderId":"spoofed","productId":"kb-1","quantity":2,"card":"4242"}`)
+	if code != 0 {
+		t.Fatalf("mosquitto_pub: status %d\n%s", code, out)
+	}
+	got := decodeJSON(t, "reply", []byte(replies.next(t, 1)))
+	if field(got, "charge", "amountCents") != "17800" || field(got, "reservation", "productId") != "kb-1" {
+		t.Errorf("reply %s, want the keyboard reserved and charged 17800", pretty(got))
+	}
+	if res := shop.CallsOf("Reserve"); len(res) != 1 || res[0].Request.(*orderv1.ReserveRequest).GetOrderId() != "o-mqtt" {
+		t.Errorf("Reserve calls %+v, want one for the topic's order o-mqtt", res)
+	}
+
+	held := shop.Reservations()
+	publish(t, broker, "mqttv5", "-q", "1", "-t", "orders/o-mqtt-2/create", "-m", `{"productId":"kb-1","quantity":1,"card":"declined"}`)
+	if st := statusOf(t, replies.next(t, 2)); st.Code != 9 || !strings.Contains(st.Message, "step charge: card declined") {
+		t.Errorf("error reply %+v, want FAILED_PRECONDITION from step charge", st)
+	}
+	rec := decodeJSON(t, "dead letter", []byte(dead.next(t, 1)))
+	if field(rec, "topic") != "orders/o-mqtt-2/create" || field(rec, "error", "code") != json.Number("9") || field(rec, "attempts") != json.Number("1") {
+		t.Errorf("dead letter %s, want the declined order's topic, code 9 and one attempt", pretty(rec))
+	}
+	if n := len(shop.CallsOf("Release")); n != 1 {
+		t.Errorf("Release called %d times, want exactly 1", n)
+	}
+	if n := shop.Reservations(); n != held {
+		t.Errorf("%d reservations held after the compensation, want %d as before", n, held)
+	}
+
+	// The rule's WebSocket path.
+	c, _ := dialOrder(t, r, "/ws/orders/create", "rosetta.json", nil)
+	c.send(`{"orderId":"o-mqtt-ws","productId":"kb-1","quantity":1,"card":"4242"}`)
+	if got := result(t, c.recv()); field(got, "charge", "amountCents") != "8900" {
+		t.Errorf("WebSocket answer %s, want a charge of 8900", pretty(got))
+	}
+	c.finish(codes.OK)
 }
 
 func TestAggregateCheck(t *testing.T) {
@@ -305,6 +467,10 @@ func TestAggregateCheck(t *testing.T) {
 		{"key collision", []string{"          product: product\n", "          name: reserve.product_id\n",
 			"          suggestions: suggestions\n", "          suggestions: suggestions\n        merge: [product]\n"},
 			`answer key "name" is produced by respond "name" and by merge "product"`},
+		{"websocket outside the prefix", []string{"  - post: /api/order/create\n", "  - post: /api/order/create\n    websocket: /api/order/create\n"},
+			`websocket "/api/order/create": want a literal path under the WebSocket prefix /ws/`},
+		{"http and mqtt at once", []string{"  - post: /api/order/create\n", "  - post: /api/order/create\n    mqtt: orders/{order_id}/create\n"},
+			"an aggregate route is served over HTTP (get, post, put, patch, delete) or over MQTT (mqtt), not both"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

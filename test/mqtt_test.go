@@ -23,7 +23,10 @@ import (
 	"github.com/coder/websocket"
 	"github.com/eclipse/paho.golang/paho"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rosettagw/rosetta/examples/iot"
@@ -905,6 +908,9 @@ func TestMQTTCheck(t *testing.T) {
 		{"no call", anonymous, "listen: {mqtt: 127.0.0.1:1883}\n", "  - mqtt: devices/{device_id}\n", "needs call"},
 		{"bad reply", anonymous, "listen: {mqtt: 127.0.0.1:1883}\n", "  - post: /v1/x/{device_id}\n    publish: x/{device_id}\n    reply: x/+\n", "without wildcards"},
 		{"state not get", anonymous, "listen: {mqtt: 127.0.0.1:1883}\n", "  - post: /v1/x/{device_id}\n    state: x/{device_id}\n", "a state route is a get"},
+		{"call level not a field", anonymous, "listen: {mqtt: 127.0.0.1:1883}\n", "  - publish: x/{id}\n    call: example.iot.v1.DeviceCommands/Send\n", "has no string field id"},
+		{"call served twice", anonymous, "listen: {mqtt: 127.0.0.1:1883}\n", "  - publish: x/{device_id}\n    call: example.iot.v1.DeviceService/Record\n", "already served"},
+		{"call unknown", anonymous, "listen: {mqtt: 127.0.0.1:1883}\n", "  - state: x/{device_id}\n    call: example.iot.v1.DeviceCommands/Nope\n", "has no method Nope"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := writeConfig(t, c.listen+iotConfig("127.0.0.1:1", c.mqtt, c.routes))
@@ -1102,5 +1108,135 @@ func TestMQTTPersistentSession(t *testing.T) {
 				return true
 			})
 		})
+	}
+}
+
+// grpcDownlinkRoutes serve the DeviceCommands methods from the MQTT bridge:
+// Send (which needs an API key) and GetTelemetry at their default paths,
+// Call also at a REST path of its own.
+const grpcDownlinkRoutes = `  - publish: devices/{device_id}/commands
+    call: example.iot.v1.DeviceCommands/Send
+    qos: 1
+    policies: [key]
+  - post: /v1/devices/{device_id}/commands:call
+    publish: devices/{device_id}/commands
+    call: example.iot.v1.DeviceCommands/Call
+    qos: 1
+    wait: 1s
+  - state: devices/{device_id}/telemetry
+    call: example.iot.v1.DeviceCommands/GetTelemetry
+policies:
+  key: {api_key: {keys: [{sha256: %s, identity: ops}]}}
+`
+
+// TestMQTTDownlinkGRPC commands devices and reads their state with a gRPC
+// client of the gateway: a command reaches a device (mosquitto_sub) when
+// the route's policy lets the caller through, a
+// waiting call gets an MQTT 5 device's reply (and the same method over
+// REST), a device that does not answer is DEADLINE_EXCEEDED after the
+// route's wait, and the last telemetry is readable.
+func TestMQTTDownlinkGRPC(t *testing.T) {
+	up := startIoTUpstream(t)
+	broker := freePort(t)
+	gw := startRosettaListen(t, fmt.Sprintf("mqtt: %q", broker), iotConfig(up.addr, anonymous, uplinkRoutes+fmt.Sprintf(grpcDownlinkRoutes, sha256Hex("device-ops"))))
+	conn, err := grpc.NewClient(strings.TrimPrefix(gw.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := iotv1.NewDeviceCommandsClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+
+	t.Run("send", func(t *testing.T) {
+		cmds := subscribe(t, broker, "mqttv311", "devices/g1/commands")
+		cmd := &iotv1.Command{DeviceId: "g1", Name: "led", Args: map[string]string{"state": "on"}}
+		if _, err := client.Send(ctx, &iotv1.Command{DeviceId: "g1", Name: "unauthenticated"}); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("without the API key: %v, want UNAUTHENTICATED", err)
+		}
+		keyed := metadata.AppendToOutgoingContext(ctx, "x-api-key", "device-ops")
+		if _, err := client.Send(keyed, cmd); err != nil {
+			t.Fatal(err)
+		}
+		wantPayload(t, cmds.next(t, 1), `{"name":"led","args":{"state":"on"}}`)
+		for _, id := range []string{"", "a/b", "a+b"} {
+			if _, err := client.Send(keyed, &iotv1.Command{DeviceId: id}); status.Code(err) != codes.InvalidArgument {
+				t.Errorf("device_id %q: %v, want INVALID_ARGUMENT", id, err)
+			}
+		}
+	})
+
+	t.Run("call", func(t *testing.T) {
+		var dev *device5
+		dev = connect5(t, broker, "g5", func(p *paho.Publish) {
+			var cmd struct{ Name string }
+			json.Unmarshal(p.Payload, &cmd)
+			go dev.c.Publish(context.Background(), &paho.Publish{
+				Topic: p.Properties.ResponseTopic, QoS: 1, Payload: []byte(`{"ok":true,"message":"did ` + cmd.Name + `"}`),
+				Properties: &paho.PublishProperties{CorrelationData: p.Properties.CorrelationData},
+			})
+		})
+		dev.subscribe(t, "devices/g5/commands")
+		reply, err := client.Call(ctx, &iotv1.Command{DeviceId: "g5", Name: "reboot"})
+		if err != nil || !proto.Equal(reply, &iotv1.CommandReply{Ok: true, Message: "did reboot"}) {
+			t.Errorf("reply %v, %v", reply, err)
+		}
+		r := do(t, gw.base, request{method: "POST", path: "/v1/devices/g5/commands:call", body: `{"name":"blink"}`})
+		wantJSON(t, r, `{"ok":true,"message":"did blink"}`)
+	})
+
+	t.Run("no answer", func(t *testing.T) {
+		_, err := client.Call(ctx, &iotv1.Command{DeviceId: "mute", Name: "reboot"})
+		if st, _ := status.FromError(err); st.Code() != codes.DeadlineExceeded || !strings.Contains(st.Message(), "no reply on") {
+			t.Errorf("%v, want the gateway's DEADLINE_EXCEEDED", err)
+		}
+	})
+
+	t.Run("state", func(t *testing.T) {
+		if _, err := client.GetTelemetry(ctx, &iotv1.GetDeviceRequest{DeviceId: "gs"}); status.Code(err) != codes.NotFound {
+			t.Errorf("before any telemetry: %v, want NOT_FOUND", err)
+		}
+		publish(t, broker, "mqttv5", "-u", "gs", "-q", "1", "-t", "devices/gs/telemetry", "-m", `{"id":"gs-1","reading":{"temperature":7}}`)
+		var got *iotv1.RecordRequest
+		waitFor(t, "the state of devices/gs/telemetry", func() bool {
+			got, err = client.GetTelemetry(ctx, &iotv1.GetDeviceRequest{DeviceId: "gs"})
+			return err == nil
+		})
+		if got.GetId() != "gs-1" || got.GetReading().GetTemperature() != 7 {
+			t.Errorf("state %v", got)
+		}
+		// The same method over REST (its default path) and Connect.
+		for _, h := range []map[string]string{nil, {"Connect-Protocol-Version": "1"}} {
+			r := do(t, gw.base, request{method: "POST", path: "/example.iot.v1.DeviceCommands/GetTelemetry", body: `{"deviceId":"gs"}`, header: h})
+			wantJSON(t, r, `{"id":"gs-1","reading":{"temperature":7}}`)
+		}
+	})
+}
+
+// TestMQTTUserProperties forwards an MQTT 5 message's user properties
+// upstream as metadata when the forward list (or the grpc-metadata- prefix)
+// allows them, never the credentials.
+func TestMQTTUserProperties(t *testing.T) {
+	up := startIoTUpstream(t)
+	broker := freePort(t)
+	startRosettaListen(t, fmt.Sprintf("mqtt: %q", broker),
+		iotConfig(up.addr, anonymous+"\nhttp: {forward_headers: [X-Tenant, Authorization]}", uplinkRoutes))
+	out, code := publish(t, broker, "mqttv5", "-u", "p1", "-i", "p1-client", "-q", "1", "-t", "devices/p1/telemetry", "-m", `{"id":"p1"}`,
+		"-D", "publish", "user-property", "X-Tenant", "acme",
+		"-D", "publish", "user-property", "grpc-metadata-trace-id", "t1",
+		"-D", "publish", "user-property", "authorization", "Bearer secret",
+		"-D", "publish", "user-property", "x-other", "not listed",
+		"-D", "publish", "user-property", "grpc-metadata-x-mqtt-client-id", "spoofed")
+	if code != 0 || up.seen("p1") != 1 {
+		t.Fatalf("mosquitto_pub exit %d, upstream saw p1 %d times\n%s", code, up.seen("p1"), out)
+	}
+	md := up.lastMetadata()
+	for k, want := range map[string][]string{
+		"x-tenant": {"acme"}, "trace-id": {"t1"}, "x-mqtt-topic": {"devices/p1/telemetry"}, "x-mqtt-client-id": {"p1-client"},
+		"authorization": nil, "x-other": nil,
+	} {
+		if got := md.Get(k); !slices.Equal(got, want) {
+			t.Errorf("metadata %s: %q, want %q", k, got, want)
+		}
 	}
 }

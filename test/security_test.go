@@ -783,12 +783,13 @@ security:
   policies: [admins]
   trusted_proxies: [not-a-cidr]
   identity_headers: {x-user: password}
+  limits: {json_depth: 20000}
 `))
 	code, _, stderr := runRosetta(t, "check", "-config", path)
 	if code != 1 {
 		t.Fatalf("rosetta check: exit %d, want 1\n%s", code, stderr)
 	}
-	for _, want := range []string{"policies.bearer", "policies.both", "policies.lan", "security.trusted_proxies", "security.identity_headers", `unknown policy "nosuch"`} {
+	for _, want := range []string{"policies.bearer", "policies.both", "policies.lan", "security.trusted_proxies", "security.identity_headers", "security.limits.json_depth", `unknown policy "nosuch"`} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr does not mention %s:\n%s", want, stderr)
 		}
@@ -980,4 +981,199 @@ policies:
 			t.Errorf("upstream saw r1 %d times and r2 %d times, want 1 and 0", up.seen("r1"), up.seen("r2"))
 		}
 	})
+}
+
+// TestSecurityAPIKeyQuery checks API keys sent in the query string over
+// REST: accepted only where the policy names the parameter, never seen by
+// the upstream (gRPC or plain HTTP) and never logged.
+func TestSecurityAPIKeyQuery(t *testing.T) {
+	t.Parallel()
+	const key = "qu3ry-k3y-for-reports"
+	up := startObservedUpstream(t, "")
+	var mu sync.Mutex
+	var hookQueries []string
+	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hookQueries = append(hookQueries, r.URL.RawQuery)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"ok":true}`)
+	}))
+	t.Cleanup(hooks.Close)
+	keys := fmt.Sprintf("keys: [{sha256: %s, identity: svc-reports, scopes: [library.read]}]", sha256Hex(key))
+	cfg := libraryConfig(descriptorSetSchema(), up.addr, "", fmt.Sprintf(`routes:
+  - get: /v1/query/{name=shelves/*}
+    call: example.library.v1.LibraryService/GetShelf
+    policies: [query-key]
+  - get: /v1/query/{parent=shelves/*}/books
+    call: example.library.v1.LibraryService/ListBooks
+    policies: [query-key]
+  - get: /v1/header/{name=shelves/*}
+    call: example.library.v1.LibraryService/GetShelf
+    policies: [header-key]
+  - get: /hooks/{id}
+    upstream: hooks
+    policies: [query-key]
+policies:
+  query-key: {api_key: {query_param: api_key, %s}}
+  header-key: {api_key: {%s}}
+security:
+  identity_headers: {x-user-id: subject}
+`, keys, keys))
+	cfg = edit(t, cfg, "upstreams:\n", fmt.Sprintf("upstreams:\n  hooks: {http: {url: %q}, timeout: 5s}\n", hooks.URL))
+	gw := startRosetta(t, cfg)
+	const shelf1 = `{"name":"shelves/1","theme":"fiction","bookCount":4}`
+
+	// wantUpstreamClean asserts that the latest gRPC call's metadata holds
+	// neither the key nor the parameter.
+	wantUpstreamClean := func(t *testing.T, method string) {
+		t.Helper()
+		md := up.last(t, method)
+		if got := md.Get("x-user-id"); !reflect.DeepEqual(got, []string{"svc-reports"}) {
+			t.Errorf("x-user-id %q, want [svc-reports]", got)
+		}
+		for k, vs := range md {
+			if strings.Contains(k, "api_key") || strings.Contains(strings.Join(vs, ","), key) {
+				t.Errorf("the upstream saw the key in metadata %s: %q", k, vs)
+			}
+		}
+	}
+
+	t.Run("allowed", func(t *testing.T) {
+		for _, q := range []string{"api_key=" + key, "%61pi_key=" + key} { // the name escaped or not
+			wantJSON(t, get(t, gw.base, "/v1/query/shelves/1?"+q), shelf1)
+			wantUpstreamClean(t, "/example.library.v1.LibraryService/GetShelf")
+		}
+		// The other parameters are still decoded, and the key is not an
+		// unknown parameter.
+		page := wantJSON(t, get(t, gw.base, "/v1/query/shelves/1/books?pageSize=1&api_key="+key), "{}", "books", "nextPageToken", "totalSize")
+		if n := len(bookNames(t, page)); n != 1 {
+			t.Errorf("%d books with pageSize=1, want 1", n)
+		}
+		wantUpstreamClean(t, "/example.library.v1.LibraryService/ListBooks")
+	})
+
+	t.Run("plain HTTP upstream", func(t *testing.T) {
+		r := get(t, gw.base, "/hooks/7?x=1&api_key="+key+"&y=%20")
+		if r.status != http.StatusOK {
+			t.Fatalf("status %d, want 200\n%s", r.status, r.body)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if want := []string{"x=1&y=%20"}; !reflect.DeepEqual(hookQueries, want) {
+			t.Errorf("the HTTP upstream saw the queries %q, want %q", hookQueries, want)
+		}
+	})
+
+	t.Run("refused", func(t *testing.T) {
+		for _, path := range []string{
+			"/v1/query/shelves/1?api_key=guess",             // unknown key
+			"/v1/query/shelves/1?api_key=" + sha256Hex(key), // its hash
+			"/v1/header/shelves/1?api_key=" + key,           // the policy reads only the header
+		} {
+			before := up.callCount()
+			r := get(t, gw.base, path)
+			wantRefused(t, r, up, before, http.StatusUnauthorized, int(codes.Unauthenticated))
+			if strings.Contains(string(r.body), key) {
+				t.Errorf("%s: the answer quotes the key: %s", path, r.body)
+			}
+		}
+		wantJSON(t, do(t, gw.base, request{method: "GET", path: "/v1/header/shelves/1", header: map[string]string{"X-Api-Key": key}}), shelf1)
+	})
+
+	t.Run("WebSocket", func(t *testing.T) {
+		wsGW := startRosetta(t, libraryConfig(descriptorSetSchema(), up.addr, "    policies: [query-key]\n",
+			fmt.Sprintf("policies:\n  query-key: {api_key: {query_param: api_key, %s}}\nsecurity: {identity_headers: {x-user-id: subject}}\n", keys)))
+		dial := func(query string) (*ws.Conn, *http.Response, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+			defer cancel()
+			return ws.Dial(ctx, wsURL(wsGW, "GetShelf")+query, &ws.DialOptions{Subprotocols: []string{"rosetta.json"}})
+		}
+		conn, _, err := dial("?api_key=" + key)
+		if err != nil {
+			t.Fatalf("key in the query: %v", err)
+		}
+		c := &wsCall{t: t, conn: conn, ctx: context.Background()}
+		c.send(`{"name":"shelves/1"}`)
+		if r := result(t, c.recv()); r["name"] != "shelves/1" {
+			t.Fatalf("key in the query: %v", r)
+		}
+		c.finish(codes.OK)
+		conn.CloseNow()
+		wantUpstreamClean(t, "/example.library.v1.LibraryService/GetShelf")
+		before := up.callCount()
+		for _, q := range []string{"?api_key=guess", ""} {
+			conn, resp, err := dial(q)
+			if err == nil {
+				conn.CloseNow()
+				t.Errorf("%q: upgraded", q)
+			} else if resp == nil || resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%q: %v, want HTTP 401", q, err)
+			}
+		}
+		if n := up.callCount(); n != before {
+			t.Errorf("the upstream saw %d refused calls", n-before)
+		}
+		waitLogged(t, wsGW, "/ws/example.library.v1.LibraryService/GetShelf")
+		if out := wsGW.stderr.String(); strings.Contains(out, key) {
+			t.Errorf("rosetta's stderr holds the key:\n%s", out)
+		}
+	})
+
+	t.Run("never logged", func(t *testing.T) {
+		waitLogged(t, gw, "/v1/header/shelves/1")
+		for name, out := range map[string]string{"stderr": gw.stderr.String(), "stdout": gw.stdout.String()} {
+			if strings.Contains(out, key) || strings.Contains(out, sha256Hex(key)) {
+				t.Errorf("rosetta's %s holds the key:\n%s", name, out)
+			}
+		}
+	})
+}
+
+// waitLogged waits until rosetta's stderr has an access-log line for path:
+// the line is written once the answer is sent.
+func waitLogged(t *testing.T, gw *rosetta, path string) {
+	t.Helper()
+	deadline := time.Now().Add(requestTimeout)
+	for !strings.Contains(gw.stderr.String(), "path="+path) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no access-log line for %s:\n%s", path, gw.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// bookAt is a Book JSON document whose messages nest depth levels deep:
+// each Book in the extra Any adds two (the Any and the Book in it), a
+// publish time one.
+func bookAt(depth int) string {
+	switch depth {
+	case 1:
+		return `{"title":"Deep"}`
+	case 2:
+		return `{"title":"Deep","publishTime":"2020-01-01T00:00:00Z"}`
+	}
+	inner := bookAt(depth - 2)
+	return `{"title":"Deep","extra":{"@type":"type.googleapis.com/example.library.v1.Book",` + inner[1:] + `}`
+}
+
+// TestSecurityJSONDepth checks security.limits.json_depth over REST: a
+// request body nested one level too deep is refused before the upstream.
+func TestSecurityJSONDepth(t *testing.T) {
+	t.Parallel()
+	up := startObservedUpstream(t, "")
+	gw := startRosetta(t, libraryConfig(descriptorSetSchema(), up.addr, "", "security: {limits: {json_depth: 8}}\n"))
+	r := do(t, gw.base, request{method: "POST", path: "/v1/shelves/1/books", body: bookAt(8)})
+	if r.status != http.StatusOK {
+		t.Fatalf("8 levels: status %d, want 200\n%s", r.status, r.body)
+	}
+	before := up.callCount()
+	r = do(t, gw.base, request{method: "POST", path: "/v1/shelves/1/books", body: bookAt(9)})
+	st := wantStatus(t, r, http.StatusBadRequest, int(codes.InvalidArgument), "book*")
+	if !strings.Contains(st.Message, "deeper than 8") {
+		t.Errorf("message %q does not name the nesting bound", st.Message)
+	}
+	if n := up.callCount(); n != before {
+		t.Errorf("the upstream saw the refused call")
+	}
 }

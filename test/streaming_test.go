@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -807,7 +808,7 @@ func splitBase64(s string) []string {
 }
 
 func TestConnect(t *testing.T) {
-	_, ros := startStreaming(t, streamingConfig)
+	u, ros := startStreaming(t, streamingConfig)
 	connect := map[string]string{"Content-Type": "application/json", "Connect-Protocol-Version": "1"}
 
 	t.Run("unary JSON", func(t *testing.T) {
@@ -844,6 +845,57 @@ func TestConnect(t *testing.T) {
 		r := post(t, ros, "Ping", []byte(`{"message": "rest"}`), map[string]string{"Content-Type": "application/json"})
 		if r.status != 200 || !strings.Contains(string(r.body), `"message":"rest"`) {
 			t.Errorf("%d %s", r.status, r.body)
+		}
+	})
+
+	t.Run("unary GET", func(t *testing.T) {
+		get := func(method string, q url.Values) *response {
+			return do(t, ros.base, request{method: "GET", path: "/example.library.v1.LibraryService/" + method + "?" + q.Encode()})
+		}
+		r := get("GetBook", url.Values{"connect": {"v1"}, "encoding": {"json"}, "message": {`{"name": "shelves/1/books/dune"}`}})
+		if r.status != 200 || r.header.Get("Content-Type") != "application/json" || !strings.Contains(string(r.body), `"title":"Dune"`) {
+			t.Errorf("JSON: %d %q %s", r.status, r.header.Get("Content-Type"), r.body)
+		}
+		msg, _ := proto.Marshal(&libraryv1.GetBookRequest{Name: "shelves/1/books/dune"})
+		r = get("GetBook", url.Values{"connect": {"v1"}, "encoding": {"proto"}, "base64": {"1"}, "message": {base64.RawURLEncoding.EncodeToString(msg)}})
+		var b libraryv1.Book
+		if r.status != 200 || r.header.Get("Content-Type") != "application/proto" || proto.Unmarshal(r.body, &b) != nil || b.GetTitle() != "Dune" {
+			t.Errorf("proto: %d %q %v", r.status, r.header.Get("Content-Type"), &b)
+		}
+		for _, tt := range []struct {
+			method string
+			q      url.Values
+			status int
+			code   string
+		}{
+			{"GetBook", url.Values{"encoding": {"xml"}, "message": {"{}"}}, 415, "invalid_argument"},
+			{"GetBook", url.Values{"encoding": {"proto"}, "base64": {"1"}, "message": {"*"}}, 400, "invalid_argument"},
+			{"GetBook", url.Values{"encoding": {"json"}, "message": {`{"name": "shelves/1/books/nope"}`}}, 404, "not_found"},
+			{"Ping", url.Values{"encoding": {"json"}, "message": {`{"message": "side effects"}`}}, 405, "invalid_argument"},
+		} {
+			r := get(tt.method, tt.q)
+			var e map[string]any
+			json.Unmarshal(r.body, &e)
+			if r.status != tt.status || e["code"] != tt.code {
+				t.Errorf("%s?%s: %d %s, want %d %s", tt.method, tt.q.Encode(), r.status, r.body, tt.status, tt.code)
+			}
+		}
+	})
+
+	t.Run("unary GET runs the policy chain", func(t *testing.T) {
+		keyed := startRosetta(t, libraryConfig(descriptorSetSchema(), u.addr, "    policies: [key]\n", fmt.Sprintf(`policies:
+  key: {api_key: {header: X-Api-Key, keys: [{sha256: %s, identity: reader}]}}
+`, sha256Hex("k3y"))))
+		path := "/example.library.v1.LibraryService/GetBook?" + url.Values{"encoding": {"json"}, "message": {`{"name": "shelves/1/books/dune"}`}}.Encode()
+		r := do(t, keyed.base, request{method: "GET", path: path})
+		var e map[string]any
+		json.Unmarshal(r.body, &e)
+		if r.status != 401 || e["code"] != "unauthenticated" {
+			t.Errorf("without a key: %d %s, want 401 unauthenticated", r.status, r.body)
+		}
+		r = do(t, keyed.base, request{method: "GET", path: path, header: map[string]string{"X-Api-Key": "k3y"}})
+		if r.status != 200 || !strings.Contains(string(r.body), `"title":"Dune"`) {
+			t.Errorf("with the key: %d %s", r.status, r.body)
 		}
 	})
 
@@ -895,6 +947,6 @@ func TestWebSocketShutdown(t *testing.T) {
 	}
 	e := <-ended
 	if !strings.Contains(string(e.last), `"code":14`) || !strings.Contains(string(e.last), "the gateway is shutting down") || e.close != 4014 {
-		t.Errorf("last frame %s and close code %d, want the UNAVAILABLE status and 4014", e.last, e.close)
+		t.Errorf("last frame %s and close code %d, want the UNAVAILABLE status and 4014\n%s", e.last, e.close, ros.stderr)
 	}
 }

@@ -37,10 +37,22 @@ type JSONOptions struct {
 	// AllowUnknownQuery ignores query parameters that name no field instead
 	// of rejecting them.
 	AllowUnknownQuery bool
+	// MaxDepth bounds how deeply messages may nest in a JSON document (a
+	// google.protobuf.Any and the message it holds count as a level each);
+	// deeper request bodies are refused. Zero means DefaultMaxDepth.
+	MaxDepth int
 }
 
-// maxJSONDepth bounds the nesting of request JSON documents.
-const maxJSONDepth = 64
+// DefaultMaxDepth is the nesting bound of JSONOptions.MaxDepth by default.
+const DefaultMaxDepth = 64
+
+// maxDepth is o.MaxDepth or its default.
+func (o JSONOptions) maxDepth() int {
+	if o.MaxDepth > 0 {
+		return o.MaxDepth
+	}
+	return DefaultMaxDepth
+}
 
 // BodyKind says how the HTTP body maps onto the request message.
 type BodyKind uint8
@@ -156,7 +168,7 @@ func newBinding(md protoreflect.MethodDescriptor, httpMethod, path, body, respon
 		input:      dynamicpb.NewMessageType(md.Input()),
 		output:     dynamicpb.NewMessageType(md.Output()),
 		opts:       opts,
-		unmarshal:  protojson.UnmarshalOptions{DiscardUnknown: opts.DiscardUnknown, Resolver: res, RecursionLimit: maxJSONDepth},
+		unmarshal:  protojson.UnmarshalOptions{DiscardUnknown: opts.DiscardUnknown, Resolver: res, RecursionLimit: opts.maxDepth()},
 		marshal: protojson.MarshalOptions{
 			UseProtoNames: opts.UseProtoNames, EmitUnpopulated: opts.EmitUnpopulated,
 			UseEnumNumbers: opts.UseEnumNumbers, Resolver: res,
@@ -412,7 +424,8 @@ func (b *Binding) unmarshalJSON(data []byte, m protoreflect.Message, field strin
 		if off := jsonErrorOffset(data, desc); off >= 0 {
 			where = jsonPathAt(data, off, 0)
 		} else if strings.Contains(desc, "recursion depth") {
-			where = jsonPathAt(data, -1, maxJSONDepth)
+			where = jsonPathAt(data, -1, b.opts.maxDepth())
+			desc = fmt.Sprintf("messages nest deeper than %d levels", b.opts.maxDepth())
 		}
 		switch {
 		case field == "":

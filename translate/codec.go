@@ -52,7 +52,7 @@ type referenceCodec struct {
 func newReferenceCodec(md protoreflect.MessageDescriptor, opts JSONOptions, res Resolver) *referenceCodec {
 	return &referenceCodec{
 		typ:       dynamicpb.NewMessageType(md),
-		unmarshal: protojson.UnmarshalOptions{DiscardUnknown: opts.DiscardUnknown, Resolver: res, RecursionLimit: maxJSONDepth},
+		unmarshal: protojson.UnmarshalOptions{DiscardUnknown: opts.DiscardUnknown, Resolver: res, RecursionLimit: opts.maxDepth()},
 		marshal: protojson.MarshalOptions{
 			UseProtoNames: opts.UseProtoNames, EmitUnpopulated: opts.EmitUnpopulated,
 			UseEnumNumbers: opts.UseEnumNumbers, Resolver: res,
@@ -104,7 +104,7 @@ const (
 
 func (c *transcoder) unmarshalJSON(dst, data []byte) ([]byte, error) {
 	d := decoderPool.Get().(*jsonDecoder)
-	d.discardUnknown, d.resolver = c.opts.DiscardUnknown, c.resolver
+	d.discardUnknown, d.resolver, d.maxDepth = c.opts.DiscardUnknown, c.resolver, c.opts.maxDepth()
 	out, err := d.decodeJSON(dst, c.table, data)
 	d.data = nil
 	if cap(d.str) <= maxPooledBuffer && cap(d.keys) <= maxPooledBuffer && cap(d.raw) <= maxPooledBuffer && cap(d.keyEnds) <= maxPooledItems {

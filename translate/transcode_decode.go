@@ -20,6 +20,7 @@ import (
 type jsonDecoder struct {
 	scanner
 	depth          int // messages that may still be entered
+	maxDepth       int // JSONOptions.MaxDepth, or its default
 	discardUnknown bool
 	resolver       Resolver
 	keys           []byte // the map keys seen so far, canonical, back to back
@@ -31,7 +32,7 @@ type jsonDecoder struct {
 // message of type t, exactly as protojson (with the binding's options) would
 // decode and proto.Marshal it.
 func (d *jsonDecoder) decodeJSON(out []byte, t *msgTable, data []byte) ([]byte, error) {
-	d.data, d.pos, d.depth = data, 0, maxJSONDepth
+	d.data, d.pos, d.depth = data, 0, d.maxDepth
 	out, err := d.message(out, t)
 	if err != nil {
 		return out, err
@@ -634,7 +635,7 @@ func parseDuration(b []byte) (int64, int32, bool) {
 func (d *jsonDecoder) reference(out []byte, t *msgTable) ([]byte, error) {
 	d.skipSpace()
 	start := d.pos
-	if !d.skipValue(2*maxJSONDepth + 2) {
+	if !d.skipValue(2*d.maxDepth + 2) {
 		return out, errJSON
 	}
 	m := dynamicpb.NewMessage(t.desc)

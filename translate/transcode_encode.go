@@ -63,7 +63,7 @@ func (e *jsonEncoder) encodeJSON(out []byte, t *msgTable, wire []byte) ([]byte, 
 }
 
 func (e *jsonEncoder) message(out []byte, t *msgTable, wire []byte) ([]byte, error) {
-	if e.depth++; e.depth > maxJSONDepth {
+	if e.depth++; e.depth > e.opts.maxDepth() {
 		return out, errWireShape
 	}
 	defer func() { e.depth-- }()

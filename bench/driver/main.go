@@ -3,8 +3,10 @@
 // transcoder on loopback, checks that every target answers every scenario
 // correctly, then loads them in interleaved rounds (wrk for the REST
 // proxies, ghz for direct gRPC) and prints a markdown table of medians with
-// ratios to grpc-gateway. bench/run.sh builds everything and runs it; see
-// BENCHMARKS.md.
+// ratios to grpc-gateway. With -mode ws it measures Rosetta's WebSocket
+// ingress instead (issue 3): echo messages per second on bidirectional
+// streams, and memory per idle connection. bench/run.sh builds everything
+// and runs it; see BENCHMARKS.md.
 //
 // Progress goes to standard error, the report to standard output.
 package main
@@ -42,6 +44,8 @@ type config struct {
 	seconds     int // of each measured run
 	warmup      int // seconds of load before each measured run
 	concurrency int
+	mode        string // rest or ws
+	idle        int    // idle WebSocket connections (ws mode)
 }
 
 func main() {
@@ -55,9 +59,12 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds; every target runs every scenario once per round")
 	flag.IntVar(&cfg.seconds, "seconds", 4, "seconds of each measured run")
 	flag.IntVar(&cfg.warmup, "warmup", 1, "seconds of unmeasured load before each measured run")
-	flag.IntVar(&cfg.concurrency, "concurrency", 32, "connections (wrk) or workers (ghz) of every run")
+	flag.IntVar(&cfg.concurrency, "concurrency", 32, "connections (wrk, ws echo) or workers (ghz) of every run")
+	flag.StringVar(&cfg.mode, "mode", "rest", "rest: the REST comparison; ws: Rosetta's WebSocket echo rate and idle-connection memory")
+	flag.IntVar(&cfg.idle, "idle", 10000, "idle WebSocket connections whose memory the ws mode measures")
 	flag.Parse()
-	if cfg.bin == "" || cfg.descriptors == "" || cfg.work == "" || cfg.rounds < 1 || cfg.seconds < 1 || cfg.warmup < 0 || cfg.concurrency < 1 {
+	if cfg.bin == "" || cfg.descriptors == "" || cfg.work == "" || cfg.rounds < 1 || cfg.seconds < 1 || cfg.warmup < 0 || cfg.concurrency < 1 ||
+		(cfg.mode != "rest" && cfg.mode != "ws") || cfg.idle < 1 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -70,6 +77,14 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config) error {
+	descriptors, err := filepath.Abs(cfg.descriptors)
+	if err != nil {
+		return err
+	}
+	cfg.descriptors = descriptors
+	if cfg.mode == "ws" {
+		return runWebSocket(ctx, cfg)
+	}
 	for _, tool := range []*string{&cfg.wrk, &cfg.ghz} {
 		path, err := exec.LookPath(*tool)
 		if err != nil {
@@ -77,11 +92,6 @@ func run(ctx context.Context, cfg config) error {
 		}
 		*tool = path
 	}
-	descriptors, err := filepath.Abs(cfg.descriptors)
-	if err != nil {
-		return err
-	}
-	cfg.descriptors = descriptors
 	hz, err := clockTicks()
 	if err != nil {
 		return err

@@ -1,7 +1,8 @@
 // Command upstream is the benchmark's gRPC upstream: the three
-// LibraryService methods the scenarios call, answered from canned data
+// LibraryService methods the REST scenarios call, answered from canned data
 // (bench/fixtures) with no locking and no allocation beyond what grpc-go
-// needs, so that it is never the bottleneck.
+// needs, so that it is never the bottleneck, and Chat, the bidirectional
+// stream of the WebSocket run, as a plain echo.
 //
 // Usage:
 //
@@ -15,8 +16,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -97,4 +100,22 @@ func (l *library) StreamBooks(req *libraryv1.ListBooksRequest, stream grpc.Serve
 		}
 	}
 	return nil
+}
+
+// Chat echoes each message as it arrives, until the client half-closes.
+func (l *library) Chat(stream grpc.BidiStreamingServer[libraryv1.PingRequest, libraryv1.PingResponse]) error {
+	var req libraryv1.PingRequest
+	var resp libraryv1.PingResponse
+	for {
+		if err := stream.RecvMsg(&req); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		resp.Message = req.GetMessage()
+		if err := stream.Send(&resp); err != nil {
+			return err
+		}
+	}
 }

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"fmt"
+	"maps"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +19,7 @@ import (
 
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/translate"
+	"github.com/rosettagw/rosetta/transports/mqtt"
 )
 
 // AggregateConfig composes a route from several upstream calls.
@@ -54,37 +59,106 @@ type RespondConfig struct {
 	Merge  []string          `yaml:"merge"`
 }
 
-// addAggregate adds a composed route.
+// addAggregate adds a composed route: an HTTP route (an HTTP method and
+// path) or an MQTT uplink rule (mqtt), and its WebSocket path when it names
+// one.
 func (g *gateway) addAggregate(cfg *Config, rc *RouteConfig) error {
-	if rc.isMQTT() {
-		return fmt.Errorf("an aggregate route is served over HTTP (get, post, put, patch or delete); MQTT rules cannot aggregate yet")
-	}
-	method, path, err := rc.methodPath()
-	if err != nil {
-		return err
-	}
-	ac := rc.Aggregate
 	if rc.Call != "" || rc.Upstream != "" || rc.Rewrite != nil || rc.ResponseBody != "" {
 		return fmt.Errorf("an aggregate route takes no call, upstream, rewrite or response_body of its own")
 	}
+	if rc.Publish != "" || rc.State != "" || rc.Watch != "" {
+		return fmt.Errorf("an aggregate route takes no publish, state or watch")
+	}
+	if rc.MQTT != "" {
+		// The policies of an MQTT route are found by its filter, those of an
+		// HTTP route by its method and path: one route cannot be both.
+		if rc.Get+rc.Post+rc.Put+rc.Patch+rc.Delete != "" {
+			return fmt.Errorf("an aggregate route is served over HTTP (get, post, put, patch, delete) or over MQTT (mqtt), not both: write one route for each (a YAML anchor can share the aggregate)")
+		}
+		return g.addMQTTRoute(cfg, rc, nil) // which checks the broker, then calls addAggregateRule
+	}
+	method, template, err := rc.methodPath()
+	if err != nil {
+		return fmt.Errorf("an aggregate route needs one of get, post, put, patch, delete or mqtt (websocket serves it over WebSocket too)")
+	}
+	c, err := g.compileAggregate(cfg, rc)
+	if err != nil {
+		return err
+	}
+	body := rc.Body
+	if body == "" && (method == "POST" || method == "PUT" || method == "PATCH") {
+		body = "*"
+	}
+	b, err := translate.NewBinding(c.method, method, template, body, "", jsonOptions(cfg, nil), g.schema.Types())
+	if err != nil {
+		return err
+	}
+	r := c.route(b)
+	r.HTTPMethod, r.Template = method, b.Template
+	if err := g.table.Add(r); err != nil {
+		return err
+	}
+	return g.addAggregateWebSocket(cfg, rc, c, r)
+}
+
+// addAggregateRule adds the MQTT uplink rule of a composed route: the topic's
+// named segments and the payload make its input, as they make a method's
+// request.
+func (g *gateway) addAggregateRule(cfg *Config, rc *RouteConfig) error {
+	c, err := g.compileAggregate(cfg, rc)
+	if err != nil {
+		return err
+	}
+	rcfg := ruleConfig(cfg, rc)
+	rcfg.Method, rcfg.JSON, rcfg.Resolver = c.method, jsonOptions(cfg, nil), g.schema.Types()
+	rule, err := mqtt.NewRule(rcfg)
+	if err != nil {
+		return err
+	}
+	rule.Route = c.route(rule.Binding)
+	rule.Route.HTTPMethod, rule.Route.Template = "MQTT", rule.Template
+	g.mqtt.rules = append(g.mqtt.rules, rule)
+	return g.addAggregateWebSocket(cfg, rc, c, rule.Route)
+}
+
+// composed is a compiled aggregate with what its routes share.
+type composed struct {
+	agg *router.Aggregate
+	// method takes the aggregate's input and answers a
+	// google.protobuf.Struct: the bindings of its routes decode and encode
+	// for it.
+	method    protoreflect.MethodDescriptor
+	target    string // "aggregate(step, step, ...)"
+	upstreams string
+	timeout   time.Duration
+}
+
+// compileAggregate resolves and checks rc's aggregate.
+func (g *gateway) compileAggregate(cfg *Config, rc *RouteConfig) (*composed, error) {
+	ac := rc.Aggregate
 	input, err := g.message(ac.Input)
 	if err != nil {
-		return fmt.Errorf("aggregate input: %v", err)
+		return nil, fmt.Errorf("aggregate input: %v", err)
 	}
 	spec := router.AggregateSpec{
 		Input: input, Respond: ac.Respond.Fields, Merge: ac.Respond.Merge,
 		Timeout: time.Duration(rc.Timeout), Resolver: g.schema.Types(),
 	}
-	var errs []string
+	var errs, names, upstreams []string
 	for i := range ac.Steps {
-		s, err := g.stepSpec(cfg, &ac.Steps[i])
+		sc := &ac.Steps[i]
+		s, err := g.stepSpec(cfg, sc)
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("step %q: %v", ac.Steps[i].Name, err))
+			errs = append(errs, fmt.Sprintf("step %q: %v", sc.Name, err))
 		}
 		spec.Steps = append(spec.Steps, s)
+		names = append(names, sc.Name)
+		if !slices.Contains(upstreams, sc.Upstream) {
+			upstreams = append(upstreams, sc.Upstream)
+		}
 	}
 	if len(errs) > 0 {
-		return aggregateProblems(errs)
+		return nil, aggregateProblems(errs)
 	}
 	agg, err := router.NewAggregate(spec)
 	if err != nil {
@@ -92,9 +166,22 @@ func (g *gateway) addAggregate(cfg *Config, rc *RouteConfig) error {
 		for _, e := range flatten(err) {
 			lines = append(lines, e.Error())
 		}
-		return aggregateProblems(lines)
+		return nil, aggregateProblems(lines)
 	}
-	return g.addAggregateRoute(rc, method, path, input, agg, spec)
+	md, err := aggregateMethod(g.schema.Files(), input)
+	if err != nil {
+		return nil, err
+	}
+	return &composed{
+		agg: agg, method: md, target: "aggregate(" + strings.Join(names, ", ") + ")",
+		upstreams: strings.Join(upstreams, ","), timeout: time.Duration(rc.Timeout),
+	}, nil
+}
+
+// route returns a route serving c through b; the caller says which
+// requests it takes.
+func (c *composed) route(b *translate.Binding) *router.Route {
+	return &router.Route{Binding: b, Target: c.target, Upstream: c.upstreams, Timeout: c.timeout, Handler: c.agg}
 }
 
 // aggregateProblems reports an aggregate's problems one a line, under the
@@ -103,34 +190,53 @@ func aggregateProblems(lines []string) error {
 	return fmt.Errorf("aggregate:\n      %s", strings.Join(lines, "\n      "))
 }
 
-// addAggregateRoute adds the route serving agg, with the HTTP binding that
-// decodes requests into its input.
-func (g *gateway) addAggregateRoute(rc *RouteConfig, method, path string, input protoreflect.MessageDescriptor, agg *router.Aggregate, spec router.AggregateSpec) error {
-	md, err := aggregateMethod(g.schema.Files(), input)
+// addAggregateWebSocket serves a composed route at its websocket path, if
+// it has one, as a unary method: one JSON (or binary protobuf) message of
+// the input type in, the answer out. It runs the chain of primary, the
+// route's HTTP route or MQTT rule, so that the same policies apply.
+func (g *gateway) addAggregateWebSocket(cfg *Config, rc *RouteConfig, c *composed, primary *router.Route) error {
+	if rc.WebSocket == "" {
+		return nil
+	}
+	prefix := strings.TrimSuffix(cmp.Or(cfg.WebSocket.Prefix, "/ws"), "/")
+	key, ok := strings.CutPrefix(rc.WebSocket, prefix+"/")
+	if !ok || key == "" || strings.Trim(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/") != "" || path.Clean("/"+key) != "/"+key {
+		return fmt.Errorf("websocket %q: want a literal path under the WebSocket prefix %s/, such as %s/api/orders", rc.WebSocket, prefix, prefix)
+	}
+	key = "/" + key
+	if g.methods[key] != nil || g.aggregateWS[key] != nil {
+		return fmt.Errorf("websocket %q: the path is already served", rc.WebSocket)
+	}
+	b, err := translate.NewBinding(c.method, "POST", key, "*", "", jsonOptions(cfg, nil), g.schema.Types())
 	if err != nil {
 		return err
 	}
-	body := rc.Body
-	if body == "" && (method == "POST" || method == "PUT" || method == "PATCH") {
-		body = "*"
-	}
-	b, err := translate.NewBinding(md, method, path, body, "", translate.JSONOptions{}, g.schema.Types())
-	if err != nil {
-		return err
-	}
-	var names, upstreams []string
-	for i, s := range spec.Steps {
-		names = append(names, s.Name)
-		if up := rc.Aggregate.Steps[i].Upstream; !slices.Contains(upstreams, up) {
-			upstreams = append(upstreams, up)
-		}
-	}
-	return g.table.Add(&router.Route{
-		HTTPMethod: method, Template: b.Template, Binding: b,
-		Target:   "aggregate(" + strings.Join(names, ", ") + ")",
-		Upstream: strings.Join(upstreams, ","),
-		Timeout:  time.Duration(rc.Timeout), Handler: agg,
+	r := c.route(b)
+	// The WebSocket ingress serves methods; this one is the aggregate's.
+	r.HTTPMethod, r.Template, r.Method = b.HTTPMethod, b.Template, c.method
+	// primary's chain, once applySecurity has put the policies in front.
+	r.Handler = router.HandlerFunc(func(ctx context.Context, call *router.Call) error {
+		return primary.Handler.Handle(ctx, call)
 	})
+	if g.aggregateWS == nil {
+		g.aggregateWS = map[string]*router.Route{}
+	}
+	g.aggregateWS[key] = r
+	return nil
+}
+
+// webSocketRoutes are the routes of the WebSocket ingress, by path under
+// its prefix: every method's, and the composed routes' websocket paths.
+func (g *gateway) webSocketRoutes() map[string]*router.Route {
+	if len(g.aggregateWS) == 0 {
+		return g.methods
+	}
+	out := maps.Clone(g.methods)
+	if out == nil {
+		out = map[string]*router.Route{}
+	}
+	maps.Copy(out, g.aggregateWS)
+	return out
 }
 
 // stepSpec resolves one step's method or HTTP target, upstream and types.

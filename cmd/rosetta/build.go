@@ -16,7 +16,9 @@ import (
 
 	"github.com/rosettagw/rosetta/descriptors"
 	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/security/validate"
 	"github.com/rosettagw/rosetta/translate"
+	"github.com/rosettagw/rosetta/transports/admin"
 	"github.com/rosettagw/rosetta/transports/rest"
 	"github.com/rosettagw/rosetta/transports/upstream"
 )
@@ -36,6 +38,13 @@ type gateway struct {
 	mqtt *mqttParts
 	// security holds the policies and listener settings (cmd/rosetta/security.go).
 	security *securityParts
+	// validator checks messages against the schema's rules (cmd/rosetta/validation.go).
+	validator *validate.Validator
+	// metrics are served by the admin listener, when there is one (cmd/rosetta/admin.go).
+	metrics *admin.Metrics
+	// aggregateWS holds the composed routes' WebSocket paths, by path under
+	// the prefix (cmd/rosetta/aggregate.go).
+	aggregateWS map[string]*router.Route
 }
 
 // close releases the upstream connections.
@@ -123,6 +132,7 @@ func build(ctx context.Context, cfg *Config) (*gateway, error) {
 	if err := g.applyValidation(cfg, slog.Default()); err != nil {
 		errs = append(errs, err)
 	}
+	g.applyMetrics(cfg)
 	return g, errors.Join(errs...)
 }
 
@@ -169,12 +179,16 @@ func clientTLS(cfg *Config, t *TLSClient) (*tls.Config, error) {
 	return out, nil
 }
 
-func jsonOptions(svc *ServiceConfig) translate.JSONOptions {
-	return translate.JSONOptions{
-		UseProtoNames: svc.JSON.UseProtoNames, EmitUnpopulated: svc.JSON.EmitUnpopulated,
-		UseEnumNumbers: svc.JSON.EnumsAsNumbers, DiscardUnknown: svc.JSON.DiscardUnknown,
-		AllowUnknownQuery: svc.JSON.AllowUnknownQuery,
+// jsonOptions are the JSON options of svc's bindings (nil: the defaults),
+// bounded by security.limits.
+func jsonOptions(cfg *Config, svc *ServiceConfig) translate.JSONOptions {
+	opts := translate.JSONOptions{MaxDepth: cfg.Security.Limits.JSONDepth}
+	if svc != nil {
+		opts.UseProtoNames, opts.EmitUnpopulated = svc.JSON.UseProtoNames, svc.JSON.EmitUnpopulated
+		opts.UseEnumNumbers, opts.DiscardUnknown = svc.JSON.EnumsAsNumbers, svc.JSON.DiscardUnknown
+		opts.AllowUnknownQuery = svc.JSON.AllowUnknownQuery
 	}
+	return opts
 }
 
 // addService adds the routes of every method of one exposed service.
@@ -195,7 +209,7 @@ func (g *gateway) addService(cfg *Config, svc *ServiceConfig) []error {
 	methods := sd.Methods()
 	for i := 0; i < methods.Len(); i++ {
 		md := methods.Get(i)
-		if err := g.addMethod(md, svc, inv, timeout); err != nil {
+		if err := g.addMethod(cfg, md, svc, inv, timeout); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -211,10 +225,10 @@ func (g *gateway) addService(cfg *Config, svc *ServiceConfig) []error {
 		var bindings []*translate.Binding
 		switch {
 		case ok:
-			bindings, err = translate.Bindings(md, rule, jsonOptions(svc), g.schema.Types())
+			bindings, err = translate.Bindings(md, rule, jsonOptions(cfg, svc), g.schema.Types())
 		case svc.AutoMapping == nil || *svc.AutoMapping:
 			var b *translate.Binding
-			b, err = translate.NewBinding(md, "POST", "/"+string(sd.FullName())+"/"+string(md.Name()), "*", "", jsonOptions(svc), g.schema.Types())
+			b, err = translate.NewBinding(md, "POST", "/"+string(sd.FullName())+"/"+string(md.Name()), "*", "", jsonOptions(cfg, svc), g.schema.Types())
 			bindings = []*translate.Binding{b}
 		}
 		if err != nil {
@@ -263,18 +277,11 @@ type callTarget struct {
 // resolveCall resolves rc.Call ("package.Service/Method"), its upstream
 // (the route's, else the service's) and its deadline.
 func (g *gateway) resolveCall(cfg *Config, rc *RouteConfig, services map[string]*ServiceConfig) (*callTarget, error) {
-	svcName, mName, ok := strings.Cut(rc.Call, "/")
-	if !ok {
-		return nil, fmt.Errorf("call %q: want package.Service/Method", rc.Call)
-	}
-	sd, err := g.schema.Service(svcName)
+	md, err := g.lookupMethod(rc.Call)
 	if err != nil {
 		return nil, err
 	}
-	md := sd.Methods().ByName(protoreflect.Name(mName))
-	if md == nil {
-		return nil, fmt.Errorf("call %q: service %s has no method %s", rc.Call, svcName, mName)
-	}
+	svcName := string(md.Parent().FullName())
 	svc := services[svcName]
 	if svc == nil {
 		svc = &ServiceConfig{Name: svcName}
@@ -297,10 +304,30 @@ func (g *gateway) resolveCall(cfg *Config, rc *RouteConfig, services map[string]
 	return &callTarget{method: md, service: svc, upstream: upName, invoker: inv, timeout: timeout}, nil
 }
 
+// lookupMethod finds call, "package.Service/Method", in the schema.
+func (g *gateway) lookupMethod(call string) (protoreflect.MethodDescriptor, error) {
+	svcName, mName, ok := strings.Cut(call, "/")
+	if !ok {
+		return nil, fmt.Errorf("call %q: want package.Service/Method", call)
+	}
+	sd, err := g.schema.Service(svcName)
+	if err != nil {
+		return nil, err
+	}
+	md := sd.Methods().ByName(protoreflect.Name(mName))
+	if md == nil {
+		return nil, fmt.Errorf("call %q: service %s has no method %s", call, svcName, mName)
+	}
+	return md, nil
+}
+
 // addRoute adds one route from the routes section.
 func (g *gateway) addRoute(cfg *Config, rc *RouteConfig, services map[string]*ServiceConfig) error {
 	if rc.Aggregate != nil {
 		return g.addAggregate(cfg, rc)
+	}
+	if rc.WebSocket != "" {
+		return fmt.Errorf("websocket: a path of its own is for aggregate routes; methods are served at the WebSocket prefix + /package.Service/Method")
 	}
 	if rc.isMQTT() {
 		return g.addMQTTRoute(cfg, rc, services)
@@ -318,7 +345,7 @@ func (g *gateway) addRoute(cfg *Config, rc *RouteConfig, services map[string]*Se
 		if md.IsStreamingClient() {
 			return fmt.Errorf("call %q: methods with a client stream are not served over REST (use WebSocket or gRPC)", rc.Call)
 		}
-		b, err := translate.NewBinding(md, method, path, rc.Body, rc.ResponseBody, jsonOptions(svc), g.schema.Types())
+		b, err := translate.NewBinding(md, method, path, rc.Body, rc.ResponseBody, jsonOptions(cfg, svc), g.schema.Types())
 		if err != nil {
 			return err
 		}

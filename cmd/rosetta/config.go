@@ -44,6 +44,9 @@ type Listen struct {
 	HTTP string `yaml:"http"`
 	// MQTT is the embedded MQTT broker's address (cmd/rosetta/mqtt.go).
 	MQTT string `yaml:"mqtt"`
+	// Admin is the address of health, readiness, route and metrics
+	// endpoints (cmd/rosetta/admin.go); off when empty.
+	Admin string `yaml:"admin"`
 }
 
 // SchemaConfig is one schema source; exactly one field is set.
@@ -141,6 +144,9 @@ type RouteConfig struct {
 	// Aggregate composes the route from several upstream calls
 	// (cmd/rosetta/aggregate.go).
 	Aggregate *AggregateConfig `yaml:"aggregate"`
+	// WebSocket is an aggregate route's WebSocket path, under the
+	// WebSocket prefix (cmd/rosetta/aggregate.go).
+	WebSocket string `yaml:"websocket"`
 	// MQTTRouteConfig makes the route an MQTT uplink rule, downlink
 	// command or state route (cmd/rosetta/mqtt.go).
 	MQTTRouteConfig `yaml:",inline"`

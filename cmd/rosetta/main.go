@@ -123,19 +123,19 @@ func flatten(err error) []error {
 func printRoutes(w io.Writer, g *gateway) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "METHOD\tTEMPLATE\tTARGET\tUPSTREAM")
-	for _, r := range g.table.Routes() {
-		target := r.Target
-		if r.Method != nil {
-			target = string(r.Method.FullName())
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.HTTPMethod, r.Template.Source, target, r.Upstream)
+	for _, r := range routeRows(g) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Method, r.Template, r.Target, r.Upstream)
 	}
-	printMQTTRules(tw, g)
 	tw.Flush()
 }
 
 // serve runs the HTTP listener until ctx ends, then drains.
 func serve(ctx context.Context, cfg *Config, g *gateway, logger *slog.Logger) error {
+	adm, err := startAdmin(ctx, cfg, g, logger)
+	if err != nil {
+		return err
+	}
+	defer adm.stop()
 	addr := cfg.Listen.HTTP
 	if addr == "" {
 		addr = "127.0.0.1:8080"
@@ -153,6 +153,7 @@ func serve(ctx context.Context, cfg *Config, g *gateway, logger *slog.Logger) er
 		return err
 	}
 	defer stopMQTT()
+	adm.markReady()
 	logger.Info("serving", "http", ln.Addr().String(), "routes", len(g.table.Routes()))
 	err = serveHTTP(ctx, g.security.listener(ln), g.security.httpHandler(g, handler), time.Duration(cfg.ShutdownTimeout), logger)
 	handler.closeStreams(time.Duration(cfg.ShutdownTimeout), logger)

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/rosettagw/rosetta/examples/iot"
 	"github.com/rosettagw/rosetta/router"
@@ -89,7 +89,8 @@ type MQTTServerTLS struct {
 // MQTTRouteConfig holds the fields of a route that concern MQTT. A route
 // is an uplink rule (mqtt + call), a downlink command route (an HTTP
 // method + publish), a last-known-state route (get + state) or a watch
-// route (get + watch).
+// route (get + watch). A call on a publish or state route makes it serve
+// that method, over gRPC too (see addDownlinkMethod).
 type MQTTRouteConfig struct {
 	// MQTT is an uplink rule's topic filter, "devices/{device_id}/telemetry".
 	MQTT string `yaml:"mqtt"`
@@ -227,11 +228,25 @@ func (g *gateway) addMQTTRoute(cfg *Config, rc *RouteConfig, services map[string
 	if rc.MQTT != "" {
 		return g.addUplinkRule(cfg, rc, services)
 	}
-	method, path, err := rc.methodPath()
-	if err != nil {
-		return err
+	// A downlink or state route with a call serves that method over gRPC
+	// (and gRPC-Web, Connect, WebSocket), and over REST when it has a path.
+	var md protoreflect.MethodDescriptor
+	var method, path string
+	var err error
+	if rc.Call != "" && rc.Watch == "" {
+		if md, err = g.lookupMethod(rc.Call); err != nil {
+			return err
+		}
+	}
+	if md == nil || rc.Get+rc.Post+rc.Put+rc.Patch+rc.Delete != "" {
+		if method, path, err = rc.methodPath(); err != nil {
+			return err
+		}
 	}
 	if rc.Watch != "" {
+		if rc.Call != "" {
+			return fmt.Errorf("a watch route takes no call")
+		}
 		return g.addWatchRoute(rc, method, path)
 	}
 	var inv router.Invoker
@@ -244,18 +259,18 @@ func (g *gateway) addMQTTRoute(cfg *Config, rc *RouteConfig, services map[string
 		var pub *mqtt.Publisher
 		pub, err = mqtt.NewPublisher(p.broker, mqtt.PublishConfig{
 			Topic: rc.Publish, QoS: qos, Retain: rc.Retain, Wait: time.Duration(rc.Wait), Reply: rc.Reply,
-			MaxPending: cfg.MQTT.MaxPendingReplies,
+			MaxPending: cfg.MQTT.MaxPendingReplies, Method: md, Resolver: g.schema.Types(),
 		})
 		if err == nil {
 			p.deviceFilters = append(p.deviceFilters, pub.ReplyFilter())
 		}
 		inv, target = pub, rc.Publish
 	} else {
-		if method != "GET" {
+		if method != "GET" && path != "" {
 			return fmt.Errorf("a state route is a get")
 		}
 		var sr *mqtt.StateReader
-		sr, err = mqtt.NewStateReader(p.state, rc.State)
+		sr, err = mqtt.NewStateReader(p.state, rc.State, md, g.schema.Types())
 		if err == nil {
 			p.stateFilters = append(p.stateFilters, sr.Filter())
 			p.deviceFilters = append(p.deviceFilters, sr.Filter())
@@ -265,6 +280,9 @@ func (g *gateway) addMQTTRoute(cfg *Config, rc *RouteConfig, services map[string
 	if err != nil {
 		return err
 	}
+	if md != nil {
+		return g.addDownlinkMethod(cfg, rc, services, md, method, path, inv)
+	}
 	tmpl, err := translate.ParseTemplate(path)
 	if err != nil {
 		return err
@@ -273,6 +291,38 @@ func (g *gateway) addMQTTRoute(cfg *Config, rc *RouteConfig, services map[string
 		HTTPMethod: method, Template: tmpl, Target: target, Upstream: "mqtt",
 		Invoker: inv, Timeout: time.Duration(rc.Timeout), Handler: router.Dispatch,
 	})
+}
+
+// addDownlinkMethod serves md, a downlink or state route's method, with inv:
+// over gRPC, gRPC-Web, Connect and WebSocket, and over REST at method and
+// path, or else at POST /package.Service/Method as a service's methods
+// without an HTTP rule are.
+func (g *gateway) addDownlinkMethod(cfg *Config, rc *RouteConfig, services map[string]*ServiceConfig, md protoreflect.MethodDescriptor, method, path string, inv router.Invoker) error {
+	name := "/" + string(md.Parent().FullName()) + "/" + string(md.Name())
+	if g.methods[name] != nil {
+		return fmt.Errorf("call %q: the method is already served", rc.Call)
+	}
+	svc := ServiceConfig{Name: string(md.Parent().FullName())}
+	if s := services[svc.Name]; s != nil {
+		svc = *s
+	}
+	svc.Upstream = "mqtt"
+	timeout := time.Duration(rc.Timeout)
+	if err := g.addMethod(cfg, md, &svc, inv, timeout); err != nil {
+		return err
+	}
+	if path == "" {
+		method, path = "POST", name
+	}
+	body := rc.Body
+	if body == "" && method != "GET" && method != "DELETE" {
+		body = "*"
+	}
+	b, err := translate.NewBinding(md, method, path, body, rc.ResponseBody, jsonOptions(cfg, &svc), g.schema.Types())
+	if err != nil {
+		return err
+	}
+	return g.table.Add(grpcRoute(b, md, "mqtt", inv, timeout))
 }
 
 // addWatchRoute adds a GET streaming the messages of a topic filter.
@@ -308,9 +358,12 @@ func (g *gateway) addWatchRoute(rc *RouteConfig, method, path string) error {
 	})
 }
 
-// addUplinkRule compiles an uplink rule onto its gRPC method, or its HTTP
-// upstream.
+// addUplinkRule compiles an uplink rule onto its gRPC method, its HTTP
+// upstream, or its aggregate (cmd/rosetta/aggregate.go).
 func (g *gateway) addUplinkRule(cfg *Config, rc *RouteConfig, services map[string]*ServiceConfig) error {
+	if rc.Aggregate != nil {
+		return g.addAggregateRule(cfg, rc)
+	}
 	if rc.Call == "" {
 		return g.addHTTPUplinkRule(cfg, rc)
 	}
@@ -323,7 +376,7 @@ func (g *gateway) addUplinkRule(cfg *Config, rc *RouteConfig, services map[strin
 		return fmt.Errorf("call %q: an MQTT rule calls a unary method", rc.Call)
 	}
 	rcfg := ruleConfig(cfg, rc)
-	rcfg.Method, rcfg.JSON, rcfg.Resolver = md, jsonOptions(svc), g.schema.Types()
+	rcfg.Method, rcfg.JSON, rcfg.Resolver = md, jsonOptions(cfg, svc), g.schema.Types()
 	rule, err := mqtt.NewRule(rcfg)
 	if err != nil {
 		return err
@@ -379,19 +432,21 @@ func ruleConfig(cfg *Config, rc *RouteConfig) mqtt.RuleConfig {
 	return rcfg
 }
 
-// printMQTTRules lists the uplink rules for `rosetta routes`, as rows of
-// its table: MQTT, the topic filter, the target, the upstream.
-func printMQTTRules(w io.Writer, g *gateway) {
+// mqttRouteRows lists the uplink rules as rows of the route table: MQTT,
+// the topic filter, the target, the upstream.
+func mqttRouteRows(g *gateway) []routeRow {
 	if g.mqtt == nil {
-		return
+		return nil
 	}
+	var rows []routeRow
 	for _, r := range g.mqtt.rules {
 		target := r.Route.Target
-		if r.Binding != nil {
-			target = string(r.Binding.Method.FullName())
+		if r.Route.Method != nil {
+			target = string(r.Route.Method.FullName())
 		}
-		fmt.Fprintf(w, "MQTT\t%s\t%s\t%s\n", r.Filter, target, r.Route.Upstream)
+		rows = append(rows, routeRow{Method: "MQTT", Template: r.Filter, Target: target, Upstream: r.Route.Upstream})
 	}
+	return rows
 }
 
 // startMQTT starts the generation's broker (embedded or external) and the
@@ -404,7 +459,9 @@ func startMQTT(ctx context.Context, cfg *Config, g *gateway, logger *slog.Logger
 		return nil, err
 	}
 	p := g.mqttParts(cfg)
-	p.bridge = mqtt.NewBridge(p.rules, p.broker, mqtt.BridgeOptions{Resolver: g.schema.Types(), DeadLetter: cfg.MQTT.DeadLetter, Logger: logger})
+	p.bridge = mqtt.NewBridge(p.rules, p.broker, mqtt.BridgeOptions{
+		Resolver: g.schema.Types(), DeadLetter: cfg.MQTT.DeadLetter, ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: logger,
+	})
 	var br mqtt.Broker
 	if bc := cfg.MQTT.Broker; bc != nil {
 		ext, err := dialBroker(ctx, cfg, bc, p, logger)
@@ -555,5 +612,6 @@ each telemetry message becomes a call of example.iot.v1.DeviceService/Record:
   mosquitto_pub -h %[2]s -p %[3]s -V mqttv311 -u dev-1 -q 1 -t devices/dev-1/telemetry -m 'oops'   # MQTT 3.1.1: dead-lettered on devices/dev-1/dead-letter
   curl -s -X POST %[5]s/v1/devices/dev-1/commands -d '{"led":"on"}'   # a command, published on devices/dev-1/commands
   curl -s -i -X POST '%[5]s/v1/devices/dev-1/commands:call?wait=2s' -d '{"led":"on"}'   # waits for the device's reply: 504 when none comes
-`, emb.Addr(), host, port, pub, base)
+  grpcurl -plaintext -import-path proto -proto example/iot/v1/iot.proto -d '{"device_id":"dev-1","name":"reboot"}' %[6]s example.iot.v1.DeviceCommands/Call   # the same over gRPC
+`, emb.Addr(), host, port, pub, base, strings.TrimPrefix(base, "http://"))
 }

@@ -92,8 +92,12 @@ type policy struct {
 	wrap router.Middleware
 	// challenge is an authentication policy's WWW-Authenticate challenge.
 	challenge string
+	// params are the query parameters the policy reads credentials from.
+	params    []string
 	authorize *authz.Config
 	cors      *cors.Policy
+	// limiter is a rate-limit policy's limiter, for its metrics.
+	limiter *ratelimit.Limiter
 }
 
 // securityParts is what the security section adds to a generation.
@@ -131,6 +135,9 @@ func (g *gateway) applySecurity(cfg *Config) error {
 		} else if m, p, err := rc.methodPath(); err == nil {
 			routePolicies[m+" "+p] = names
 		}
+		if rc.Call != "" && (rc.Publish != "" || rc.State != "") { // also served as a gRPC method
+			routePolicies["/"+rc.Call] = names
+		}
 	}
 	// A problem shared by many routes is reported once, with a count.
 	var problems []string
@@ -151,7 +158,11 @@ func (g *gateway) applySecurity(cfg *Config) error {
 		wrap(r, names, true)
 	}
 	for _, r := range g.methods {
-		wrap(r, servicePolicies(cfg, string(r.Method.Parent().FullName())), false)
+		names, ok := routePolicies[r.Target]
+		if !ok {
+			names = servicePolicies(cfg, string(r.Method.Parent().FullName()))
+		}
+		wrap(r, names, false)
 	}
 	if g.mqtt != nil {
 		for _, rule := range g.mqtt.rules {
@@ -203,8 +214,11 @@ func servicePolicies(cfg *Config, service string) []string {
 func buildPolicies(cfg *Config) (*securityParts, error) {
 	sc := cfg.Security
 	var errs []error
-	if sc.Limits.MaxConnsPerClient < 0 || sc.Limits.MaxURLBytes < 0 || sc.Limits.MaxHeaderBytes < 0 {
+	if sc.Limits.MaxConnsPerClient < 0 || sc.Limits.MaxURLBytes < 0 || sc.Limits.MaxHeaderBytes < 0 || sc.Limits.JSONDepth < 0 {
 		errs = append(errs, fmt.Errorf("security.limits: bounds must not be negative"))
+	}
+	if sc.Limits.JSONDepth > limits.MaxJSONDepth {
+		errs = append(errs, fmt.Errorf("security.limits.json_depth: at most %d", limits.MaxJSONDepth))
 	}
 	s := &securityParts{policies: map[string]*policy{}, global: sc.Policies, limits: sc.Limits, cors: map[*router.Route]*cors.Policy{}}
 	trusted, err := ipfilter.ParsePrefixes(sc.TrustedProxies)
@@ -273,7 +287,7 @@ func buildPolicy(cfg *Config, name string, pc *PolicyConfig, ips *clientip.Resol
 		if err != nil {
 			return nil, err
 		}
-		p.phase, p.wrap, p.challenge = phaseAuthenticate, k.Wrap, k.Challenge()
+		p.phase, p.wrap, p.challenge, p.params = phaseAuthenticate, k.Wrap, k.Challenge(), k.CredentialParams()
 	}
 	if c := pc.MTLS; c != nil {
 		n++
@@ -304,7 +318,7 @@ func buildPolicy(cfg *Config, name string, pc *PolicyConfig, ips *clientip.Resol
 		if err != nil {
 			return nil, err
 		}
-		p.phase, p.wrap = phaseNetwork, l.Wrap
+		p.phase, p.wrap, p.limiter = phaseNetwork, l.Wrap, l
 		if l.NeedsIdentity() {
 			p.phase = phaseIdentityLimit
 		}
@@ -383,6 +397,11 @@ func (s *securityParts) wrap(r *router.Route, names []string, isHTTP bool) error
 		default:
 			if p.phase == phaseAuthenticate {
 				authn = true
+				for _, q := range p.params {
+					if !slices.Contains(r.CredentialParams, q) {
+						r.CredentialParams = append(r.CredentialParams, q)
+					}
+				}
 				if p.challenge != "" {
 					challenges = append(challenges, p.challenge)
 				}

@@ -43,9 +43,9 @@ type GRPCWebConfig struct {
 
 // addMethod adds the route by which WebSocket, gRPC-Web, Connect and gRPC
 // reach md: its request and response messages are whole JSON documents.
-func (g *gateway) addMethod(md protoreflect.MethodDescriptor, svc *ServiceConfig, inv router.Invoker, timeout time.Duration) error {
+func (g *gateway) addMethod(cfg *Config, md protoreflect.MethodDescriptor, svc *ServiceConfig, inv router.Invoker, timeout time.Duration) error {
 	path := "/" + string(md.Parent().FullName()) + "/" + string(md.Name())
-	b, err := translate.NewBinding(md, "POST", path, "*", "", jsonOptions(svc), g.schema.Types())
+	b, err := translate.NewBinding(md, "POST", path, "*", "", jsonOptions(cfg, svc), g.schema.Types())
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func newFrontDoor(cfg *Config, g *gateway, rest http.Handler, logger *slog.Logge
 	wc := cfg.WebSocket
 	return &frontDoor{
 		rest: rest,
-		ws: websocket.New(g.methods, websocket.Options{
+		ws: websocket.New(g.webSocketRoutes(), websocket.Options{
 			Prefix: wc.Prefix, AllowedOrigins: wc.AllowedOrigins,
 			PingInterval: time.Duration(wc.PingInterval), IdleTimeout: time.Duration(wc.IdleTimeout),
 			MaxMessageBytes: int64(wc.MaxMessage), AllowQueryToken: wc.AllowQueryToken,

@@ -28,6 +28,7 @@ func (g *gateway) applyValidation(cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("validation: %v", err)
 	}
+	g.validator = v
 	services := map[string]*ValidationConfig{}
 	for _, svc := range cfg.Services {
 		services[svc.Name] = svc.Validation

@@ -1,6 +1,7 @@
 // Package apikey is the api_key policy: it authenticates a call by a key sent
-// in a header (or as an MQTT CONNECT password), looked up by its SHA-256
-// hash, so that the configuration never holds a key itself.
+// in a header, in a query parameter when the configuration allows it, or as
+// an MQTT CONNECT password, looked up by its SHA-256 hash, so that the
+// configuration never holds a key itself.
 package apikey
 
 import (
@@ -16,6 +17,7 @@ import (
 // Keys authenticates calls by API key.
 type Keys struct {
 	header string
+	query  string // "" when keys in the query are not accepted
 	realm  string
 	byHash map[[32]byte]*KeyConfig
 }
@@ -24,15 +26,29 @@ type Keys struct {
 // credentials.
 func (k *Keys) Challenge() string { return `ApiKey realm="` + k.realm + `", header="` + k.header + `"` }
 
-// Wrap is the policy as a router.Middleware. A key in the header must be
-// known (UNAUTHENTICATED otherwise). An MQTT password is tried as a key and
-// left for other policies when it is not one; when the CONNECT also has a
-// username, it must be the key's identity. A call without a key passes
-// unauthenticated, for the authz policy to judge.
+// CredentialParams names the query parameter the policy reads keys from,
+// if any: the ingress keeps it out of the request decoded and sent upstream.
+func (k *Keys) CredentialParams() []string {
+	if k.query == "" {
+		return nil
+	}
+	return []string{k.query}
+}
+
+// Wrap is the policy as a router.Middleware. A key in the header, or else
+// in the configured query parameter, must be known (UNAUTHENTICATED
+// otherwise). An MQTT password is tried as a key and left for other
+// policies when it is not one; when the CONNECT also has a username, it must
+// be the key's identity. A call without a key passes unauthenticated, for
+// the authz policy to judge.
 func (k *Keys) Wrap(next router.Handler) router.Handler {
 	return router.HandlerFunc(func(ctx context.Context, c *router.Call) error {
 		var kc *KeyConfig
-		if v := c.Incoming.Get(k.header); len(v) > 0 {
+		v := c.Incoming.Get(k.header)
+		if len(v) == 0 && k.query != "" {
+			v = c.Query[k.query]
+		}
+		if len(v) > 0 {
 			if kc = k.byHash[sha256.Sum256([]byte(v[0]))]; kc == nil {
 				if c.ResponseHeader == nil {
 					c.ResponseHeader = map[string][]string{}

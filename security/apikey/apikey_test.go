@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"net/url"
+	"reflect"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -83,5 +86,66 @@ func TestConfigErrors(t *testing.T) {
 		if _, err := apikey.New(cfg); err == nil {
 			t.Errorf("%s: New accepted it", name)
 		}
+	}
+}
+
+// TestQueryParam checks that a key in the query is read only when the
+// configuration names the parameter, and that the header wins.
+func TestQueryParam(t *testing.T) {
+	keys := []apikey.KeyConfig{{SHA256: hash("s3cret-one"), Identity: "svc-a"}, {SHA256: hash("s3cret-two"), Identity: "svc-b"}}
+	allowed, err := apikey.New(apikey.Config{QueryParam: "api_key", Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused, err := apikey.New(apikey.Config{Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := allowed.CredentialParams(); !reflect.DeepEqual(got, []string{"api_key"}) {
+		t.Errorf("CredentialParams %q, want [api_key]", got)
+	}
+	if got := refused.CredentialParams(); got != nil {
+		t.Errorf("CredentialParams %q without query_param, want none", got)
+	}
+	tests := []struct {
+		name    string
+		keys    *apikey.Keys
+		header  string
+		query   url.Values
+		subject string
+		code    codes.Code
+	}{
+		{"allowed", allowed, "", url.Values{"api_key": {"s3cret-one"}}, "svc-a", codes.OK},
+		{"allowed, unknown key", allowed, "", url.Values{"api_key": {"guess"}}, "", codes.Unauthenticated},
+		{"allowed, other parameter", allowed, "", url.Values{"key": {"s3cret-one"}}, "", codes.OK},
+		{"allowed, header wins", allowed, "s3cret-two", url.Values{"api_key": {"s3cret-one"}}, "svc-b", codes.OK},
+		{"not allowed", refused, "", url.Values{"api_key": {"s3cret-one"}}, "", codes.OK},
+		{"not allowed, unknown key ignored", refused, "", url.Values{"api_key": {"guess"}}, "", codes.OK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &router.Call{Incoming: metadata.MD{}, Query: tt.query}
+			if tt.header != "" {
+				c.Incoming.Set("x-api-key", tt.header)
+			}
+			var seen *router.Identity
+			err := tt.keys.Wrap(router.HandlerFunc(func(_ context.Context, c *router.Call) error {
+				seen = c.Identity
+				return nil
+			})).Handle(context.Background(), c)
+			if status.Code(err) != tt.code {
+				t.Fatalf("code %v (%v), want %v", status.Code(err), err, tt.code)
+			}
+			got := ""
+			if seen != nil {
+				got = seen.Subject
+			}
+			if got != tt.subject {
+				t.Errorf("subject %q, want %q", got, tt.subject)
+			}
+			if err != nil && strings.Contains(err.Error(), "guess") {
+				t.Errorf("the error quotes the key: %v", err)
+			}
+		})
 	}
 }

@@ -10,6 +10,10 @@ import (
 type Config struct {
 	// Header carries the key (default "X-Api-Key").
 	Header string `yaml:"header"`
+	// QueryParam, when set, also accepts the key in this query parameter
+	// (on the protocols with a query: REST, WebSocket, gRPC-Web). Off by
+	// default: URLs end up in browser histories and proxy logs.
+	QueryParam string `yaml:"query_param"`
 	// Keys are the accepted keys, stored only as hashes.
 	Keys []KeyConfig `yaml:"keys"`
 	// Realm is the realm of the WWW-Authenticate challenge (default
@@ -29,7 +33,7 @@ type KeyConfig struct {
 
 // New returns the policy cfg describes.
 func New(cfg Config) (*Keys, error) {
-	k := &Keys{header: strings.ToLower(cfg.Header), realm: cfg.Realm, byHash: map[[32]byte]*KeyConfig{}}
+	k := &Keys{header: strings.ToLower(cfg.Header), query: cfg.QueryParam, realm: cfg.Realm, byHash: map[[32]byte]*KeyConfig{}}
 	if k.header == "" {
 		k.header = "x-api-key"
 	}

@@ -1,7 +1,8 @@
 // Package limits refuses HTTP requests whose URL or headers are larger than
 // configured, with a google.rpc.Status body, before any ingress reads them,
-// and bounds the connections of each client. Body size, message size and
-// timeouts are bounded by the ingresses and the server themselves.
+// and bounds the connections of each client. Body size, message size, JSON
+// nesting (JSONDepth, applied by each route's binding) and timeouts are
+// bounded by the ingresses, translate and the server themselves.
 package limits
 
 import (
@@ -24,12 +25,19 @@ type Config struct {
 	// MaxConnsPerClient bounds the connections one client address holds
 	// open at once (default 0: no bound; see Listener).
 	MaxConnsPerClient int `yaml:"max_conns_per_client"`
+	// JSONDepth bounds how deeply messages nest in a JSON request (default
+	// translate.DefaultMaxDepth, 64; at most MaxJSONDepth); deeper ones
+	// get 400 INVALID_ARGUMENT.
+	JSONDepth int `yaml:"json_depth"`
 }
 
 // Defaults of Config.
 const (
 	DefaultMaxURLBytes    = 8 << 10
 	DefaultMaxHeaderBytes = 64 << 10
+	// MaxJSONDepth is the largest JSONDepth accepted: protobuf's own
+	// recursion limit.
+	MaxJSONDepth = 10000
 )
 
 // Handler refuses requests beyond cfg's bounds and passes the others to

@@ -7,7 +7,11 @@
 //
 // Connect shares its path with the REST ingress's automatic mapping; a
 // request is Connect when its Content-Type is application/connect+* or it
-// carries a Connect-Protocol-Version header.
+// carries a Connect-Protocol-Version header. Connect's unary GET form
+// (GET /package.Service/Method?encoding=json&message=...) is a Connect call
+// when it has an encoding query parameter; it is served for side-effect-free
+// methods only: those marked idempotency_level = NO_SIDE_EFFECTS, or whose
+// google.api.http rule is a GET.
 package grpcweb
 
 import (
@@ -17,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +30,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/descriptorpb"
 
+	"github.com/rosettagw/rosetta/descriptors"
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/translate"
 	"github.com/rosettagw/rosetta/transports/ingress"
@@ -49,6 +56,7 @@ type Options struct {
 // Handler is the gRPC-Web and Connect http.Handler.
 type Handler struct {
 	methods map[string]*router.Route
+	safe    map[string]bool // the methods Connect's GET form may call
 	opts    Options
 	forward *ingress.Forwarder
 }
@@ -59,7 +67,26 @@ func New(methods map[string]*router.Route, opts Options) *Handler {
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = 4 << 20
 	}
-	return &Handler{methods: methods, opts: opts, forward: ingress.NewForwarder(opts.ForwardHeaders)}
+	h := &Handler{methods: methods, safe: map[string]bool{}, opts: opts, forward: ingress.NewForwarder(opts.ForwardHeaders)}
+	for path, route := range methods {
+		h.safe[path] = sideEffectFree(route)
+	}
+	return h
+}
+
+// sideEffectFree reports whether route's method is unary and marked
+// idempotency_level = NO_SIDE_EFFECTS or bound to an HTTP GET: whether
+// Connect's GET form may call it.
+func sideEffectFree(route *router.Route) bool {
+	m := route.Method
+	if m == nil || m.IsStreamingClient() || m.IsStreamingServer() {
+		return false
+	}
+	if opts, ok := m.Options().(*descriptorpb.MethodOptions); ok && opts.GetIdempotencyLevel() == descriptorpb.MethodOptions_NO_SIDE_EFFECTS {
+		return true
+	}
+	rule, ok, err := descriptors.HTTPRule(m)
+	return err == nil && ok && rule.GetGet() != ""
 }
 
 // protocol is how one request is framed.
@@ -68,11 +95,16 @@ type protocol struct {
 	text      bool   // gRPC-Web's base64 body
 	json      bool   // Connect with JSON messages
 	streaming bool   // Connect's enveloped streaming framing
+	get       bool   // Connect's unary GET: the message is in the query
 	ct        string // the response Content-Type
 }
 
 // sniff says whether r is for this handler and how it is framed.
 func (h *Handler) sniff(r *http.Request) (protocol, bool) {
+	if r.Method == http.MethodGet {
+		enc := r.URL.Query().Get("encoding")
+		return protocol{get: true, json: enc == "json", ct: "application/" + enc}, enc != ""
+	}
 	ct := r.Header.Get("Content-Type")
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = strings.TrimSpace(ct[:i])
@@ -102,7 +134,7 @@ func (h *Handler) Handles(r *http.Request) bool {
 		return true
 	}
 	_, ok := h.sniff(r)
-	return ok && r.Method == http.MethodPost
+	return ok && (r.Method == http.MethodPost || r.Method == http.MethodGet)
 }
 
 // The headers browsers may send and read cross-origin.
@@ -128,14 +160,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Expose-Headers", exposeHeaders)
 	}
 	if r.Method == http.MethodOptions {
-		w.Header().Set("Access-Control-Allow-Methods", "POST")
+		w.Header().Set("Access-Control-Allow-Methods", "GET, POST")
 		w.Header().Set("Access-Control-Allow-Headers", allowHeaders)
 		w.Header().Set("Access-Control-Max-Age", "7200")
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	p, _ := h.sniff(r)
-	st := h.serve(w, r, p)
+	var st *spb.Status
+	if p.get {
+		st = h.refuseGet(w, r, p)
+	}
+	if st == nil {
+		st = h.serve(w, r, p)
+	}
 	if h.opts.Logger != nil {
 		proto := "connect"
 		if p.grpcWeb {
@@ -168,6 +206,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p protocol) *spb
 		Incoming: ingress.Incoming(r.Header),
 		Metadata: h.forward.Metadata(r),
 		Target:   route.Target,
+	}
+	if r.URL.RawQuery != "" {
+		call.Query = r.URL.Query()
 	}
 	if r.TLS != nil {
 		call.PeerCertificates = r.TLS.PeerCertificates
@@ -202,14 +243,68 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p protocol) *spb
 	return out.end(err, trailer)
 }
 
+// refuseGet answers a Connect GET that cannot be served as the Connect
+// protocol says and returns its status, or returns nil.
+func (h *Handler) refuseGet(w http.ResponseWriter, r *http.Request, p protocol) *spb.Status {
+	st, httpStatus := &spb.Status{Code: int32(codes.InvalidArgument)}, http.StatusBadRequest
+	q := r.URL.Query()
+	switch {
+	case !h.safe[r.URL.Path]:
+		st.Message, httpStatus = "this method may have side effects: call it with POST", http.StatusMethodNotAllowed
+		w.Header().Set("Allow", "POST")
+	case p.ct != "application/json" && p.ct != "application/proto":
+		st.Message, httpStatus = "unsupported encoding "+strconv.Quote(q.Get("encoding"))+": use json or proto", http.StatusUnsupportedMediaType
+	case q.Has("connect") && q.Get("connect") != "v1":
+		st.Message = `the connect query parameter must be "v1"`
+	case q.Get("compression") != "" && q.Get("compression") != "identity":
+		st.Code, st.Message = int32(codes.Unimplemented), "compressed messages are not supported"
+		httpStatus = translate.ConnectHTTPStatus(codes.Unimplemented)
+	case !q.Has("message"):
+		st.Message = "missing message query parameter"
+	default:
+		return nil
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	w.Write(translate.ConnectErrorJSON(st))
+	return st
+}
+
+// queryMessage returns the message of a Connect GET: the message query
+// parameter, URL-safe base64 (padded or not) when base64=1.
+func (h *Handler) queryMessage(q url.Values) ([]byte, error) {
+	msg := []byte(q.Get("message"))
+	if q.Get("base64") == "1" {
+		enc := base64.URLEncoding
+		if len(msg)%4 != 0 {
+			enc = base64.RawURLEncoding
+		}
+		raw, err := enc.DecodeString(string(msg))
+		if err != nil {
+			return nil, &translate.BadRequestError{Field: "message", Description: "the message query parameter is not URL-safe base64"}
+		}
+		msg = raw
+	}
+	if len(msg) > h.opts.MaxMessageBytes {
+		return nil, &translate.SizeError{Size: int64(len(msg)), Limit: int64(h.opts.MaxMessageBytes)}
+	}
+	return msg, nil
+}
+
 // readRequest reads the one request message within the size limit.
 func (h *Handler) readRequest(r *http.Request, p protocol, route *router.Route) ([]byte, error) {
+	if p.get {
+		return h.queryMessage(r.URL.Query())
+	}
 	limit := h.opts.MaxMessageBytes
 	var body io.Reader = http.MaxBytesReader(nil, r.Body, int64(limit)*2+64) // room for base64 and the prefix
 	if p.text {
 		body = base64.NewDecoder(base64.StdEncoding, body)
 	}
 	if !p.grpcWeb && !p.streaming {
+		if ce := r.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
+			return nil, status.Error(codes.Unimplemented, "compressed messages are not supported")
+		}
 		data, err := io.ReadAll(io.LimitReader(body, int64(limit)+1))
 		if err != nil {
 			return nil, readError(err)

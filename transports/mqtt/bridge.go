@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/translate"
+	"github.com/rosettagw/rosetta/transports/ingress"
 )
 
 // Bridge turns device messages into upstream calls: it finds the rule of a
@@ -29,6 +31,7 @@ type Bridge struct {
 	broker   Broker
 	resolver translate.Resolver
 	noRule   string // dead-letter topic of messages no rule takes
+	forward  *ingress.Forwarder
 	log      *slog.Logger
 }
 
@@ -39,6 +42,11 @@ type BridgeOptions struct {
 	// DeadLetter is the topic messages that match no rule are published
 	// to with their error; "" logs them instead.
 	DeadLetter string
+	// ForwardHeaders are the MQTT 5 user properties forwarded upstream as
+	// metadata, by key, case-insensitively (nil: the ingress defaults), as
+	// for HTTP headers: grpc-metadata-* goes with the prefix stripped.
+	// Credentials (authorization, cookie) and x-mqtt-* never go.
+	ForwardHeaders []string
 	// Logger receives one access-log line per message (nil: none).
 	Logger *slog.Logger
 }
@@ -51,7 +59,7 @@ func NewBridge(rules []*Rule, br Broker, opts BridgeOptions) *Bridge {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Bridge{rules: rules, broker: br, resolver: opts.Resolver, noRule: opts.DeadLetter, log: log}
+	return &Bridge{rules: rules, broker: br, resolver: opts.Resolver, noRule: opts.DeadLetter, forward: ingress.NewForwarder(opts.ForwardHeaders), log: log}
 }
 
 // Filters returns the subscription filters of the rules, for an external
@@ -185,10 +193,11 @@ func (b *Bridge) newCall(rule *Rule, vals []string, m *Message, decode func() ([
 		Route:    rule.Route,
 		Protocol: router.MQTT,
 		Incoming: in,
-		Metadata: metadata.MD{"x-mqtt-topic": {m.Topic}},
+		Metadata: b.forwarded(m.UserProperties),
 		Target:   rule.Route.Target,
 		Decode:   decode,
 	}
+	c.Metadata["x-mqtt-topic"] = []string{m.Topic}
 	if rule.Binding == nil { // an HTTP upstream: the segments go into its path
 		escaped := make([]string, len(vals))
 		for i, v := range vals {
@@ -204,6 +213,47 @@ func (b *Bridge) newCall(rule *Rule, vals []string, m *Message, decode func() ([
 		c.Metadata["x-mqtt-client-id"] = []string{s.ClientID}
 	}
 	return c
+}
+
+// forwarded is the metadata the user properties props give the upstream:
+// those the forward list allows, as HTTP headers are chosen, except
+// credentials, the gateway's own x-mqtt-* keys, and properties gRPC
+// metadata cannot carry (a key or a text value outside printable ASCII).
+func (b *Bridge) forwarded(props []UserProperty) metadata.MD {
+	if len(props) == 0 {
+		return metadata.MD{}
+	}
+	h := make(http.Header, len(props))
+	for _, p := range props {
+		h.Add(p.Key, p.Value)
+	}
+	md := b.forward.Metadata(&http.Request{Header: h})
+	for k, vs := range md {
+		if k == "authorization" || k == "proxy-authorization" || k == "cookie" || strings.HasPrefix(k, "x-mqtt-") || !validMetadata(k, vs) {
+			delete(md, k)
+		}
+	}
+	return md
+}
+
+// validMetadata reports whether gRPC metadata can carry key with values.
+func validMetadata(key string, values []string) bool {
+	for _, r := range key {
+		if !('a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	if strings.HasSuffix(key, "-bin") {
+		return true
+	}
+	for _, v := range values {
+		for i := 0; i < len(v); i++ {
+			if v[i] < 0x20 || v[i] > 0x7e {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // transient reports whether an upstream error is worth retrying.

@@ -282,7 +282,7 @@ func TestPublisher(t *testing.T) {
 
 func TestStateReader(t *testing.T) {
 	s := NewState(2, nil)
-	r, err := NewStateReader(s, "devices/{device_id}/telemetry")
+	r, err := NewStateReader(s, "devices/{device_id}/telemetry", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,8 +16,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/translate"
 )
 
 // MaxWait bounds how long a downlink call may wait for a device's reply.
@@ -51,8 +53,11 @@ func (tt *topicTemplate) resolve(topic string) (string, map[string]string, error
 			continue
 		}
 		v, err := url.PathUnescape(levels[i])
-		if err != nil || v == "" || strings.ContainsAny(v, "/+#\x00") {
+		if err != nil {
 			return "", nil, status.Errorf(codes.InvalidArgument, "%s: %q is not a topic level", l, levels[i])
+		}
+		if err := checkLevel(l, v); err != nil {
+			return "", nil, err
 		}
 		levels[i] = v
 		vals[l[1:len(l)-1]] = v
@@ -87,6 +92,16 @@ type PublishConfig struct {
 	// MaxPending bounds the calls waiting for a reply at once (default
 	// 1024); beyond it calls fail with RESOURCE_EXHAUSTED.
 	MaxPending int
+	// Method, when set, is the unary gRPC method the route serves: the
+	// request (protobuf wire form) names the topic with its string fields
+	// named like the topic's named levels, the rest of it is published as
+	// proto3 JSON, and the device's reply is decoded into the response. QoS,
+	// retain and wait are then the route's. Unset, the request body is
+	// published as it is, and the target carries the topic and the caller's
+	// options.
+	Method protoreflect.MethodDescriptor
+	// Resolver resolves the Any types of Method's messages.
+	Resolver translate.Resolver
 }
 
 // Publisher is the router.Invoker of a downlink route: it publishes the
@@ -97,6 +112,7 @@ type Publisher struct {
 	topic   *topicTemplate
 	reply   *topicTemplate
 	cfg     PublishConfig
+	codec   *methodCodec // nil: the body is the payload
 	pending chan struct{}
 }
 
@@ -110,6 +126,11 @@ func NewPublisher(br Broker, cfg PublishConfig) (*Publisher, error) {
 	if cfg.Reply != "" {
 		if p.reply, err = parseTopicTemplate(cfg.Reply); err != nil {
 			return nil, fmt.Errorf("reply: %w", err)
+		}
+	}
+	if cfg.Method != nil {
+		if p.codec, err = newMethodCodec(cfg.Method, p.topic, cfg.Resolver); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.QoS > 1 {
@@ -138,10 +159,19 @@ func (p *Publisher) ReplyFilter() string {
 const replyPrefix = "rosetta/replies/"
 
 // Invoke publishes body to target, a topic with an optional query of qos,
-// retain and wait.
+// retain and wait; or, with a Method, publishes the request's payload to the
+// topic it names.
 func (p *Publisher) Invoke(ctx context.Context, target string, body []byte, _ metadata.MD) (*router.Reply, error) {
-	raw, query, _ := strings.Cut(target, "?")
-	topic, vals, err := p.topic.resolve(raw)
+	var topic, query string
+	var vals map[string]string
+	var err error
+	if p.codec != nil {
+		topic, vals, body, err = p.codec.request(p.topic, body)
+	} else {
+		var raw string
+		raw, query, _ = strings.Cut(target, "?")
+		topic, vals, err = p.topic.resolve(raw)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +187,9 @@ func (p *Publisher) Invoke(ctx context.Context, target string, body []byte, _ me
 		if err := p.broker.Publish(ctx, m); err != nil {
 			return nil, status.Errorf(codes.Unavailable, "publish to %s: %v", topic, err)
 		}
+		if p.codec != nil { // the method's response, empty
+			return &router.Reply{Header: metadata.Pairs("mqtt-topic", topic)}, nil
+		}
 		accepted, _ := json.Marshal(map[string]any{"topic": topic, "qos": m.QoS, "retain": m.Retain})
 		return &router.Reply{Message: accepted, HTTPStatus: http.StatusAccepted, ContentType: "application/json"}, nil
 	}
@@ -171,6 +204,9 @@ func (p *Publisher) Invoke(ctx context.Context, target string, body []byte, _ me
 
 // options applies the query parameters a caller may set.
 func (p *Publisher) options(query string, m *Message, wait *time.Duration) error {
+	if query == "" {
+		return nil
+	}
 	q, err := url.ParseQuery(query)
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "malformed query: %v", err)
@@ -236,7 +272,7 @@ func (p *Publisher) request(ctx context.Context, m *Message, vals map[string]str
 	defer timer.Stop()
 	select {
 	case r := <-got:
-		return &router.Reply{Message: r.Payload, HTTPStatus: http.StatusOK, ContentType: contentType(r), Header: metadata.Pairs("mqtt-topic", r.Topic)}, nil
+		return reply(p.codec, r, metadata.Pairs("mqtt-topic", r.Topic))
 	case <-timer.C:
 		return nil, status.Errorf(codes.DeadlineExceeded, "no reply on %s within %v", m.ResponseTopic, wait)
 	case <-ctx.Done():
@@ -249,28 +285,45 @@ func (p *Publisher) request(ctx context.Context, m *Message, vals map[string]str
 type StateReader struct {
 	state *State
 	topic *topicTemplate
+	codec *methodCodec // nil: the target names the topic
 }
 
 // NewStateReader returns the invoker of a state route over topic, a
-// template whose named levels are the route's path variables.
-func NewStateReader(s *State, topic string) (*StateReader, error) {
+// template whose named levels are the route's path variables; or, with a
+// method, the request's string fields of the same names (see
+// PublishConfig.Method): the last message is then decoded into the
+// method's response. resolver resolves the Any types of its messages.
+func NewStateReader(s *State, topic string, method protoreflect.MethodDescriptor, resolver translate.Resolver) (*StateReader, error) {
 	tt, err := parseTopicTemplate(topic)
 	if err != nil {
 		return nil, err
 	}
-	return &StateReader{state: s, topic: tt}, nil
+	r := &StateReader{state: s, topic: tt}
+	if method != nil {
+		if r.codec, err = newMethodCodec(method, tt, resolver); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // Filter is the subscription filter the state of the route is fed from.
 func (r *StateReader) Filter() string { return subscriptionFilter(r.topic.src) }
 
-// Invoke returns the last message of the target topic.
-func (r *StateReader) Invoke(_ context.Context, target string, _ []byte, _ metadata.MD) (*router.Reply, error) {
-	raw, query, _ := strings.Cut(target, "?")
-	if query != "" {
-		return nil, status.Errorf(codes.InvalidArgument, "a state route takes no query parameters")
+// Invoke returns the last message of the target topic, or of the one the
+// request names.
+func (r *StateReader) Invoke(_ context.Context, target string, req []byte, _ metadata.MD) (*router.Reply, error) {
+	var topic string
+	var err error
+	if r.codec != nil {
+		topic, _, _, err = r.codec.request(r.topic, req)
+	} else {
+		raw, query, _ := strings.Cut(target, "?")
+		if query != "" {
+			return nil, status.Errorf(codes.InvalidArgument, "a state route takes no query parameters")
+		}
+		topic, _, err = r.topic.resolve(raw)
 	}
-	topic, _, err := r.topic.resolve(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -278,10 +331,20 @@ func (r *StateReader) Invoke(_ context.Context, target string, _ []byte, _ metad
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "no message seen on %s", topic)
 	}
-	return &router.Reply{
-		Message: m.Payload, HTTPStatus: http.StatusOK, ContentType: contentType(m),
-		Header: metadata.Pairs("mqtt-topic", topic, "mqtt-retain", strconv.FormatBool(m.Retain), "mqtt-received-at", at.UTC().Format(time.RFC3339Nano)),
-	}, nil
+	return reply(r.codec, m, metadata.Pairs("mqtt-topic", topic, "mqtt-retain", strconv.FormatBool(m.Retain), "mqtt-received-at", at.UTC().Format(time.RFC3339Nano)))
+}
+
+// reply answers a call with a device's message m: its payload as it is, or
+// decoded into the response of the codec's method.
+func reply(c *methodCodec, m *Message, header metadata.MD) (*router.Reply, error) {
+	if c == nil {
+		return &router.Reply{Message: m.Payload, HTTPStatus: http.StatusOK, ContentType: contentType(m), Header: header}, nil
+	}
+	wire, err := c.response(m)
+	if err != nil {
+		return nil, err
+	}
+	return &router.Reply{Message: wire, Header: header}, nil
 }
 
 // contentType is m's MQTT 5 content type, or else application/json for a

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -102,11 +104,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *Generation)
 	if r.TLS != nil {
 		call.PeerCertificates = r.TLS.PeerCertificates
 	}
+	query := r.URL.RawQuery
+	if query != "" {
+		call.Query = r.URL.Query()
+		query = withoutParams(query, call.Query, route.CredentialParams)
+	}
 	if route.Binding != nil {
-		req := &translate.Request{PathValues: m.PathValues, Query: r.URL.RawQuery, Body: body, ContentType: r.Header.Get("Content-Type")}
+		req := &translate.Request{PathValues: m.PathValues, Query: query, Body: body, ContentType: r.Header.Get("Content-Type")}
 		call.Decode = func() ([]byte, error) { return route.Binding.DecodeRequest(req) }
 	} else {
-		call.Target = expandTarget(route, m.PathValues, r.URL.RawQuery)
+		call.Target = expandTarget(route, m.PathValues, query)
 		call.Decode = func() ([]byte, error) { return body, nil }
 	}
 	if route.IsStreaming() {
@@ -224,6 +231,24 @@ func expandTarget(route *router.Route, vals []string, query string) string {
 		t += "?" + query
 	}
 	return t
+}
+
+// withoutParams returns the raw query, whose parameters are parsed, less
+// those named in names (credentials the route's policies read), the others
+// as they were sent.
+func withoutParams(raw string, parsed url.Values, names []string) string {
+	if !slices.ContainsFunc(names, parsed.Has) {
+		return raw
+	}
+	kept := make([]string, 0, strings.Count(raw, "&")+1)
+	for part := range strings.SplitSeq(raw, "&") {
+		key, _, _ := strings.Cut(part, "=")
+		if k, err := url.QueryUnescape(key); err == nil && slices.Contains(names, k) {
+			continue
+		}
+		kept = append(kept, part)
+	}
+	return strings.Join(kept, "&")
 }
 
 // withGRPCTimeout applies a Grpc-Timeout request header ("100m", "5S") to

@@ -159,6 +159,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *spb.Status {
 		}
 	}
 	delete(call.Incoming, "sec-websocket-protocol") // it may carry the token
+	if r.URL.RawQuery != "" {
+		call.Query = r.URL.Query()
+	}
 	if r.TLS != nil {
 		call.PeerCertificates = r.TLS.PeerCertificates
 	}

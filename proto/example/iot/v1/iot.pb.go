@@ -26,6 +26,122 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Command is published to devices/{device_id}/commands as JSON, without
+// device_id.
+type Command struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// What to do: "reboot", "led".
+	Name          string            `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Args          map[string]string `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Command) Reset() {
+	*x = Command{}
+	mi := &file_example_iot_v1_iot_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Command) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Command) ProtoMessage() {}
+
+func (x *Command) ProtoReflect() protoreflect.Message {
+	mi := &file_example_iot_v1_iot_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Command.ProtoReflect.Descriptor instead.
+func (*Command) Descriptor() ([]byte, []int) {
+	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Command) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *Command) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Command) GetArgs() map[string]string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+// CommandReply is what a device answers to a command.
+type CommandReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ok            bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandReply) Reset() {
+	*x = CommandReply{}
+	mi := &file_example_iot_v1_iot_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandReply) ProtoMessage() {}
+
+func (x *CommandReply) ProtoReflect() protoreflect.Message {
+	mi := &file_example_iot_v1_iot_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandReply.ProtoReflect.Descriptor instead.
+func (*CommandReply) Descriptor() ([]byte, []int) {
+	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CommandReply) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *CommandReply) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // Reading is one telemetry sample.
 type Reading struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -39,7 +155,7 @@ type Reading struct {
 
 func (x *Reading) Reset() {
 	*x = Reading{}
-	mi := &file_example_iot_v1_iot_proto_msgTypes[0]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -51,7 +167,7 @@ func (x *Reading) String() string {
 func (*Reading) ProtoMessage() {}
 
 func (x *Reading) ProtoReflect() protoreflect.Message {
-	mi := &file_example_iot_v1_iot_proto_msgTypes[0]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -64,7 +180,7 @@ func (x *Reading) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reading.ProtoReflect.Descriptor instead.
 func (*Reading) Descriptor() ([]byte, []int) {
-	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{0}
+	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Reading) GetTemperature() float64 {
@@ -95,7 +211,7 @@ type RecordRequest struct {
 
 func (x *RecordRequest) Reset() {
 	*x = RecordRequest{}
-	mi := &file_example_iot_v1_iot_proto_msgTypes[1]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -107,7 +223,7 @@ func (x *RecordRequest) String() string {
 func (*RecordRequest) ProtoMessage() {}
 
 func (x *RecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_example_iot_v1_iot_proto_msgTypes[1]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -120,7 +236,7 @@ func (x *RecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordRequest.ProtoReflect.Descriptor instead.
 func (*RecordRequest) Descriptor() ([]byte, []int) {
-	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{1}
+	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RecordRequest) GetDeviceId() string {
@@ -164,7 +280,7 @@ type RecordResponse struct {
 
 func (x *RecordResponse) Reset() {
 	*x = RecordResponse{}
-	mi := &file_example_iot_v1_iot_proto_msgTypes[2]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -176,7 +292,7 @@ func (x *RecordResponse) String() string {
 func (*RecordResponse) ProtoMessage() {}
 
 func (x *RecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_example_iot_v1_iot_proto_msgTypes[2]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -189,7 +305,7 @@ func (x *RecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordResponse.ProtoReflect.Descriptor instead.
 func (*RecordResponse) Descriptor() ([]byte, []int) {
-	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{2}
+	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RecordResponse) GetDeviceId() string {
@@ -224,7 +340,7 @@ type UploadRequest struct {
 
 func (x *UploadRequest) Reset() {
 	*x = UploadRequest{}
-	mi := &file_example_iot_v1_iot_proto_msgTypes[3]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -236,7 +352,7 @@ func (x *UploadRequest) String() string {
 func (*UploadRequest) ProtoMessage() {}
 
 func (x *UploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_example_iot_v1_iot_proto_msgTypes[3]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -249,7 +365,7 @@ func (x *UploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadRequest.ProtoReflect.Descriptor instead.
 func (*UploadRequest) Descriptor() ([]byte, []int) {
-	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{3}
+	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UploadRequest) GetDeviceId() string {
@@ -277,7 +393,7 @@ type UploadBodyRequest struct {
 
 func (x *UploadBodyRequest) Reset() {
 	*x = UploadBodyRequest{}
-	mi := &file_example_iot_v1_iot_proto_msgTypes[4]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -289,7 +405,7 @@ func (x *UploadBodyRequest) String() string {
 func (*UploadBodyRequest) ProtoMessage() {}
 
 func (x *UploadBodyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_example_iot_v1_iot_proto_msgTypes[4]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -302,7 +418,7 @@ func (x *UploadBodyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadBodyRequest.ProtoReflect.Descriptor instead.
 func (*UploadBodyRequest) Descriptor() ([]byte, []int) {
-	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{4}
+	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UploadBodyRequest) GetDeviceId() string {
@@ -331,7 +447,7 @@ type UploadResponse struct {
 
 func (x *UploadResponse) Reset() {
 	*x = UploadResponse{}
-	mi := &file_example_iot_v1_iot_proto_msgTypes[5]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -343,7 +459,7 @@ func (x *UploadResponse) String() string {
 func (*UploadResponse) ProtoMessage() {}
 
 func (x *UploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_example_iot_v1_iot_proto_msgTypes[5]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -356,7 +472,7 @@ func (x *UploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadResponse.ProtoReflect.Descriptor instead.
 func (*UploadResponse) Descriptor() ([]byte, []int) {
-	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{5}
+	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UploadResponse) GetDeviceId() string {
@@ -390,7 +506,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_example_iot_v1_iot_proto_msgTypes[6]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +518,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_example_iot_v1_iot_proto_msgTypes[6]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +531,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{6}
+	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetDeviceRequest) GetDeviceId() string {
@@ -438,7 +554,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_example_iot_v1_iot_proto_msgTypes[7]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +566,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_example_iot_v1_iot_proto_msgTypes[7]
+	mi := &file_example_iot_v1_iot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +579,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{7}
+	return file_example_iot_v1_iot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Device) GetDeviceId() string {
@@ -498,7 +614,17 @@ var File_example_iot_v1_iot_proto protoreflect.FileDescriptor
 
 const file_example_iot_v1_iot_proto_rawDesc = "" +
 	"\n" +
-	"\x18example/iot/v1/iot.proto\x12\x0eexample.iot.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\"G\n" +
+	"\x18example/iot/v1/iot.proto\x12\x0eexample.iot.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\"\xaa\x01\n" +
+	"\aCommand\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x125\n" +
+	"\x04args\x18\x03 \x03(\v2!.example.iot.v1.Command.ArgsEntryR\x04args\x1a7\n" +
+	"\tArgsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"8\n" +
+	"\fCommandReply\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"G\n" +
 	"\aReading\x12 \n" +
 	"\vtemperature\x18\x01 \x01(\x01R\vtemperature\x12\x1a\n" +
 	"\bhumidity\x18\x02 \x01(\x01R\bhumidity\"\xed\x01\n" +
@@ -536,7 +662,11 @@ const file_example_iot_v1_iot_proto_rawDesc = "" +
 	"\x06Upload\x12\x1d.example.iot.v1.UploadRequest\x1a\x1e.example.iot.v1.UploadResponse\x12O\n" +
 	"\n" +
 	"UploadBody\x12!.example.iot.v1.UploadBodyRequest\x1a\x1e.example.iot.v1.UploadResponse\x12f\n" +
-	"\tGetDevice\x12 .example.iot.v1.GetDeviceRequest\x1a\x16.example.iot.v1.Device\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/devices/{device_id}B9Z7github.com/rosettagw/rosetta/proto/example/iot/v1;iotv1b\x06proto3"
+	"\tGetDevice\x12 .example.iot.v1.GetDeviceRequest\x1a\x16.example.iot.v1.Device\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/devices/{device_id}2\xdf\x01\n" +
+	"\x0eDeviceCommands\x12=\n" +
+	"\x04Send\x12\x17.example.iot.v1.Command\x1a\x1c.example.iot.v1.CommandReply\x12=\n" +
+	"\x04Call\x12\x17.example.iot.v1.Command\x1a\x1c.example.iot.v1.CommandReply\x12O\n" +
+	"\fGetTelemetry\x12 .example.iot.v1.GetDeviceRequest\x1a\x1d.example.iot.v1.RecordRequestB9Z7github.com/rosettagw/rosetta/proto/example/iot/v1;iotv1b\x06proto3"
 
 var (
 	file_example_iot_v1_iot_proto_rawDescOnce sync.Once
@@ -550,37 +680,47 @@ func file_example_iot_v1_iot_proto_rawDescGZIP() []byte {
 	return file_example_iot_v1_iot_proto_rawDescData
 }
 
-var file_example_iot_v1_iot_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_example_iot_v1_iot_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_example_iot_v1_iot_proto_goTypes = []any{
-	(*Reading)(nil),           // 0: example.iot.v1.Reading
-	(*RecordRequest)(nil),     // 1: example.iot.v1.RecordRequest
-	(*RecordResponse)(nil),    // 2: example.iot.v1.RecordResponse
-	(*UploadRequest)(nil),     // 3: example.iot.v1.UploadRequest
-	(*UploadBodyRequest)(nil), // 4: example.iot.v1.UploadBodyRequest
-	(*UploadResponse)(nil),    // 5: example.iot.v1.UploadResponse
-	(*GetDeviceRequest)(nil),  // 6: example.iot.v1.GetDeviceRequest
-	(*Device)(nil),            // 7: example.iot.v1.Device
-	nil,                       // 8: example.iot.v1.RecordRequest.LabelsEntry
-	(*httpbody.HttpBody)(nil), // 9: google.api.HttpBody
+	(*Command)(nil),           // 0: example.iot.v1.Command
+	(*CommandReply)(nil),      // 1: example.iot.v1.CommandReply
+	(*Reading)(nil),           // 2: example.iot.v1.Reading
+	(*RecordRequest)(nil),     // 3: example.iot.v1.RecordRequest
+	(*RecordResponse)(nil),    // 4: example.iot.v1.RecordResponse
+	(*UploadRequest)(nil),     // 5: example.iot.v1.UploadRequest
+	(*UploadBodyRequest)(nil), // 6: example.iot.v1.UploadBodyRequest
+	(*UploadResponse)(nil),    // 7: example.iot.v1.UploadResponse
+	(*GetDeviceRequest)(nil),  // 8: example.iot.v1.GetDeviceRequest
+	(*Device)(nil),            // 9: example.iot.v1.Device
+	nil,                       // 10: example.iot.v1.Command.ArgsEntry
+	nil,                       // 11: example.iot.v1.RecordRequest.LabelsEntry
+	(*httpbody.HttpBody)(nil), // 12: google.api.HttpBody
 }
 var file_example_iot_v1_iot_proto_depIdxs = []int32{
-	0, // 0: example.iot.v1.RecordRequest.reading:type_name -> example.iot.v1.Reading
-	8, // 1: example.iot.v1.RecordRequest.labels:type_name -> example.iot.v1.RecordRequest.LabelsEntry
-	9, // 2: example.iot.v1.UploadBodyRequest.body:type_name -> google.api.HttpBody
-	0, // 3: example.iot.v1.Device.last:type_name -> example.iot.v1.Reading
-	1, // 4: example.iot.v1.DeviceService.Record:input_type -> example.iot.v1.RecordRequest
-	3, // 5: example.iot.v1.DeviceService.Upload:input_type -> example.iot.v1.UploadRequest
-	4, // 6: example.iot.v1.DeviceService.UploadBody:input_type -> example.iot.v1.UploadBodyRequest
-	6, // 7: example.iot.v1.DeviceService.GetDevice:input_type -> example.iot.v1.GetDeviceRequest
-	2, // 8: example.iot.v1.DeviceService.Record:output_type -> example.iot.v1.RecordResponse
-	5, // 9: example.iot.v1.DeviceService.Upload:output_type -> example.iot.v1.UploadResponse
-	5, // 10: example.iot.v1.DeviceService.UploadBody:output_type -> example.iot.v1.UploadResponse
-	7, // 11: example.iot.v1.DeviceService.GetDevice:output_type -> example.iot.v1.Device
-	8, // [8:12] is the sub-list for method output_type
-	4, // [4:8] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	10, // 0: example.iot.v1.Command.args:type_name -> example.iot.v1.Command.ArgsEntry
+	2,  // 1: example.iot.v1.RecordRequest.reading:type_name -> example.iot.v1.Reading
+	11, // 2: example.iot.v1.RecordRequest.labels:type_name -> example.iot.v1.RecordRequest.LabelsEntry
+	12, // 3: example.iot.v1.UploadBodyRequest.body:type_name -> google.api.HttpBody
+	2,  // 4: example.iot.v1.Device.last:type_name -> example.iot.v1.Reading
+	3,  // 5: example.iot.v1.DeviceService.Record:input_type -> example.iot.v1.RecordRequest
+	5,  // 6: example.iot.v1.DeviceService.Upload:input_type -> example.iot.v1.UploadRequest
+	6,  // 7: example.iot.v1.DeviceService.UploadBody:input_type -> example.iot.v1.UploadBodyRequest
+	8,  // 8: example.iot.v1.DeviceService.GetDevice:input_type -> example.iot.v1.GetDeviceRequest
+	0,  // 9: example.iot.v1.DeviceCommands.Send:input_type -> example.iot.v1.Command
+	0,  // 10: example.iot.v1.DeviceCommands.Call:input_type -> example.iot.v1.Command
+	8,  // 11: example.iot.v1.DeviceCommands.GetTelemetry:input_type -> example.iot.v1.GetDeviceRequest
+	4,  // 12: example.iot.v1.DeviceService.Record:output_type -> example.iot.v1.RecordResponse
+	7,  // 13: example.iot.v1.DeviceService.Upload:output_type -> example.iot.v1.UploadResponse
+	7,  // 14: example.iot.v1.DeviceService.UploadBody:output_type -> example.iot.v1.UploadResponse
+	9,  // 15: example.iot.v1.DeviceService.GetDevice:output_type -> example.iot.v1.Device
+	1,  // 16: example.iot.v1.DeviceCommands.Send:output_type -> example.iot.v1.CommandReply
+	1,  // 17: example.iot.v1.DeviceCommands.Call:output_type -> example.iot.v1.CommandReply
+	3,  // 18: example.iot.v1.DeviceCommands.GetTelemetry:output_type -> example.iot.v1.RecordRequest
+	12, // [12:19] is the sub-list for method output_type
+	5,  // [5:12] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_example_iot_v1_iot_proto_init() }
@@ -594,9 +734,9 @@ func file_example_iot_v1_iot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_example_iot_v1_iot_proto_rawDesc), len(file_example_iot_v1_iot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_example_iot_v1_iot_proto_goTypes,
 		DependencyIndexes: file_example_iot_v1_iot_proto_depIdxs,

@@ -248,3 +248,199 @@ var DeviceService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "example/iot/v1/iot.proto",
 }
+
+const (
+	DeviceCommands_Send_FullMethodName         = "/example.iot.v1.DeviceCommands/Send"
+	DeviceCommands_Call_FullMethodName         = "/example.iot.v1.DeviceCommands/Call"
+	DeviceCommands_GetTelemetry_FullMethodName = "/example.iot.v1.DeviceCommands/GetTelemetry"
+)
+
+// DeviceCommandsClient is the client API for DeviceCommands service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// DeviceCommands reaches the devices themselves: no upstream serves it, the
+// gateway's MQTT bridge does (routes with publish or state and this call).
+type DeviceCommandsClient interface {
+	// Send publishes a command to the device and returns at once, with an
+	// empty reply.
+	Send(ctx context.Context, in *Command, opts ...grpc.CallOption) (*CommandReply, error)
+	// Call publishes a command and returns the device's reply, or
+	// DEADLINE_EXCEEDED when none comes in time.
+	Call(ctx context.Context, in *Command, opts ...grpc.CallOption) (*CommandReply, error)
+	// GetTelemetry returns the last telemetry message the device published
+	// (NOT_FOUND before the first).
+	GetTelemetry(ctx context.Context, in *GetDeviceRequest, opts ...grpc.CallOption) (*RecordRequest, error)
+}
+
+type deviceCommandsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewDeviceCommandsClient(cc grpc.ClientConnInterface) DeviceCommandsClient {
+	return &deviceCommandsClient{cc}
+}
+
+func (c *deviceCommandsClient) Send(ctx context.Context, in *Command, opts ...grpc.CallOption) (*CommandReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommandReply)
+	err := c.cc.Invoke(ctx, DeviceCommands_Send_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deviceCommandsClient) Call(ctx context.Context, in *Command, opts ...grpc.CallOption) (*CommandReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommandReply)
+	err := c.cc.Invoke(ctx, DeviceCommands_Call_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deviceCommandsClient) GetTelemetry(ctx context.Context, in *GetDeviceRequest, opts ...grpc.CallOption) (*RecordRequest, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordRequest)
+	err := c.cc.Invoke(ctx, DeviceCommands_GetTelemetry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DeviceCommandsServer is the server API for DeviceCommands service.
+// All implementations must embed UnimplementedDeviceCommandsServer
+// for forward compatibility.
+//
+// DeviceCommands reaches the devices themselves: no upstream serves it, the
+// gateway's MQTT bridge does (routes with publish or state and this call).
+type DeviceCommandsServer interface {
+	// Send publishes a command to the device and returns at once, with an
+	// empty reply.
+	Send(context.Context, *Command) (*CommandReply, error)
+	// Call publishes a command and returns the device's reply, or
+	// DEADLINE_EXCEEDED when none comes in time.
+	Call(context.Context, *Command) (*CommandReply, error)
+	// GetTelemetry returns the last telemetry message the device published
+	// (NOT_FOUND before the first).
+	GetTelemetry(context.Context, *GetDeviceRequest) (*RecordRequest, error)
+	mustEmbedUnimplementedDeviceCommandsServer()
+}
+
+// UnimplementedDeviceCommandsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedDeviceCommandsServer struct{}
+
+func (UnimplementedDeviceCommandsServer) Send(context.Context, *Command) (*CommandReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Send not implemented")
+}
+func (UnimplementedDeviceCommandsServer) Call(context.Context, *Command) (*CommandReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Call not implemented")
+}
+func (UnimplementedDeviceCommandsServer) GetTelemetry(context.Context, *GetDeviceRequest) (*RecordRequest, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTelemetry not implemented")
+}
+func (UnimplementedDeviceCommandsServer) mustEmbedUnimplementedDeviceCommandsServer() {}
+func (UnimplementedDeviceCommandsServer) testEmbeddedByValue()                        {}
+
+// UnsafeDeviceCommandsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to DeviceCommandsServer will
+// result in compilation errors.
+type UnsafeDeviceCommandsServer interface {
+	mustEmbedUnimplementedDeviceCommandsServer()
+}
+
+func RegisterDeviceCommandsServer(s grpc.ServiceRegistrar, srv DeviceCommandsServer) {
+	// If the following call panics, it indicates UnimplementedDeviceCommandsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&DeviceCommands_ServiceDesc, srv)
+}
+
+func _DeviceCommands_Send_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Command)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeviceCommandsServer).Send(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeviceCommands_Send_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeviceCommandsServer).Send(ctx, req.(*Command))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeviceCommands_Call_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Command)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeviceCommandsServer).Call(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeviceCommands_Call_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeviceCommandsServer).Call(ctx, req.(*Command))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeviceCommands_GetTelemetry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDeviceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeviceCommandsServer).GetTelemetry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeviceCommands_GetTelemetry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeviceCommandsServer).GetTelemetry(ctx, req.(*GetDeviceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// DeviceCommands_ServiceDesc is the grpc.ServiceDesc for DeviceCommands service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var DeviceCommands_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "example.iot.v1.DeviceCommands",
+	HandlerType: (*DeviceCommandsServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Send",
+			Handler:    _DeviceCommands_Send_Handler,
+		},
+		{
+			MethodName: "Call",
+			Handler:    _DeviceCommands_Call_Handler,
+		},
+		{
+			MethodName: "GetTelemetry",
+			Handler:    _DeviceCommands_GetTelemetry_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "example/iot/v1/iot.proto",
+}
