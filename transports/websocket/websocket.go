@@ -429,13 +429,39 @@ func (s *stream) Send(msg []byte) error {
 	}
 	s.touch()
 	if s.binary {
-		return s.conn.Write(s.ctx, ws.MessageBinary, msg)
+		return s.write(ws.MessageBinary, msg)
 	}
 	resp, err := s.call.Route.Binding.EncodeResponse(msg)
 	if err != nil {
 		return status.Errorf(codes.Internal, "undecodable upstream response: %v", err)
 	}
-	return s.conn.Write(s.ctx, ws.MessageText, translate.NDJSONResult(resp.Body))
+	return s.write(ws.MessageText, translate.NDJSONResult(resp.Body))
+}
+
+// write writes one response message, unless the call has ended.
+// coder/websocket closes the socket when the context of a write ends before
+// the write returns, so the write does not use the call's context: a call
+// failed during a write (by Shutdown, the idle timeout ...) would lose its
+// socket, and the client its final status. A write in progress gets
+// closeTimeout after the call ends instead, which still unblocks one to a
+// client that stopped reading.
+func (s *stream) write(typ ws.MessageType, p []byte) error {
+	if err := s.ctx.Err(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(s.ctx))
+	defer cancel()
+	stop := context.AfterFunc(s.ctx, func() {
+		grace := time.NewTimer(closeTimeout)
+		defer grace.Stop()
+		select {
+		case <-grace.C:
+			cancel()
+		case <-ctx.Done(): // the write returned
+		}
+	})
+	defer stop()
+	return s.conn.Write(ctx, typ, p)
 }
 
 // finish ends the call with the chain's result: a plain HTTP answer when
