@@ -291,17 +291,9 @@ func (g *gateway) stepSpec(cfg *Config, sc *StepConfig) (router.StepSpec, error)
 // method finds "package.Service/Method" in the schema; streaming methods
 // cannot be steps.
 func (g *gateway) method(call string) (protoreflect.MethodDescriptor, error) {
-	svcName, mName, ok := strings.Cut(call, "/")
-	if !ok {
-		return nil, fmt.Errorf("call %q: want package.Service/Method", call)
-	}
-	sd, err := g.schema.Service(svcName)
+	md, err := g.lookupMethod(call)
 	if err != nil {
 		return nil, err
-	}
-	md := sd.Methods().ByName(protoreflect.Name(mName))
-	if md == nil {
-		return nil, fmt.Errorf("call %q: service %s has no method %s", call, svcName, mName)
 	}
 	if md.IsStreamingClient() || md.IsStreamingServer() {
 		return nil, fmt.Errorf("call %q: a streaming method cannot be an aggregate step", call)

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"net/http"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/security/ratelimit"
+	"github.com/rosettagw/rosetta/translate"
 )
 
 // Metrics is one gateway's Prometheus registry: the calls of every route,
@@ -124,32 +124,7 @@ func codeOf(c *router.Call, err error) codes.Code {
 	if c.Reply == nil || c.Reply.HTTPStatus < 400 {
 		return codes.OK
 	}
-	switch c.Reply.HTTPStatus {
-	case http.StatusBadRequest:
-		return codes.InvalidArgument
-	case http.StatusUnauthorized:
-		return codes.Unauthenticated
-	case http.StatusForbidden:
-		return codes.PermissionDenied
-	case http.StatusNotFound:
-		return codes.NotFound
-	case http.StatusConflict:
-		return codes.Aborted
-	case http.StatusTooManyRequests:
-		return codes.ResourceExhausted
-	case 499:
-		return codes.Canceled
-	case http.StatusNotImplemented:
-		return codes.Unimplemented
-	case http.StatusServiceUnavailable:
-		return codes.Unavailable
-	case http.StatusGatewayTimeout:
-		return codes.DeadlineExceeded
-	}
-	if c.Reply.HTTPStatus < 500 {
-		return codes.FailedPrecondition
-	}
-	return codes.Internal
+	return translate.CodeFromHTTP(c.Reply.HTTPStatus)
 }
 
 // AddLimiter exports the decisions of the rate-limit policy named policy;
