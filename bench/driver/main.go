@@ -211,7 +211,9 @@ func start(cfg config) (*process, []*target, error) {
 
 // rosettaConfig is Rosetta's configuration for the run. emit_unpopulated
 // makes its JSON the same as grpc-gateway's and vanguard's defaults, so that
-// every proxy writes the same bytes.
+// every proxy writes the same bytes; and Rosetta does only what the others
+// do: no access log line and no buf.validate checks (the example schema has
+// rules; neither grpc-gateway nor vanguard enforces them).
 func rosettaConfig(listen, upstream, descriptors string) string {
 	return fmt.Sprintf(`listen:
   http: %s
@@ -224,6 +226,8 @@ services:
   - name: example.library.v1.LibraryService
     upstream: library
     json: {emit_unpopulated: true}
+    validation: {requests: false}
+access_log: false
 `, listen, descriptors, upstream)
 }
 

@@ -116,7 +116,6 @@ func scenarios() ([]*scenario, error) {
 			return nil
 		},
 		notServed: map[string]string{
-			rosetta:  "Rosetta built before REST server streaming answers 404",
 			vanguard: "vanguard serves REST server streams only for google.api.HttpBody responses",
 		},
 	})
