@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -269,6 +270,9 @@ func appendPathField(out []byte, fds []protoreflect.FieldDescriptor, s string) (
 	case protoreflect.DoubleKind:
 		return protowire.AppendFixed64(out, math.Float64bits(v.Float())), nil
 	case protoreflect.StringKind:
+		if !utf8.ValidString(v.String()) { // proto3 strings are UTF-8; the reference path names the field
+			return out, fmt.Errorf("field %s contains invalid UTF-8", fd.FullName())
+		}
 		return protowire.AppendString(out, v.String()), nil
 	}
 	return protowire.AppendBytes(out, v.Bytes()), nil
