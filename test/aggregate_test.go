@@ -82,18 +82,14 @@ func field(v any, keys ...string) any {
 // waitCanceled polls until the shop has recorded a cancelled call of method.
 func waitCanceled(t *testing.T, shop *order.Shop, method string) {
 	t.Helper()
-	deadline := time.Now().Add(requestTimeout)
-	for {
+	waitFor(t, method+" to see its call cancelled", func() bool {
 		for _, c := range shop.CallsOf(method) {
 			if c.Canceled {
-				return
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never saw its call cancelled; calls: %+v", method, shop.CallsOf(method))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 // maxOverlap is the largest number of calls whose [Start, End] intervals

@@ -527,3 +527,15 @@ const (
 	codeUnimplemented     = 12
 	codeUnavailable       = 14
 )
+
+// waitFor polls cond until it holds, failing the test after startTimeout.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

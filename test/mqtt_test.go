@@ -253,18 +253,6 @@ func publish(t testing.TB, broker, version string, args ...string) (string, int)
 	return string(out), cmd.ProcessState.ExitCode()
 }
 
-// waitFor polls cond until it holds, failing the test after startTimeout.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(startTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // startMosquitto runs a Mosquitto broker on a random loopback port and
 // returns its address.
 func startMosquitto(t testing.TB) string {

@@ -1134,13 +1134,9 @@ security:
 // the line is written once the answer is sent.
 func waitLogged(t *testing.T, gw *rosetta, path string) {
 	t.Helper()
-	deadline := time.Now().Add(requestTimeout)
-	for !strings.Contains(gw.stderr.String(), "path="+path) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no access-log line for %s:\n%s", path, gw.stderr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "an access-log line for "+path, func() bool {
+		return strings.Contains(gw.stderr.String(), "path="+path)
+	})
 }
 
 // bookAt is a Book JSON document whose messages nest depth levels deep:
