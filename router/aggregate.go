@@ -118,6 +118,8 @@ func (a *Aggregate) Handle(ctx context.Context, c *Call) error {
 	if err := proto.Unmarshal(wire, in.Interface()); err != nil {
 		return status.Errorf(codes.InvalidArgument, "the request is not a valid %s: %v", a.input.Descriptor().FullName(), err)
 	}
+	c.Attempts++ // the composed call is one attempt; its steps are not retried
+	ctx = context.WithValue(ctx, callerKey{}, c)
 	outer := ctx
 	if a.timeout > 0 {
 		var cancel context.CancelFunc
@@ -419,4 +421,34 @@ func (x *execution) compensate(ctx context.Context) error {
 	p := status.Convert(x.failed).Proto()
 	p.Message += " (" + strings.Join(problems, "; ") + ")"
 	return status.ErrorProto(p)
+}
+
+// callerKey keys the call of an aggregate in its steps' context.
+type callerKey struct{}
+
+// MethodInvoker returns the Invoker by which an aggregate step calls
+// route's method: through the method's own chain (its policies, its
+// validation, then Dispatch to route's upstream), as the aggregate's caller,
+// so that a policy of the method holds however the method is reached. The
+// step's call carries the caller's identity material (peer, headers, query,
+// certificates, credentials); its metadata is the step's.
+func MethodInvoker(route *Route) Invoker { return methodInvoker{route} }
+
+type methodInvoker struct{ route *Route }
+
+func (m methodInvoker) Invoke(ctx context.Context, target string, req []byte, md metadata.MD) (*Reply, error) {
+	c := &Call{Route: m.route, Target: target, Metadata: md.Copy(), Decode: func() ([]byte, error) { return req, nil }}
+	if caller, ok := ctx.Value(callerKey{}).(*Call); ok {
+		c.Protocol, c.Peer, c.Query = caller.Protocol, caller.Peer, caller.Query
+		c.PeerCertificates, c.Credentials = caller.PeerCertificates, caller.Credentials
+		c.Incoming = caller.Incoming.Copy() // steps run in parallel, and a step may add to it
+	}
+	if c.Metadata == nil {
+		c.Metadata = metadata.MD{}
+	}
+	if c.Incoming == nil {
+		c.Incoming = metadata.MD{}
+	}
+	err := m.route.Handler.Handle(ctx, c)
+	return c.Reply, err
 }

@@ -3,10 +3,15 @@ package router
 import (
 	"context"
 	"crypto/x509"
+	"errors"
+	"net/http"
 	"net/netip"
 	"net/url"
+	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // Protocol names the ingress a call came in on.
@@ -63,6 +68,15 @@ type Call struct {
 	// Stream, set by the ingress for a route whose method streams, carries
 	// the messages in both directions; Decode is then unused.
 	Stream Stream
+	// Retry, set by the ingress, lets Dispatch retry the upstream call of
+	// a unary call (nil: one attempt).
+	Retry *Retry
+	// Attempts is the number of upstream attempts Dispatch made.
+	Attempts int
+	// Owner, when set, is who the call's target says may make it (the
+	// owner segment of an MQTT topic): the chain's owner step refuses any
+	// other caller.
+	Owner string
 	// Reply is set by Dispatch; after a failed upstream call it may hold
 	// only the upstream's metadata. For a stream it holds the upstream's
 	// header and trailer, and no message.
@@ -76,6 +90,22 @@ type Credentials struct {
 	// Username and Password are from an MQTT CONNECT packet.
 	Username string
 	Password []byte
+}
+
+// DeviceName is who a device is for the MQTT topic-owner rule and the
+// broker's subscription filters: its verified certificate's common name,
+// else its MQTT username, else its MQTT client identifier.
+func DeviceName(certs []*x509.Certificate, cr *Credentials) string {
+	if len(certs) > 0 {
+		return certs[0].Subject.CommonName
+	}
+	if cr != nil {
+		if cr.Username != "" {
+			return cr.Username
+		}
+		return cr.ClientID
+	}
+	return ""
 }
 
 // Identity is an authenticated caller.
@@ -136,8 +166,9 @@ func Chain(final Handler, mws ...Middleware) Handler {
 }
 
 // Dispatch is the end of every chain: it decodes the call's request, applies
-// the route deadline and invokes the route's upstream; a call with a Stream
-// is pumped to an upstream stream instead.
+// the route deadline and invokes the route's upstream, retrying as the
+// call's Retry allows; a call with a Stream is pumped to an upstream stream
+// instead.
 var Dispatch Handler = HandlerFunc(func(ctx context.Context, c *Call) error {
 	if c.Stream != nil {
 		return dispatchStream(ctx, c)
@@ -146,17 +177,86 @@ var Dispatch Handler = HandlerFunc(func(ctx context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	if c.Route.Validate != nil {
-		if err := c.Route.Validate(req); err != nil {
+	backoff := c.Retry.backoff()
+	for {
+		c.Attempts++
+		c.Reply, err = invoke(ctx, c, req) // on error too: its header and trailer metadata go back to the client
+		if c.Attempts >= c.Retry.attempts() || !transient(c.Reply, err) {
 			return err
 		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, c.Retry.maxBackoff())
 	}
+})
+
+// invoke makes one attempt of a unary call, within the route's deadline.
+func invoke(ctx context.Context, c *Call, req []byte) (*Reply, error) {
 	if c.Route.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Route.Timeout)
 		defer cancel()
 	}
-	reply, err := c.Route.Invoker.Invoke(ctx, c.Target, req, c.Metadata)
-	c.Reply = reply // on error too: its header and trailer metadata go back to the client
-	return err
-})
+	return c.Route.Invoker.Invoke(ctx, c.Target, req, c.Metadata)
+}
+
+// Retry says how Dispatch retries a unary call's upstream attempts. Retries
+// wrap the upstream call only, never the chain: a refusal of the gateway's
+// own policies (an exhausted rate limit, a denied token) is never retried.
+// Only transient upstream failures are: UNAVAILABLE, DEADLINE_EXCEEDED and
+// RESOURCE_EXHAUSTED from a gRPC upstream, 429, 502, 503 and 504 from an
+// HTTP one.
+type Retry struct {
+	// Attempts bounds the attempts, the first included (at most 1: none).
+	Attempts int
+	// Backoff is the wait before the first retry (default 100ms); it
+	// doubles at each retry, up to MaxBackoff (default 5s).
+	Backoff, MaxBackoff time.Duration
+}
+
+func (r *Retry) attempts() int {
+	if r == nil {
+		return 1
+	}
+	return r.Attempts
+}
+
+func (r *Retry) backoff() time.Duration {
+	if r == nil || r.Backoff <= 0 {
+		return 100 * time.Millisecond
+	}
+	return r.Backoff
+}
+
+func (r *Retry) maxBackoff() time.Duration {
+	if r == nil || r.MaxBackoff <= 0 {
+		return 5 * time.Second
+	}
+	return r.MaxBackoff
+}
+
+// transient reports whether an upstream attempt's outcome is worth
+// retrying.
+func transient(reply *Reply, err error) bool {
+	if err == nil {
+		if reply == nil {
+			return false
+		}
+		switch reply.HTTPStatus {
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
+		return true
+	}
+	return false
+}

@@ -36,11 +36,6 @@ type Route struct {
 	// ingress leaves them out of what the binding decodes and of what
 	// goes upstream.
 	CredentialParams []string
-	// Validate, when set, checks each request message (protobuf wire form)
-	// after it is decoded and before it goes upstream: Dispatch calls it for
-	// a unary call, stream ingresses for every client message. Its error is
-	// the answer (INVALID_ARGUMENT with the violations).
-	Validate func(req []byte) error
 }
 
 // String names the route as "GET /v1/{name=shelves/*} → pkg.Svc/Method".

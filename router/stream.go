@@ -79,15 +79,9 @@ func dispatchStream(ctx context.Context, c *Call) error {
 	if !ok || c.Route.Method == nil {
 		return status.Errorf(codes.Unimplemented, "upstream %q does not support streaming calls", c.Route.Upstream)
 	}
-	// Every client message passes the route's validation before it goes
-	// upstream; an invalid one ends the call with the violations.
-	recv := func() ([]byte, error) {
-		msg, err := c.Stream.Recv()
-		if err == nil && c.Route.Validate != nil {
-			err = c.Route.Validate(msg)
-		}
-		return msg, err
-	}
+	// A client mistake in a message (such as one the validation step
+	// refuses) ends the call with its error.
+	recv := c.Stream.Recv
 	// A method with one request message has it read (and decoded) before
 	// the upstream is called: a bad request never opens an upstream stream.
 	var req []byte

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,8 +36,8 @@ func TestAdminMetricsAndRoutes(t *testing.T) {
 	up := startObservedUpstream(t, "")
 	admin := freePort(t)
 	gw := startRosettaListen(t, fmt.Sprintf("admin: %q", admin), libraryConfig(descriptorSetSchema(), up.addr, "", `routes:
-  - get: /limited/{parent=shelves/*}/books
-    call: example.library.v1.LibraryService/ListBooks
+  - get: /limited/{name=shelves/*}
+    call: example.library.v1.LibraryService/GetShelf
     policies: [tight]
 policies:
   tight: {rate_limit: {rate: 1/h, key: global}}
@@ -47,23 +48,24 @@ policies:
 		}
 	}
 	wantStatus(t, get(t, gw.base, "/v1/shelves/1/books/no-such-book"), 404, 5, "")
-	if r := get(t, gw.base, "/limited/shelves/1/books"); r.status != 200 {
-		t.Fatalf("first limited ListBooks: %d %s", r.status, r.body)
+	if r := get(t, gw.base, "/limited/shelves/1"); r.status != 200 {
+		t.Fatalf("first limited GetShelf: %d %s", r.status, r.body)
 	}
-	for range 2 {
-		wantStatus(t, get(t, gw.base, "/limited/shelves/1/books"), 429, 8, "")
-	}
+	// The limit guards the method on its annotation binding too: one chain
+	// per method, counted under the method.
+	wantStatus(t, get(t, gw.base, "/limited/shelves/1"), 429, 8, "")
+	wantStatus(t, get(t, gw.base, "/v1/shelves/1"), 429, 8, "")
 
 	code, metrics := adminGet(t, admin, "/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics: %d %s", code, metrics)
 	}
 	for _, want := range []string{
-		`rosetta_calls_total{code="OK",protocol="http",route="GET /v1/{parent=shelves/*}/books"} 2`,
-		`rosetta_calls_total{code="NotFound",protocol="http",route="GET /v1/{name=shelves/*/books/*}"} 1`,
-		`rosetta_calls_total{code="OK",protocol="http",route="GET /limited/{parent=shelves/*}/books"} 1`,
-		`rosetta_calls_total{code="ResourceExhausted",protocol="http",route="GET /limited/{parent=shelves/*}/books"} 2`,
-		`rosetta_call_duration_seconds_count{protocol="http",route="GET /v1/{parent=shelves/*}/books"} 2`,
+		`rosetta_calls_total{code="OK",protocol="http",route="example.library.v1.LibraryService/ListBooks"} 2`,
+		`rosetta_calls_total{code="NotFound",protocol="http",route="example.library.v1.LibraryService/GetBook"} 1`,
+		`rosetta_calls_total{code="OK",protocol="http",route="example.library.v1.LibraryService/GetShelf"} 1`,
+		`rosetta_calls_total{code="ResourceExhausted",protocol="http",route="example.library.v1.LibraryService/GetShelf"} 2`,
+		`rosetta_call_duration_seconds_count{protocol="http",route="example.library.v1.LibraryService/ListBooks"} 2`,
 		`rosetta_ratelimit_decisions_total{decision="allowed",policy="tight"} 1`,
 		`rosetta_ratelimit_decisions_total{decision="refused",policy="tight"} 2`,
 		`rosetta_validation_response_violations_total 0`,
@@ -80,9 +82,24 @@ policies:
 	}
 
 	code, body := adminGet(t, admin, "/routes")
-	var rows []struct{ Method, Template, Target, Upstream string }
-	if err := json.Unmarshal([]byte(body), &rows); code != 200 || err != nil {
+	var table struct {
+		Routes  []struct{ Method, Template, Target, Upstream string }
+		Methods []struct {
+			Method      string
+			Ways, Chain []string
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &table); code != 200 || err != nil {
 		t.Fatalf("/routes: %d %v\n%s", code, err, body)
+	}
+	rows := table.Routes
+	limited := false
+	for _, m := range table.Methods {
+		limited = limited || m.Method == "example.library.v1.LibraryService/GetShelf" && slices.Contains(m.Chain, "tight") &&
+			slices.Contains(m.Ways, "REST GET /v1/{name=shelves/*}") && slices.Contains(m.Ways, "REST GET /limited/{name=shelves/*}")
+	}
+	if !limited {
+		t.Errorf("/routes lacks GetShelf's chain with the rate limit and its ways in:\n%s", body)
 	}
 	found := false
 	for _, r := range rows {
@@ -96,6 +113,7 @@ policies:
 	if exit != 0 {
 		t.Fatalf("rosetta routes: %d\n%s", exit, stderr)
 	}
+	out, _, _ = strings.Cut(out, "\nCHAINS")
 	if lines := strings.Count(strings.TrimSpace(out), "\n"); lines != len(rows) {
 		t.Errorf("rosetta routes prints %d routes, /routes has %d", lines, len(rows))
 	}
@@ -189,7 +207,7 @@ func TestAdminMQTT(t *testing.T) {
 	if out, code := publish(t, broker, "mqttv5", "-u", "d1", "-q", "1", "-t", "devices/d1/telemetry", "-m", `{"id":"m1","reading":{"temperature":21.5}}`); code != 0 {
 		t.Fatalf("mosquitto_pub: status %d\n%s", code, out)
 	}
-	const want = `rosetta_calls_total{code="OK",protocol="mqtt",route="MQTT devices/{device_id}/telemetry"} 1`
+	const want = `rosetta_calls_total{code="OK",protocol="mqtt",route="example.iot.v1.DeviceService/Record"} 1`
 	waitFor(t, "the MQTT call in /metrics", func() bool {
 		_, metrics := adminGet(t, admin, "/metrics")
 		return strings.Contains(metrics, "\n"+want+"\n")

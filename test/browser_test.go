@@ -53,8 +53,9 @@ func TestBrowser(t *testing.T) {
 	defer page.Close()
 
 	lib := startLibrary(t)
-	origins := fmt.Sprintf("{allowed_origins: [%q]}", page.URL)
-	ros := startRosetta(t, libraryConfig(descriptorSetSchema(), lib, "", "websocket: "+origins+"\ngrpc_web: "+origins+"\n"))
+	// One cors policy serves REST, gRPC-Web, Connect and WebSocket.
+	browser := fmt.Sprintf("security: {policies: [browser]}\npolicies:\n  browser: {cors: {allowed_origins: [%q]}}\n", page.URL)
+	ros := startRosetta(t, libraryConfig(descriptorSetSchema(), lib, "", browser))
 
 	profile := t.TempDir()
 	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

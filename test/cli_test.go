@@ -145,7 +145,21 @@ func TestRoutes(t *testing.T) {
 			t.Errorf("routes does not list %q with upstream library:\n%s", want, stdout)
 		}
 	}
-	if strings.Contains(stdout, "ImportBooks") {
+	table, chains, ok := strings.Cut(stdout, "\nCHAINS")
+	if !ok {
+		t.Fatalf("routes prints no chains:\n%s", stdout)
+	}
+	if strings.Contains(table, "ImportBooks") {
 		t.Errorf("routes lists the client-streaming ImportBooks, which is not served over REST:\n%s", stdout)
+	}
+	// Each method once, with every way it is reached and its one chain.
+	for _, want := range []string{
+		"example.library.v1.LibraryService/GetShelf\n  ways:  gRPC, gRPC-Web, Connect, WebSocket; REST GET /v1/{name=shelves/*}; REST HEAD /v1/{name=shelves/*}\n  chain: cors(same-origin) → query-token → mqtt-owner → dispatch",
+		"example.library.v1.LibraryService/CreateBook\n  ways:  gRPC, gRPC-Web, Connect, WebSocket; REST POST /v1/{parent=shelves/*}/books\n  chain: cors(same-origin) → query-token → mqtt-owner → validate → dispatch",
+		"example.library.v1.LibraryService/ImportBooks\n  ways:  gRPC, gRPC-Web, Connect, WebSocket\n",
+	} {
+		if !strings.Contains(chains, want) {
+			t.Errorf("the chains lack %q:\n%s", want, chains)
+		}
 	}
 }

@@ -92,10 +92,9 @@ func (u *streamUpstream) waitCancelled(t testing.TB) {
 }
 
 // streamingConfig is the extra configuration of the streaming tests.
-const streamingConfig = `websocket:
-  allowed_origins: ["https://app.example"]
-grpc_web:
-  allowed_origins: ["https://app.example"]
+const streamingConfig = `security: {policies: [browser]}
+policies:
+  browser: {cors: {allowed_origins: ["https://app.example"], allow_credentials: true}}
 `
 
 // startStreaming starts the in-process upstream and a gateway in front of it.
@@ -777,9 +776,14 @@ func TestGRPCWeb(t *testing.T) {
 		r := do(t, ros.base, request{method: "OPTIONS", path: "/example.library.v1.LibraryService/GetBook", header: map[string]string{
 			"Origin": "https://app.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,x-grpc-web"}})
 		if r.status != 204 || r.header.Get("Access-Control-Allow-Origin") != "https://app.example" ||
-			!strings.Contains(r.header.Get("Access-Control-Allow-Headers"), "X-Grpc-Web") ||
-			!strings.Contains(r.header.Get("Access-Control-Expose-Headers"), "Grpc-Status") {
+			!strings.Contains(strings.ToLower(r.header.Get("Access-Control-Allow-Headers")), "x-grpc-web") {
 			t.Errorf("preflight: %d %v", r.status, r.header)
+		}
+		// The answer itself exposes the protocol's headers to the page.
+		msg, _ := proto.Marshal(&libraryv1.GetBookRequest{Name: "shelves/1/books/dune"})
+		r = post(t, ros, "GetBook", append(envelope(msg), msg...), map[string]string{"Content-Type": "application/grpc-web+proto", "X-Grpc-Web": "1", "Origin": "https://app.example"})
+		if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "https://app.example" || !strings.Contains(r.header.Get("Access-Control-Expose-Headers"), "Grpc-Status") {
+			t.Errorf("call from an allowed page: %d %v", r.status, r.header)
 		}
 		r = do(t, ros.base, request{method: "OPTIONS", path: "/example.library.v1.LibraryService/GetBook", header: map[string]string{
 			"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}})

@@ -442,11 +442,29 @@ func TestValidationSwitches(t *testing.T) {
 		if n := up.callCount(); n != before+1 {
 			t.Errorf("the upstream saw %d calls, want %d: validation is off for the route", n, before+1)
 		}
-		// The method's annotated route keeps its service's default.
+		// A method has one chain: the switch is the method's, on its
+		// annotated route too.
 		before = up.callCount()
-		r := get(t, gw.base, "/v1/shelves/1/books?pageSize=101")
-		wantViolations(t, *wantStatus(t, r, http.StatusBadRequest, codeInvalidArgument, ""), []string{"page_size int32.gte_lte"})
+		get(t, gw.base, "/v1/shelves/1/books?pageSize=101")
+		if n := up.callCount(); n != before+1 {
+			t.Errorf("the upstream saw %d calls, want %d: validation is off for the method", n, before+1)
+		}
+		// Another method keeps its service's default.
+		before = up.callCount()
+		r := do(t, gw.base, request{method: "POST", path: "/v1/shelves/1/books", body: `{"title":"t","isbn":"12-34"}`})
+		wantStatus(t, r, http.StatusBadRequest, codeInvalidArgument, "")
 		wantUnchanged(t, up, before)
+	})
+	t.Run("service and route disagree", func(t *testing.T) {
+		path := writeConfig(t, libraryConfig(descriptorSetSchema(), up.addr, "    validation: {requests: true}\n", `routes:
+  - get: /v1/unchecked/{parent=shelves/*}/books
+    call: example.library.v1.LibraryService/ListBooks
+    validation: {requests: false}
+`))
+		code, _, stderr := runRosetta(t, "check", "-config", path)
+		if code != 1 || !strings.Contains(stderr, "ListBooks") || !strings.Contains(stderr, "validation") {
+			t.Errorf("check: exit %d, want 1 naming ListBooks and its validation\n%s", code, stderr)
+		}
 	})
 }
 

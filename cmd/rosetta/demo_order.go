@@ -9,16 +9,17 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/rosettagw/rosetta/examples/order"
+	"github.com/rosettagw/rosetta/gateway"
 )
 
 // demoOrder registers the order example's gRPC services on srv (served at
 // grpcAddr), starts its payment service on a loopback port and adds the
 // composed POST /api/order/create, with its upstreams, to cfg. stop ends
 // the payment service.
-func demoOrder(srv *grpc.Server, grpcAddr string, cfg *Config) (stop func(), err error) {
+func demoOrder(srv *grpc.Server, grpcAddr string, cfg *gateway.Config) (stop func(), err error) {
 	shop := order.New()
 	shop.RegisterGRPC(srv)
-	oc, err := ParseConfig(order.Config)
+	oc, err := gateway.ParseConfig(order.Config)
 	if err != nil {
 		return nil, fmt.Errorf("examples/order/rosetta.yaml: %w", err)
 	}

@@ -1,31 +1,28 @@
 // Command rosetta is the Rosetta gateway: it serves gRPC services as
-// REST/JSON from their google.api.http annotations, with schemas loaded at
-// start-up and no generated code.
+// REST/JSON from their google.api.http annotations, and the same methods
+// over WebSocket, gRPC-Web, Connect, gRPC and MQTT, with schemas loaded at
+// start-up and no generated code. It only wires listeners and signals to
+// the gateway package, which builds and serves each generation.
 //
 // Usage:
 //
-//	rosetta serve  -config FILE   serve until SIGINT/SIGTERM, then drain
+//	rosetta serve  -config FILE   serve until SIGINT/SIGTERM, then drain; SIGHUP reloads
 //	rosetta check  -config FILE   validate everything a start would; list every problem
-//	rosetta routes -config FILE   print the compiled route table
+//	rosetta routes -config FILE   print the compiled routes and each method's chain
 //	rosetta demo   [-listen ADDR] run the example services and the gateway in-process
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"text/tabwriter"
-	"time"
 
-	"github.com/rosettagw/rosetta/transports/rest"
+	"github.com/rosettagw/rosetta/gateway"
 )
 
 func main() {
@@ -35,9 +32,9 @@ func main() {
 const usage = `usage: rosetta <command> [flags]
 
 commands:
-  serve  -config FILE   serve until SIGINT/SIGTERM, then drain in-flight calls
+  serve  -config FILE   serve until SIGINT/SIGTERM, then drain in-flight calls; SIGHUP reloads
   check  -config FILE   validate the configuration, schemas and routes; exit 1 listing every problem
-  routes -config FILE   print the compiled route table
+  routes -config FILE   print the compiled routes and, per method, its ways in and its chain
   demo   [-listen ADDR] start the example services and the gateway, and print what to try
 `
 
@@ -73,145 +70,62 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rosetta %s: -config is required\n", args[0])
 		return 2
 	}
-	cfg, err := LoadConfig(*configPath)
+	cfg, err := gateway.LoadConfig(*configPath)
 	if err != nil {
 		fmt.Fprintln(stderr, "rosetta:", err)
 		return 1
 	}
-	g, err := build(ctx, cfg)
-	defer g.close()
+	if args[0] == "serve" {
+		if err := gateway.Serve(ctx, cfg, gateway.ServeOptions{File: *configPath, Logger: logger, Reload: hangups(ctx)}); err != nil {
+			return fail(stderr, "serve", *configPath, err)
+		}
+		return 0
+	}
+	// check and routes build exactly what serve would start, then release
+	// it.
+	g, err := gateway.Build(ctx, cfg, gateway.Options{})
 	if err != nil {
-		fmt.Fprintf(stderr, "rosetta %s: %s: configuration has problems:\n", args[0], *configPath)
-		for _, e := range flatten(err) {
-			fmt.Fprintln(stderr, "  -", e)
-		}
-		return 1
+		return fail(stderr, args[0], *configPath, err)
 	}
-	switch args[0] {
-	case "check":
-		fmt.Fprintf(stdout, "%s: OK (%d routes)\n", *configPath, len(g.table.Routes()))
-		for _, s := range g.skipped {
-			fmt.Fprintln(stdout, "  note:", s)
-		}
-		return 0
-	case "routes":
-		printRoutes(stdout, g)
+	defer g.Close()
+	if args[0] == "routes" {
+		g.Table().Print(stdout)
 		return 0
 	}
-	if cfg.AccessLog != nil && !*cfg.AccessLog {
-		logger = slog.New(withoutAccess{logger.Handler()})
-	}
-	if err := serve(ctx, cfg, g, logger); err != nil {
-		fmt.Fprintln(stderr, "rosetta serve:", err)
-		return 1
+	fmt.Fprintf(stdout, "%s: OK (%d routes); %d chains, one per method\n", *configPath, len(g.Routes().HTTP.Routes()), len(g.Table().Methods))
+	for _, s := range g.Skipped() {
+		fmt.Fprintln(stdout, "  note:", s)
 	}
 	return 0
 }
 
-// flatten lists the errors joined into err.
-func flatten(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, flatten(e)...)
+// fail reports a configuration's problems, one a line.
+func fail(stderr io.Writer, cmd, path string, err error) int {
+	fmt.Fprintf(stderr, "rosetta %s: %s: configuration has problems:\n", cmd, path)
+	for _, e := range gateway.Flatten(err) {
+		fmt.Fprintln(stderr, "  -", e)
+	}
+	return 1
+}
+
+// hangups delivers one value per SIGHUP until ctx ends.
+func hangups(ctx context.Context) <-chan struct{} {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP)
+	out := make(chan struct{}, 1)
+	go func() {
+		defer signal.Stop(sig)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sig:
+				select {
+				case out <- struct{}{}:
+				default: // a reload is already asked for
+				}
+			}
 		}
-		return out
-	}
-	return []error{err}
-}
-
-func printRoutes(w io.Writer, g *gateway) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "METHOD\tTEMPLATE\tTARGET\tUPSTREAM")
-	for _, r := range routeRows(g) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Method, r.Template, r.Target, r.Upstream)
-	}
-	tw.Flush()
-}
-
-// serve runs the HTTP listener until ctx ends, then drains.
-func serve(ctx context.Context, cfg *Config, g *gateway, logger *slog.Logger) error {
-	adm, err := startAdmin(ctx, cfg, g, logger)
-	if err != nil {
-		return err
-	}
-	defer adm.stop()
-	addr := cfg.Listen.HTTP
-	if addr == "" {
-		addr = "127.0.0.1:8080"
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	handler := newFrontDoor(cfg, g, rest.New(g.restGeneration(), rest.Options{
-		MaxBodyBytes: int64(cfg.HTTP.MaxBodyBytes), ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: logger,
-	}), logger)
-	stopMQTT, err := startMQTT(ctx, cfg, g, logger)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	defer stopMQTT()
-	adm.markReady()
-	logger.Info("serving", "http", ln.Addr().String(), "routes", len(g.table.Routes()))
-	err = serveHTTP(ctx, g.security.listener(ln), g.security.httpHandler(g, handler), time.Duration(cfg.ShutdownTimeout), logger)
-	handler.closeStreams(time.Duration(cfg.ShutdownTimeout), logger)
-	return err
-}
-
-// serveHTTP serves h on ln (HTTP/1.1 and h2c) until ctx ends, then stops
-// accepting and waits up to drain for in-flight calls.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, drain time.Duration, logger *slog.Logger) error {
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	protocols.SetHTTP2(true) // over TLS, when security.tls is set
-	srv := &http.Server{
-		Handler:           h,
-		Protocols:         &protocols,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	if drain <= 0 {
-		drain = 15 * time.Second
-	}
-	logger.Info("shutting down", "drain", drain)
-	sctx, cancel := context.WithTimeout(context.Background(), drain)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("drain: %w", err)
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-// withoutAccess drops the per-call "access" records every ingress writes.
-type withoutAccess struct{ slog.Handler }
-
-func (h withoutAccess) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "access" {
-		return nil
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h withoutAccess) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return withoutAccess{h.Handler.WithAttrs(attrs)}
-}
-
-func (h withoutAccess) WithGroup(name string) slog.Handler {
-	return withoutAccess{h.Handler.WithGroup(name)}
+	}()
+	return out
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+
+	"github.com/rosettagw/rosetta/security"
 )
 
 // Config is the api_key policy's configuration.
@@ -59,4 +61,18 @@ func New(cfg Config) (*Keys, error) {
 		k.byHash[h] = kc
 	}
 	return k, nil
+}
+
+func init() {
+	security.Register(security.Kind{
+		Name:   "api_key",
+		Config: func() any { return new(Config) },
+		Build: func(c any, _ security.Env) (*security.Policy, error) {
+			k, err := New(*c.(*Config))
+			if err != nil {
+				return nil, err
+			}
+			return &security.Policy{Phase: security.PhaseAuthenticate, Wrap: k.Wrap, Challenge: k.Challenge(), CredentialParams: k.CredentialParams()}, nil
+		},
+	})
 }

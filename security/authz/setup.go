@@ -1,6 +1,11 @@
 package authz
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/security"
+)
 
 // Config is the authorize policy's configuration.
 type Config struct {
@@ -28,4 +33,28 @@ func New(cfg Config, challenges []string) (*Gate, error) {
 		cfg.RolesClaim = "roles"
 	}
 	return &Gate{cfg: cfg, challenges: challenges}, nil
+}
+
+func init() {
+	security.Register(security.Kind{
+		Name:   "authorize",
+		Config: func() any { return new(Config) },
+		Build: func(c any, _ security.Env) (*security.Policy, error) {
+			cfg := *c.(*Config)
+			if _, err := New(cfg, nil); err != nil {
+				return nil, err
+			}
+			return &security.Policy{
+				Phase:     security.PhaseAuthorize,
+				Anonymous: cfg.Anonymous,
+				Authorize: func(challenges []string) (router.Middleware, error) {
+					g, err := New(cfg, challenges)
+					if err != nil {
+						return nil, err
+					}
+					return g.Wrap, nil
+				},
+			}, nil
+		},
+	})
 }

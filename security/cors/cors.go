@@ -1,14 +1,22 @@
-// Package cors answers browsers' CORS preflight requests in the gateway,
-// per route, and adds the CORS response headers to the answers of allowed
-// origins. Preflights are never forwarded upstream.
+// Package cors is the one cross-origin policy of every browser protocol
+// (REST, gRPC-Web, Connect, WebSocket): it answers browsers' CORS preflight
+// requests in the gateway, adds the CORS response headers to the answers of
+// allowed origins, and its step of a method's chain (Check) refuses calls
+// from origins it does not allow, which is what guards WebSocket, a
+// protocol browsers do not apply CORS to. Preflights are never forwarded
+// upstream.
 package cors
 
 import (
+	"context"
 	"net/http"
+	"net/url"
+	"path"
 	"strings"
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/security"
 )
 
@@ -16,6 +24,7 @@ import (
 type Policy struct {
 	anyOrigin   bool
 	origins     map[string]bool
+	patterns    []string
 	methods     map[string]bool
 	headers     map[string]bool
 	expose      string
@@ -23,8 +32,9 @@ type Policy struct {
 	maxAge      string
 }
 
-// Lookup returns the policy of the route that takes method on r's path, or
-// nil when there is no such route or it has no CORS policy.
+// Lookup returns the policy of the route that takes method on r's path
+// (SameOrigin for a route without one), or nil when there is no such
+// route.
 type Lookup func(method string, r *http.Request) *Policy
 
 // Handler answers the preflights of the routes lookup finds a policy for,
@@ -49,7 +59,7 @@ func Handler(next http.Handler, lookup Lookup) http.Handler {
 		if p := lookup(r.Method, r); p != nil {
 			h := w.Header()
 			h.Add("Vary", "Origin")
-			if p.allowsOrigin(origin) {
+			if p.AllowsOrigin(origin) {
 				p.allowOrigin(h, origin)
 				if p.expose != "" {
 					h.Set("Access-Control-Expose-Headers", p.expose)
@@ -60,8 +70,60 @@ func Handler(next http.Handler, lookup Lookup) http.Handler {
 	})
 }
 
-func (p *Policy) allowsOrigin(origin string) bool {
-	return p.anyOrigin || p.origins[strings.ToLower(origin)]
+// AllowsOrigin reports whether the policy allows pages of origin to call.
+func (p *Policy) AllowsOrigin(origin string) bool {
+	if p.anyOrigin {
+		return true
+	}
+	o := strings.ToLower(origin)
+	if p.origins[o] {
+		return true
+	}
+	for _, pat := range p.patterns {
+		if ok, _ := path.Match(pat, o); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Check is the chain step of a method guarded by p (nil: SameOrigin): a
+// call whose Origin is neither the gateway's own nor one p allows is
+// refused with PERMISSION_DENIED before any other policy runs, on every
+// protocol; a call without an Origin (not from a browser page) passes.
+func Check(p *Policy) router.Middleware {
+	if p == nil {
+		p = SameOrigin
+	}
+	return func(next router.Handler) router.Handler {
+		return router.HandlerFunc(func(ctx context.Context, c *router.Call) error {
+			if origin := first(c.Incoming["origin"]); origin != "" && !sameOrigin(origin, c) && !p.AllowsOrigin(origin) {
+				return security.Deny(codes.PermissionDenied, "CORS_ORIGIN_DENIED", "origin "+origin+" may not call this method")
+			}
+			return next.Handle(ctx, c)
+		})
+	}
+}
+
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+// sameOrigin reports whether origin's host is the host the call was sent
+// to (the Host header, or HTTP/2's :authority).
+func sameOrigin(origin string, c *router.Call) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	host := first(c.Incoming["host"])
+	if host == "" {
+		host = first(c.Incoming[":authority"])
+	}
+	return host != "" && strings.EqualFold(u.Host, host)
 }
 
 func (p *Policy) allowOrigin(h http.Header, origin string) {
@@ -80,7 +142,7 @@ func (p *Policy) allowOrigin(h http.Header, origin string) {
 func (p *Policy) preflight(w http.ResponseWriter, r *http.Request, origin, method string) {
 	h := w.Header()
 	h.Add("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
-	if !p.allowsOrigin(origin) {
+	if !p.AllowsOrigin(origin) {
 		security.WriteHTTP(w, http.StatusForbidden, security.Deny(codes.PermissionDenied, "CORS_ORIGIN_DENIED", "origin "+origin+" is not allowed"))
 		return
 	}

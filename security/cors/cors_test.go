@@ -1,12 +1,18 @@
 package cors_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/security/cors"
 )
 
@@ -40,6 +46,8 @@ func TestHandler(t *testing.T) {
 	}{
 		{"allowed preflight", "OPTIONS", "/strict", map[string]string{"Origin": "https://app.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, X-Request-Id"}, 204,
 			map[string]string{"Access-Control-Allow-Origin": "https://app.example", "Access-Control-Allow-Methods": "POST", "Access-Control-Allow-Headers": "authorization, x-request-id", "Access-Control-Allow-Credentials": "true", "Access-Control-Max-Age": "3600"}, false},
+		{"gRPC-Web and Connect headers always allowed", "OPTIONS", "/strict", map[string]string{"Origin": "https://app.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-grpc-web, x-user-agent, grpc-timeout, connect-protocol-version, connect-timeout-ms"}, 204,
+			map[string]string{"Access-Control-Allow-Origin": "https://app.example"}, false},
 		{"content-type always allowed", "OPTIONS", "/strict", map[string]string{"Origin": "https://app.example", "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "content-type"}, 204,
 			map[string]string{"Access-Control-Allow-Origin": "https://app.example"}, false},
 		{"origin refused", "OPTIONS", "/strict", map[string]string{"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}, 403,
@@ -54,7 +62,7 @@ func TestHandler(t *testing.T) {
 		{"route without policy", "OPTIONS", "/other", map[string]string{"Origin": "https://app.example", "Access-Control-Request-Method": "GET"}, 299, nil, true},
 		{"plain OPTIONS", "OPTIONS", "/strict", map[string]string{"Origin": "https://app.example"}, 299, nil, true},
 		{"actual request, allowed", "GET", "/strict", map[string]string{"Origin": "https://app.example"}, 299,
-			map[string]string{"Access-Control-Allow-Origin": "https://app.example", "Access-Control-Expose-Headers": "X-Request-Id", "Vary": "Origin"}, true},
+			map[string]string{"Access-Control-Allow-Origin": "https://app.example", "Access-Control-Expose-Headers": "Grpc-Status, Grpc-Message, Grpc-Status-Details-Bin, X-Request-Id", "Vary": "Origin"}, true},
 		{"actual request, refused origin", "GET", "/strict", map[string]string{"Origin": "https://evil.example"}, 299,
 			map[string]string{"Access-Control-Allow-Origin": "", "Vary": "Origin"}, true},
 		{"no origin", "GET", "/strict", nil, 299, map[string]string{"Access-Control-Allow-Origin": "", "Vary": ""}, true},
@@ -97,6 +105,63 @@ func TestConfigErrors(t *testing.T) {
 	} {
 		if _, err := cors.New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestOriginPatterns(t *testing.T) {
+	p, err := cors.New(cors.Config{AllowedOrigins: []string{"https://app.example", "https://*.example.org", "http://localhost:*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for origin, want := range map[string]bool{
+		"https://app.example":      true,
+		"https://APP.example":      true,
+		"http://app.example":       false, // another scheme
+		"https://a.example.org":    true,
+		"https://example.org":      false,
+		"http://localhost:5173":    true,
+		"http://localhost":         false,
+		"https://evil.example":     false,
+		"https://app.example.evil": false,
+		"null":                     false,
+	} {
+		if got := p.AllowsOrigin(origin); got != want {
+			t.Errorf("AllowsOrigin(%q) = %v, want %v", origin, got, want)
+		}
+	}
+	if _, err := cors.New(cors.Config{AllowedOrigins: []string{"*.example.org"}}); err == nil {
+		t.Error("a pattern without a scheme was accepted")
+	}
+}
+
+// TestCheck is the chain step: a call from a page of another origin is
+// refused unless the policy allows that origin, on every protocol; a page
+// of the gateway's own origin and a client without Origin always pass.
+func TestCheck(t *testing.T) {
+	p, err := cors.New(cors.Config{AllowedOrigins: []string{"https://app.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := router.HandlerFunc(func(context.Context, *router.Call) error { return nil })
+	for _, tt := range []struct {
+		name   string
+		policy *cors.Policy
+		proto  router.Protocol
+		in     metadata.MD
+		code   codes.Code
+	}{
+		{"no origin", nil, router.HTTP, metadata.MD{"host": {"gw:8080"}}, codes.OK},
+		{"same origin", nil, router.WebSocket, metadata.MD{"origin": {"http://gw:8080"}, "host": {"gw:8080"}}, codes.OK},
+		{"same origin over HTTP/2", nil, router.GRPCWeb, metadata.MD{"origin": {"https://gw"}, ":authority": {"gw"}}, codes.OK},
+		{"other origin without a policy", nil, router.WebSocket, metadata.MD{"origin": {"https://app.example"}, "host": {"gw:8080"}}, codes.PermissionDenied},
+		{"allowed origin", p, router.WebSocket, metadata.MD{"origin": {"https://app.example"}, "host": {"gw:8080"}}, codes.OK},
+		{"foreign origin", p, router.HTTP, metadata.MD{"origin": {"https://evil.example"}, "host": {"gw:8080"}}, codes.PermissionDenied},
+		{"foreign origin over gRPC-Web", p, router.GRPCWeb, metadata.MD{"origin": {"https://evil.example"}, "host": {"gw:8080"}}, codes.PermissionDenied},
+	} {
+		err := cors.Check(tt.policy)(next).Handle(context.Background(), &router.Call{Protocol: tt.proto, Incoming: tt.in})
+		if status.Code(err) != tt.code {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.code)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/rosettagw/rosetta/security"
 	"github.com/rosettagw/rosetta/security/clientip"
 )
 
@@ -55,4 +56,18 @@ func ParsePrefixes(ss []string) ([]netip.Prefix, error) {
 		out = append(out, clientip.Unmap(p))
 	}
 	return out, nil
+}
+
+func init() {
+	security.Register(security.Kind{
+		Name:   "ip_filter",
+		Config: func() any { return new(Config) },
+		Build: func(c any, env security.Env) (*security.Policy, error) {
+			f, err := New(*c.(*Config), env.IPs)
+			if err != nil {
+				return nil, err
+			}
+			return &security.Policy{Phase: security.PhaseNetwork, Wrap: f.Wrap}, nil
+		},
+	})
 }

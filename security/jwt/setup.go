@@ -11,6 +11,8 @@ import (
 	"time"
 
 	gojwt "github.com/golang-jwt/jwt/v5"
+
+	"github.com/rosettagw/rosetta/security"
 )
 
 // Config is the jwt policy's configuration: one issuer written inline, or
@@ -178,4 +180,32 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+func init() {
+	security.Register(security.Kind{
+		Name:   "jwt",
+		Config: func() any { return new(Config) },
+		Build: func(c any, env security.Env) (*security.Policy, error) {
+			cfg := *c.(*Config)
+			cfg.KeyFiles = resolve(env, cfg.KeyFiles)
+			cfg.Issuers = slices.Clone(cfg.Issuers)
+			for i := range cfg.Issuers {
+				cfg.Issuers[i].KeyFiles = resolve(env, cfg.Issuers[i].KeyFiles)
+			}
+			v, err := New(cfg, Options{Logger: env.Logger})
+			if err != nil {
+				return nil, err
+			}
+			return &security.Policy{Phase: security.PhaseAuthenticate, Wrap: v.Wrap, Challenge: v.Challenge()}, nil
+		},
+	})
+}
+
+func resolve(env security.Env, paths []string) []string {
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		out[i] = env.Path(p)
+	}
+	return out
 }

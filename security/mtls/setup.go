@@ -1,6 +1,10 @@
 package mtls
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/rosettagw/rosetta/security"
+)
 
 // Config is the mtls policy's configuration.
 type Config struct {
@@ -20,4 +24,18 @@ func New(cfg Config) (*Certs, error) {
 		return nil, fmt.Errorf("identity %q: want subject_cn, subject, san_dns, san_uri or san_email", cfg.Identity)
 	}
 	return &Certs{from: cfg.Identity}, nil
+}
+
+func init() {
+	security.Register(security.Kind{
+		Name:   "mtls",
+		Config: func() any { return new(Config) },
+		Build: func(c any, _ security.Env) (*security.Policy, error) {
+			m, err := New(*c.(*Config))
+			if err != nil {
+				return nil, err
+			}
+			return &security.Policy{Phase: security.PhaseAuthenticate, Wrap: m.Wrap}, nil
+		},
+	})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rosettagw/rosetta/security"
 	"github.com/rosettagw/rosetta/security/clientip"
 )
 
@@ -188,4 +189,22 @@ func parseLimit(lc LimitConfig) (*limit, error) {
 
 func ceilSeconds(d time.Duration) int64 {
 	return max(1, int64((d+time.Second-1)/time.Second))
+}
+
+func init() {
+	security.Register(security.Kind{
+		Name:   "rate_limit",
+		Config: func() any { return new(Config) },
+		Build: func(c any, env security.Env) (*security.Policy, error) {
+			l, err := New(*c.(*Config), Options{Name: env.Name, Redis: env.Redis, RedisTimeout: env.RedisTimeout, IPs: env.IPs, Logger: env.Logger})
+			if err != nil {
+				return nil, err
+			}
+			phase := security.PhaseNetwork
+			if l.NeedsIdentity() {
+				phase = security.PhaseIdentityLimit
+			}
+			return &security.Policy{Phase: phase, Wrap: l.Wrap, Metrics: l.Collector()}, nil
+		},
+	})
 }

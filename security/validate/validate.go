@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"buf.build/go/protovalidate"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -51,21 +52,68 @@ func New(res translate.Resolver, log *slog.Logger) (*Validator, error) {
 	return &Validator{v: v, resolver: res, log: log}, nil
 }
 
-// Requests returns the check of method md's request messages, for
-// router.Route.Validate, or nil when the request type (with everything it
-// contains) declares no rule, so that such schemas pay nothing.
-func (v *Validator) Requests(md protoreflect.MethodDescriptor) func(req []byte) error {
+// Requests returns the chain step that checks method md's request
+// messages after they are decoded and before any goes upstream: the one
+// message of a unary call, and every client message of a stream. It
+// returns nil when the request type (with everything it contains)
+// declares no rule, so that such schemas pay nothing.
+func (v *Validator) Requests(md protoreflect.MethodDescriptor) router.Middleware {
 	in := md.Input()
 	if !HasRules(in) {
 		return nil
 	}
-	return func(req []byte) error {
+	check := func(req []byte) error {
 		msg := dynamicpb.NewMessage(in)
 		if err := (proto.UnmarshalOptions{Resolver: v.resolver}).Unmarshal(req, msg); err != nil {
 			return status.Errorf(codes.InvalidArgument, "request %s: %v", in.FullName(), err)
 		}
 		return v.check(msg, "request")
 	}
+	return func(next router.Handler) router.Handler {
+		return router.HandlerFunc(func(ctx context.Context, c *router.Call) error {
+			if c.Stream != nil {
+				c.Stream = checkedStream{c.Stream, check}
+			} else if decode := c.Decode; decode != nil {
+				c.Decode = func() ([]byte, error) {
+					req, err := decode()
+					if err == nil {
+						err = check(req)
+					}
+					return req, err
+				}
+			}
+			return next.Handle(ctx, c)
+		})
+	}
+}
+
+// checkedStream checks every client message before it is passed on.
+type checkedStream struct {
+	router.Stream
+	check func([]byte) error
+}
+
+func (s checkedStream) Recv() ([]byte, error) {
+	msg, err := s.Stream.Recv()
+	if err == nil {
+		err = s.check(msg)
+	}
+	return msg, err
+}
+
+// Collector exports the count of upstream responses that broke their
+// schema's rules (an unchecked collector: it describes nothing up front).
+func (v *Validator) Collector() prometheus.Collector { return violations{v} }
+
+var violationsDesc = prometheus.NewDesc("rosetta_validation_response_violations_total",
+	"Upstream responses that broke their schema's buf.validate rules.", nil, nil)
+
+type violations struct{ v *Validator }
+
+func (violations) Describe(chan<- *prometheus.Desc) {}
+
+func (c violations) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(violationsDesc, prometheus.CounterValue, float64(c.v.ResponseViolations()))
 }
 
 // check validates msg and turns violations into INVALID_ARGUMENT with a

@@ -106,9 +106,16 @@ const validOrder = `{"title":"t","size":"SIZE_S","items":[{"isbn":"978-012345678
 func TestRequests(t *testing.T) {
 	s, v := loadShop(t)
 	place := method(t, s, "Place")
-	check := v.Requests(place)
-	if check == nil {
-		t.Fatal("Requests(Place) = nil, want a check: Order has rules")
+	step := v.Requests(place)
+	if step == nil {
+		t.Fatal("Requests(Place) = nil, want a step: Order has rules")
+	}
+	chain := router.Chain(router.HandlerFunc(func(ctx context.Context, c *router.Call) error {
+		_, err := c.Decode()
+		return err
+	}), step)
+	check := func(req []byte) error {
+		return chain.Handle(context.Background(), &router.Call{Decode: func() ([]byte, error) { return req, nil }})
 	}
 	if err := check(wire(t, s, place, validOrder)); err != nil {
 		t.Fatalf("valid order refused: %v", err)
@@ -184,14 +191,15 @@ func TestDispatchRefusesBeforeTheUpstream(t *testing.T) {
 	s, v := loadShop(t)
 	place := method(t, s, "Place")
 	inv := &fakeInvoker{reply: wire(t, s, place, validOrder)}
-	route := &router.Route{Method: place, Invoker: inv, Validate: v.Requests(place)}
+	route := &router.Route{Method: place, Invoker: inv}
+	chain := router.Chain(router.Dispatch, v.Requests(place))
 	bad := wire(t, s, place, `{"card":"c"}`)
-	err := router.Dispatch.Handle(context.Background(), &router.Call{Route: route, Decode: func() ([]byte, error) { return bad, nil }})
+	err := chain.Handle(context.Background(), &router.Call{Route: route, Decode: func() ([]byte, error) { return bad, nil }})
 	if status.Code(err) != codes.InvalidArgument || inv.calls != 0 {
 		t.Fatalf("err=%v calls=%d, want INVALID_ARGUMENT and no upstream call", err, inv.calls)
 	}
 	good := wire(t, s, place, validOrder)
-	if err := router.Dispatch.Handle(context.Background(), &router.Call{Route: route, Decode: func() ([]byte, error) { return good, nil }}); err != nil || inv.calls != 1 {
+	if err := chain.Handle(context.Background(), &router.Call{Route: route, Decode: func() ([]byte, error) { return good, nil }}); err != nil || inv.calls != 1 {
 		t.Fatalf("err=%v calls=%d, want success and one upstream call", err, inv.calls)
 	}
 }
@@ -224,7 +232,8 @@ func TestResponses(t *testing.T) {
 
 func TestUndecodableRequest(t *testing.T) {
 	s, v := loadShop(t)
-	err := v.Requests(method(t, s, "Place"))([]byte{0xff, 0xff})
+	chain := router.Chain(router.Dispatch, v.Requests(method(t, s, "Place")))
+	err := chain.Handle(context.Background(), &router.Call{Route: &router.Route{}, Decode: func() ([]byte, error) { return []byte{0xff, 0xff}, nil }})
 	if status.Code(err) != codes.InvalidArgument || errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want INVALID_ARGUMENT", err)
 	}
@@ -235,27 +244,18 @@ func TestUndecodableRequest(t *testing.T) {
 func BenchmarkValidation(b *testing.B) {
 	s, v := loadShop(b)
 	place := method(b, s, "Place")
-	b.Run("with-rules", func(b *testing.B) {
-		check := v.Requests(place)
-		req := wire(b, s, place, validOrder)
+	run := func(b *testing.B, md protoreflect.MethodDescriptor, body string) {
+		route := &router.Route{Method: md, Invoker: &fakeInvoker{}}
+		chain := router.Chain(router.Dispatch, v.Requests(md))
+		req := wire(b, s, md, body)
+		decode := func() ([]byte, error) { return req, nil }
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := check(req); err != nil {
+			if err := chain.Handle(context.Background(), &router.Call{Route: route, Decode: decode}); err != nil {
 				b.Fatal(err)
 			}
 		}
-	})
-	b.Run("without-rules", func(b *testing.B) {
-		echo := method(b, s, "Echo")
-		route := &router.Route{Method: echo, Validate: v.Requests(echo)}
-		req := wire(b, s, echo, `{"anything":"x"}`)
-		b.ReportAllocs()
-		for b.Loop() {
-			if route.Validate != nil {
-				if err := route.Validate(req); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-	})
+	}
+	b.Run("with-rules", func(b *testing.B) { run(b, place, validOrder) })
+	b.Run("without-rules", func(b *testing.B) { run(b, method(b, s, "Echo"), `{"anything":"x"}`) })
 }

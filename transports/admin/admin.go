@@ -3,6 +3,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 
@@ -20,22 +21,26 @@ type Options struct {
 	// Ready reports whether the gateway takes calls: /readyz answers 200
 	// while it returns true, 503 otherwise.
 	Ready func() bool
-	// Routes is served at /routes as JSON.
-	Routes any
+	// Routes returns what /routes serves as JSON: the serving
+	// generation's methods and routes.
+	Routes func() any
+	// Reload, when set, is run by POST /admin/reload: it reloads the
+	// configuration and returns the outcome to serve as JSON, with the
+	// error that refused the new configuration, if any. GET /admin/reload
+	// serves Status.
+	Reload func(ctx context.Context) (any, error)
+	// Status returns the last reload's outcome.
+	Status func() any
 }
 
 // maxScrapes bounds the concurrent /metrics requests; more get 503.
 const maxScrapes = 4
 
 // New returns the admin handler: GET /healthz (200 while the process
-// runs), GET /readyz, GET /routes and GET /metrics (the Prometheus text
-// format). Any other path is 404 and any other method 405, as JSON
-// google.rpc.Status.
+// runs), GET /readyz, GET /routes, GET /metrics (the Prometheus text
+// format), and POST /admin/reload (GET: the last reload's outcome). Any
+// other path is 404 and any other method 405, as JSON google.rpc.Status.
 func New(o Options) http.Handler {
-	routes, err := json.Marshal(o.Routes)
-	if err != nil {
-		routes = nil
-	}
 	metrics := promhttp.HandlerFor(o.Metrics.registry, promhttp.HandlerOpts{MaxRequestsInFlight: maxScrapes})
 	endpoints := map[string]http.Handler{
 		"/healthz": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -49,18 +54,15 @@ func New(o Options) http.Handler {
 			text(w, http.StatusServiceUnavailable, "not ready\n")
 		}),
 		"/routes": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			if routes == nil {
-				fail(w, codes.Internal, "the route table does not encode as JSON")
-				return
-			}
-			w.Header().Set("Content-Type", "application/json")
-			w.Write(routes)
+			writeJSON(w, http.StatusOK, o.Routes())
 		}),
 		"/metrics": metrics,
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, ok := endpoints[r.URL.Path]
 		switch {
+		case r.URL.Path == "/admin/reload" && o.Reload != nil:
+			reload(w, r, o)
 		case !ok:
 			fail(w, codes.NotFound, "no admin endpoint at "+r.URL.Path)
 		case r.Method != http.MethodGet && r.Method != http.MethodHead:
@@ -76,6 +78,35 @@ func text(w http.ResponseWriter, code int, body string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(code)
 	w.Write([]byte(body))
+}
+
+// reload serves /admin/reload: POST reloads, GET reports the last reload.
+func reload(w http.ResponseWriter, r *http.Request, o Options) {
+	switch r.Method {
+	case http.MethodPost:
+		out, err := o.Reload(r.Context())
+		if err != nil {
+			fail(w, codes.FailedPrecondition, "the new configuration was refused; the running one keeps serving: "+err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	case http.MethodGet, http.MethodHead:
+		writeJSON(w, http.StatusOK, o.Status())
+	default:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		fail(w, codes.Unimplemented, "method "+r.Method+" not allowed; use POST to reload")
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		fail(w, codes.Internal, "the answer does not encode as JSON: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(body)
 }
 
 // fail answers a JSON google.rpc.Status; a wrong method is 405, not the

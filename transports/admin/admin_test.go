@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -90,36 +91,13 @@ func TestAdminMiddlewarePassesTheOutcomeOn(t *testing.T) {
 	}
 }
 
-func TestAdminLimiterCollectorReadsStatsAtScrape(t *testing.T) {
-	m := NewMetrics()
-	var refused atomic.Int64
-	m.AddLimiter("per-ip", func() ratelimit.Stats {
-		return ratelimit.Stats{Allowed: 7, Refused: refused.Load(), Shadowed: 2, StoreErrors: 5, FailedOpen: 1, FailedClosed: 3, Fallbacks: 4, Evictions: 9}
-	})
-	m.AddLimiter("per-user", func() ratelimit.Stats { return ratelimit.Stats{Allowed: 1} })
-	refused.Store(3)
-	wantLines(t, scrape(t, m),
-		`rosetta_ratelimit_decisions_total{decision="allowed",policy="per-ip"} 7`,
-		`rosetta_ratelimit_decisions_total{decision="refused",policy="per-ip"} 3`,
-		`rosetta_ratelimit_decisions_total{decision="shadowed",policy="per-ip"} 2`,
-		`rosetta_ratelimit_store_errors_total{policy="per-ip"} 5`,
-		`rosetta_ratelimit_store_failure_decisions_total{decision="open",policy="per-ip"} 1`,
-		`rosetta_ratelimit_store_failure_decisions_total{decision="closed",policy="per-ip"} 3`,
-		`rosetta_ratelimit_store_failure_decisions_total{decision="fallback",policy="per-ip"} 4`,
-		`rosetta_ratelimit_evictions_total{policy="per-ip"} 9`,
-		`rosetta_ratelimit_decisions_total{decision="allowed",policy="per-user"} 1`,
-	)
-	refused.Store(10)
-	wantLines(t, scrape(t, m), `rosetta_ratelimit_decisions_total{decision="refused",policy="per-ip"} 10`)
-}
-
 func TestAdminLimiterCollectorWithARealLimiter(t *testing.T) {
 	l, err := ratelimit.New(ratelimit.Config{LimitConfig: ratelimit.LimitConfig{Rate: "1/h", Burst: 1}, Key: "global"}, ratelimit.Options{Name: "tight"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := NewMetrics()
-	m.AddLimiter("tight", l.Stats)
+	m.SetCollectors([]prometheus.Collector{l.Collector()})
 	h := l.Wrap(router.Dispatch)
 	route := &router.Route{Handler: router.Dispatch, Invoker: nopInvoker{}}
 	for range 3 {
@@ -137,18 +115,24 @@ func (nopInvoker) Invoke(context.Context, string, []byte, metadata.MD) (*router.
 	return &router.Reply{}, nil
 }
 
-func TestAdminResponseViolations(t *testing.T) {
+func TestAdminCollectorsAreReplaced(t *testing.T) {
 	m := NewMetrics()
 	var n atomic.Uint64
-	m.AddResponseViolations(n.Load)
+	m.SetCollectors([]prometheus.Collector{prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "old_total", Help: "x"}, func() float64 { return float64(n.Load()) })})
 	n.Store(4)
-	wantLines(t, scrape(t, m), `rosetta_validation_response_violations_total 4`)
+	wantLines(t, scrape(t, m), `old_total 4`)
+	m.SetCollectors([]prometheus.Collector{prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "new_total", Help: "x"}, func() float64 { return 1 })})
+	out := scrape(t, m)
+	wantLines(t, out, `new_total 1`)
+	if strings.Contains(out, "old_total") {
+		t.Errorf("the replaced collector is still scraped:\n%s", out)
+	}
 }
 
 func TestAdminEndpoints(t *testing.T) {
 	var ready atomic.Bool
 	type row struct{ Method, Template string }
-	h := New(Options{Metrics: NewMetrics(), Ready: ready.Load, Routes: []row{{"GET", "/v1/books"}}})
+	h := New(Options{Metrics: NewMetrics(), Ready: ready.Load, Routes: func() any { return []row{{"GET", "/v1/books"}} }})
 
 	if resp, body := get(t, h, "GET", "/healthz"); resp.StatusCode != 200 || body != "ok\n" {
 		t.Errorf("/healthz = %d %q", resp.StatusCode, body)

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,7 +13,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rosettagw/rosetta/router"
-	"github.com/rosettagw/rosetta/security/ratelimit"
 	"github.com/rosettagw/rosetta/translate"
 )
 
@@ -24,7 +24,7 @@ type Metrics struct {
 	registry *prometheus.Registry
 	calls    *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
-	limiters limiterCollector
+	policies collectorSet
 }
 
 // latencyBuckets span a gateway's own sub-millisecond work to slow
@@ -46,7 +46,7 @@ func NewMetrics() *Metrics {
 			Buckets: latencyBuckets,
 		}, []string{"protocol", "route"}),
 	}
-	m.registry.MustRegister(m.calls, m.latency, &m.limiters,
+	m.registry.MustRegister(m.calls, m.latency, &m.policies,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -127,66 +127,33 @@ func codeOf(c *router.Call, err error) codes.Code {
 	return translate.CodeFromHTTP(c.Reply.HTTPStatus)
 }
 
-// AddLimiter exports the decisions of the rate-limit policy named policy;
-// stats (its Limiter's Stats) is read at every scrape. Add every limiter
-// before the metrics are served.
-func (m *Metrics) AddLimiter(policy string, stats func() ratelimit.Stats) {
-	m.limiters = append(m.limiters, limiterStats{policy: policy, stats: stats})
+// Register adds a collector of the process's own (such as the reload
+// counts).
+func (m *Metrics) Register(c prometheus.Collector) { m.registry.MustRegister(c) }
+
+// SetCollectors replaces the counts the policies and the validator of the
+// serving generation export; they are collected at each scrape. A reload
+// sets the new generation's.
+func (m *Metrics) SetCollectors(cs []prometheus.Collector) {
+	m.policies.mu.Lock()
+	m.policies.cs = cs
+	m.policies.mu.Unlock()
 }
 
-// AddResponseViolations exports the count of upstream responses that broke
-// their schema's rules; count is read at every scrape.
-func (m *Metrics) AddResponseViolations(count func() uint64) {
-	m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "rosetta_validation_response_violations_total",
-		Help: "Upstream responses that broke their schema's buf.validate rules.",
-	}, func() float64 { return float64(count()) }))
+// collectorSet delegates to the collectors last set. It describes nothing up
+// front (an unchecked collector), so that its set may change.
+type collectorSet struct {
+	mu sync.Mutex
+	cs []prometheus.Collector
 }
 
-var (
-	limitDecisions = prometheus.NewDesc("rosetta_ratelimit_decisions_total",
-		"Rate-limit decisions by policy: allowed and refused are enforced decisions, shadowed the refusals a shadow limit let through.",
-		[]string{"policy", "decision"}, nil)
-	limitStoreErrors = prometheus.NewDesc("rosetta_ratelimit_store_errors_total",
-		"Rate-limit decisions the Redis store failed to make, by policy.",
-		[]string{"policy"}, nil)
-	limitStoreFailures = prometheus.NewDesc("rosetta_ratelimit_store_failure_decisions_total",
-		"How calls were decided while the Redis store failed, by policy: open, closed or fallback (local limits).",
-		[]string{"policy", "decision"}, nil)
-	limitEvictions = prometheus.NewDesc("rosetta_ratelimit_evictions_total",
-		"Active keys the local store dropped to stay within max_keys, by policy.",
-		[]string{"policy"}, nil)
-)
+func (*collectorSet) Describe(chan<- *prometheus.Desc) {}
 
-// limiterCollector reads the rate-limit policies' Stats at scrape time.
-type limiterCollector []limiterStats
-
-// limiterStats is one rate-limit policy's counts.
-type limiterStats struct {
-	policy string
-	stats  func() ratelimit.Stats
-}
-
-func (l *limiterCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- limitDecisions
-	ch <- limitStoreErrors
-	ch <- limitStoreFailures
-	ch <- limitEvictions
-}
-
-func (l *limiterCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, ls := range *l {
-		s := ls.stats()
-		counter := func(d *prometheus.Desc, v int64, labels ...string) {
-			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), append([]string{ls.policy}, labels...)...)
-		}
-		counter(limitDecisions, s.Allowed, "allowed")
-		counter(limitDecisions, s.Refused, "refused")
-		counter(limitDecisions, s.Shadowed, "shadowed")
-		counter(limitStoreErrors, s.StoreErrors)
-		counter(limitStoreFailures, s.FailedOpen, "open")
-		counter(limitStoreFailures, s.FailedClosed, "closed")
-		counter(limitStoreFailures, s.Fallbacks, "fallback")
-		counter(limitEvictions, s.Evictions)
+func (c *collectorSet) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	cs := c.cs
+	c.mu.Unlock()
+	for _, x := range cs {
+		x.Collect(ch)
 	}
 }

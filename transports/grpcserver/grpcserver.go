@@ -43,19 +43,19 @@ type Options struct {
 // Server is the gRPC ingress.
 type Server struct {
 	srv     *grpc.Server
-	methods map[string]*router.Route
+	routes  func(context.Context) *router.Routes
 	forward *ingress.Forwarder
 	log     *slog.Logger
 }
 
-// New returns a Server serving methods, the routes by
-// "/package.Service/Method".
-func New(methods map[string]*router.Route, opts Options) *Server {
+// New returns a Server serving the methods of the generation routes
+// returns for a call's context.
+func New(routes func(context.Context) *router.Routes, opts Options) *Server {
 	maxMsg := opts.MaxMessageBytes
 	if maxMsg <= 0 {
 		maxMsg = 4 << 20
 	}
-	s := &Server{methods: methods, forward: ingress.NewForwarder(opts.ForwardHeaders), log: opts.Logger}
+	s := &Server{routes: routes, forward: ingress.NewForwarder(opts.ForwardHeaders), log: opts.Logger}
 	s.srv = grpc.NewServer(
 		grpc.UnknownServiceHandler(s.handle),
 		grpc.ForceServerCodecV2(rawcodec.Codec{}),
@@ -90,7 +90,7 @@ func (s *Server) handle(_ any, ss grpc.ServerStream) error {
 }
 
 func (s *Server) proxy(ctx context.Context, fullMethod string, ss grpc.ServerStream) error {
-	route := s.methods[fullMethod]
+	route := s.routes(ctx).Methods[fullMethod]
 	if route == nil || route.Method == nil {
 		return status.Errorf(codes.Unimplemented, "unknown method %s", fullMethod)
 	}

@@ -3,7 +3,8 @@
 // the Connect protocol (unary with JSON or binary bodies, server streaming
 // with application/connect+json or +proto), both at POST
 // /package.Service/Method, for unary and server-streaming methods, with the
-// route's policy chain. It answers CORS preflights for allowed origins.
+// route's policy chain. Its cross-origin rules
+// are the method's cors policy.
 //
 // Connect shares its path with the REST ingress's automatic mapping; a
 // request is Connect when its Content-Type is application/connect+* or it
@@ -40,9 +41,6 @@ import (
 
 // Options configure the gRPC-Web and Connect ingress.
 type Options struct {
-	// AllowedOrigins are the origins ("https://app.example.com", path.Match
-	// patterns allowed) whose pages may call cross-origin; default none.
-	AllowedOrigins []string
 	// MaxMessageBytes bounds the request message (default 4 MiB).
 	MaxMessageBytes int
 	// ForwardHeaders are forwarded upstream (nil: the ingress defaults).
@@ -55,23 +53,18 @@ type Options struct {
 
 // Handler is the gRPC-Web and Connect http.Handler.
 type Handler struct {
-	methods map[string]*router.Route
-	safe    map[string]bool // the methods Connect's GET form may call
+	routes  func(context.Context) *router.Routes
 	opts    Options
 	forward *ingress.Forwarder
 }
 
-// New returns a Handler serving methods, the routes by
-// "/package.Service/Method".
-func New(methods map[string]*router.Route, opts Options) *Handler {
+// New returns a Handler serving the methods of the generation routes
+// returns for a request's context.
+func New(routes func(context.Context) *router.Routes, opts Options) *Handler {
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = 4 << 20
 	}
-	h := &Handler{methods: methods, safe: map[string]bool{}, opts: opts, forward: ingress.NewForwarder(opts.ForwardHeaders)}
-	for path, route := range methods {
-		h.safe[path] = sideEffectFree(route)
-	}
-	return h
+	return &Handler{routes: routes, opts: opts, forward: ingress.NewForwarder(opts.ForwardHeaders)}
 }
 
 // sideEffectFree reports whether route's method is unary and marked
@@ -125,54 +118,31 @@ func (h *Handler) sniff(r *http.Request) (protocol, bool) {
 }
 
 // Handles reports whether r is a gRPC-Web or Connect call of a known
-// method, or a CORS preflight for one.
+// method.
 func (h *Handler) Handles(r *http.Request) bool {
-	if _, ok := h.methods[r.URL.Path]; !ok {
+	if _, ok := h.routes(r.Context()).Methods[r.URL.Path]; !ok {
 		return false
-	}
-	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-		return true
 	}
 	_, ok := h.sniff(r)
 	return ok && (r.Method == http.MethodPost || r.Method == http.MethodGet)
 }
 
-// The headers browsers may send and read cross-origin.
-const (
-	allowHeaders  = "Content-Type, Authorization, X-Grpc-Web, X-User-Agent, Grpc-Timeout, Connect-Protocol-Version, Connect-Timeout-Ms, X-Request-Id"
-	exposeHeaders = "Grpc-Status, Grpc-Message, Grpc-Status-Details-Bin, Content-Type"
-)
-
-// ServeHTTP serves one call or preflight.
+// ServeHTTP serves one call. Cross-origin rules are the cors policy's,
+// applied before (preflights, response headers) and in the method's chain
+// (the origin check).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	origin := r.Header.Get("Origin")
-	if origin != "" {
-		if !ingress.OriginAllowed(origin, r.Host, h.opts.AllowedOrigins) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusForbidden)
-			w.Write(translate.StatusJSON(&spb.Status{Code: int32(codes.PermissionDenied), Message: "origin " + origin + " may not call this gateway"}, h.opts.Resolver))
-			return
-		}
-		w.Header().Set("Access-Control-Allow-Origin", origin)
-		w.Header().Set("Access-Control-Allow-Credentials", "true")
-		w.Header().Add("Vary", "Origin")
-		w.Header().Set("Access-Control-Expose-Headers", exposeHeaders)
-	}
-	if r.Method == http.MethodOptions {
-		w.Header().Set("Access-Control-Allow-Methods", "GET, POST")
-		w.Header().Set("Access-Control-Allow-Headers", allowHeaders)
-		w.Header().Set("Access-Control-Max-Age", "7200")
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
+	route := h.routes(r.Context()).Methods[r.URL.Path]
 	p, _ := h.sniff(r)
 	var st *spb.Status
-	if p.get {
-		st = h.refuseGet(w, r, p)
+	switch {
+	case route == nil || route.Method == nil: // the generation changed since Handles
+		st = (&writer{h: h, w: w, p: p}).end(status.Errorf(codes.Unimplemented, "unknown method %s", r.URL.Path), nil)
+	case p.get:
+		st = h.refuseGet(w, r, p, route)
 	}
 	if st == nil {
-		st = h.serve(w, r, p)
+		st = h.serve(w, r, p, route)
 	}
 	if h.opts.Logger != nil {
 		proto := "connect"
@@ -184,8 +154,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p protocol) *spb.Status {
-	route := h.methods[r.URL.Path]
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p protocol, route *router.Route) *spb.Status {
 	out := &writer{h: h, w: w, p: p, route: route}
 	if route.Method.IsStreamingClient() || (route.Method.IsStreamingServer() && !p.grpcWeb && !p.streaming) {
 		return out.end(status.Error(codes.Unimplemented, "this method's streaming kind cannot be called over this protocol"), nil)
@@ -203,7 +172,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p protocol) *spb
 		Route:    route,
 		Protocol: router.GRPCWeb,
 		Peer:     ingress.Peer(r),
-		Incoming: ingress.Incoming(r.Header),
+		Incoming: ingress.Incoming(r),
 		Metadata: h.forward.Metadata(r),
 		Target:   route.Target,
 	}
@@ -245,11 +214,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p protocol) *spb
 
 // refuseGet answers a Connect GET that cannot be served as the Connect
 // protocol says and returns its status, or returns nil.
-func (h *Handler) refuseGet(w http.ResponseWriter, r *http.Request, p protocol) *spb.Status {
+func (h *Handler) refuseGet(w http.ResponseWriter, r *http.Request, p protocol, route *router.Route) *spb.Status {
 	st, httpStatus := &spb.Status{Code: int32(codes.InvalidArgument)}, http.StatusBadRequest
 	q := r.URL.Query()
 	switch {
-	case !h.safe[r.URL.Path]:
+	case !sideEffectFree(route):
 		st.Message, httpStatus = "this method may have side effects: call it with POST", http.StatusMethodNotAllowed
 		w.Header().Set("Allow", "POST")
 	case p.ct != "application/json" && p.ct != "application/proto":

@@ -54,7 +54,7 @@ func newHandler(t *testing.T, calls *int, maxBytes int) *grpcweb.Handler {
 		}
 		methods[svc+name] = &router.Route{HTTPMethod: "POST", Binding: b, Method: md, Target: svc + name, Handler: getBookHandler(t, calls)}
 	}
-	return grpcweb.New(methods, grpcweb.Options{MaxMessageBytes: maxBytes})
+	return grpcweb.New(func(context.Context) *router.Routes { return &router.Routes{Methods: methods} }, grpcweb.Options{MaxMessageBytes: maxBytes})
 }
 
 func TestConnectGet(t *testing.T) {

@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
-	"path"
 	"strings"
 
 	"google.golang.org/grpc/metadata"
@@ -64,11 +62,16 @@ func (f *Forwarder) Metadata(r *http.Request) metadata.MD {
 	return md
 }
 
-// Incoming lower-cases the request headers for the policies.
-func Incoming(h http.Header) metadata.MD {
-	md := make(metadata.MD, len(h))
-	for k, vs := range h {
+// Incoming lower-cases the request headers for the policies, and adds the
+// host the request was sent to under "host" (the cors step compares it with
+// the Origin).
+func Incoming(r *http.Request) metadata.MD {
+	md := make(metadata.MD, len(r.Header)+1)
+	for k, vs := range r.Header {
 		md[strings.ToLower(k)] = vs
+	}
+	if r.Host != "" {
+		md["host"] = []string{r.Host}
 	}
 	return md
 }
@@ -77,24 +80,4 @@ func Incoming(h http.Header) metadata.MD {
 func Peer(r *http.Request) netip.AddrPort {
 	ap, _ := netip.ParseAddrPort(r.RemoteAddr)
 	return ap
-}
-
-// OriginAllowed reports whether a page of origin (an Origin header) may call
-// the gateway at host: its own origin always may, others when they match one
-// of allowed ("https://app.example.com", path.Match patterns such as
-// "https://*.example.com"), case-insensitively.
-func OriginAllowed(origin, host string, allowed []string) bool {
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, host) {
-		return true
-	}
-	for _, pat := range allowed {
-		if ok, _ := path.Match(strings.ToLower(pat), strings.ToLower(u.Scheme+"://"+u.Host)); ok {
-			return true
-		}
-	}
-	return false
 }

@@ -1,7 +1,6 @@
 package ingress
 
 import (
-	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"testing"
@@ -30,11 +29,12 @@ func TestForwarderMetadata(t *testing.T) {
 }
 
 func TestIncomingAndPeer(t *testing.T) {
-	md := Incoming(http.Header{"X-Api-Key": {"k"}})
-	if md["x-api-key"][0] != "k" {
+	r := httptest.NewRequest("GET", "http://gw.example:8080/", nil)
+	r.Header.Set("X-Api-Key", "k")
+	md := Incoming(r)
+	if md["x-api-key"][0] != "k" || md["host"][0] != "gw.example:8080" {
 		t.Errorf("incoming %v", md)
 	}
-	r := httptest.NewRequest("GET", "/", nil)
 	r.RemoteAddr = "[::1]:80"
 	if p := Peer(r); p.String() != "[::1]:80" {
 		t.Errorf("peer %v", p)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -23,22 +22,28 @@ import (
 )
 
 // Bridge turns device messages into upstream calls: it finds the rule of a
-// message's topic, runs the rule's route chain (policies, then dispatch),
-// retries transient failures of QoS 1 messages, publishes replies and
-// dead-letters what fails.
+// message's topic, runs the rule's route chain (policies, then dispatch,
+// which retries transient upstream failures of QoS 1 messages), publishes
+// replies and dead-letters what fails. It reads the rules of the current
+// generation for each message.
 type Bridge struct {
-	rules    []*Rule
-	broker   Broker
-	resolver translate.Resolver
-	noRule   string // dead-letter topic of messages no rule takes
-	forward  *ingress.Forwarder
-	log      *slog.Logger
+	rules   func() (*Rules, func())
+	broker  Broker
+	noRule  string // dead-letter topic of messages no rule takes
+	forward *ingress.Forwarder
+	log     *slog.Logger
+}
+
+// Rules are one generation's uplink rules, tried in order: the first whose
+// filter matches a topic takes the message. Every rule must have its Route.
+type Rules struct {
+	List []*Rule
+	// Resolver resolves Any types in error details.
+	Resolver translate.Resolver
 }
 
 // BridgeOptions configure a Bridge.
 type BridgeOptions struct {
-	// Resolver resolves Any types in error details.
-	Resolver translate.Resolver
 	// DeadLetter is the topic messages that match no rule are published
 	// to with their error; "" logs them instead.
 	DeadLetter string
@@ -51,35 +56,35 @@ type BridgeOptions struct {
 	Logger *slog.Logger
 }
 
-// NewBridge returns a bridge for rules, tried in order; the first whose
-// filter matches a topic takes the message. Every rule must have its Route.
-// Replies and dead letters are published on br.
-func NewBridge(rules []*Rule, br Broker, opts BridgeOptions) *Bridge {
+// NewBridge returns a bridge for the rules of the generation rules returns,
+// once per message, with the function that gives them back once the message
+// is handled. Replies and dead letters are published on br.
+func NewBridge(rules func() (*Rules, func()), br Broker, opts BridgeOptions) *Bridge {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Bridge{rules: rules, broker: br, resolver: opts.Resolver, noRule: opts.DeadLetter, forward: ingress.NewForwarder(opts.ForwardHeaders), log: log}
+	return &Bridge{rules: rules, broker: br, noRule: opts.DeadLetter, forward: ingress.NewForwarder(opts.ForwardHeaders), log: log}
 }
 
 // Filters returns the subscription filters of the rules, for an external
 // broker, with the QoS of each.
-func (b *Bridge) Filters() map[string]byte {
-	out := make(map[string]byte, len(b.rules))
-	for _, r := range b.rules {
+func (rs *Rules) Filters() map[string]byte {
+	out := make(map[string]byte, len(rs.List))
+	for _, r := range rs.List {
 		out[r.Subscription()] = max(out[r.Subscription()], r.QoS())
 	}
 	return out
 }
 
 // Matches reports whether some rule takes topic.
-func (b *Bridge) Matches(topic string) bool {
-	r, _ := b.find(topic)
+func (rs *Rules) Matches(topic string) bool {
+	r, _ := rs.find(topic)
 	return r != nil
 }
 
-func (b *Bridge) find(topic string) (*Rule, []string) {
-	for _, r := range b.rules {
+func (rs *Rules) find(topic string) (*Rule, []string) {
+	for _, r := range rs.List {
 		if vals, ok := r.match(topic); ok {
 			return r, vals
 		}
@@ -95,37 +100,24 @@ func errNoRule(topic string) error {
 // Uplink handles one device message: it is the Uplink of the brokers.
 func (b *Bridge) Uplink(ctx context.Context, m *Message) error {
 	start := time.Now()
-	rule, vals := b.find(m.Topic)
+	rules, done := b.rules()
+	defer done()
+	rule, vals := rules.find(m.Topic)
 	var err error
 	attempts := 0
-	switch {
-	case rule == nil:
+	if rule == nil {
 		err = errNoRule(m.Topic)
-	case rule.owner >= 0 && m.Sender != nil && vals[rule.owner] != owner(m.Sender):
-		err = status.Error(codes.PermissionDenied, fmt.Sprintf("%s may not publish to %s", owner(m.Sender), m.Topic))
-	default:
-		attempts, err = b.call(ctx, rule, vals, m)
+	} else {
+		attempts, err = b.call(ctx, rules, rule, vals, m)
 	}
 	if err != nil && ctx.Err() == nil {
-		b.deadLetter(ctx, rule, vals, m, err, attempts)
+		b.deadLetter(ctx, rules, rule, vals, m, err, attempts)
 	}
 	b.log.LogAttrs(ctx, slog.LevelInfo, "access",
 		slog.String("proto", "mqtt"), slog.String("topic", m.Topic), slog.Int("qos", int(m.QoS)),
 		slog.String("code", status.Code(errorStatus(err)).String()),
 		slog.Int("attempts", attempts), slog.Duration("duration", time.Since(start)), slog.String("client", clientID(m)))
 	return err
-}
-
-// owner is who a device is for an owner check: its certificate's common
-// name, else its username, else its client ID.
-func owner(s *Sender) string {
-	if len(s.Certificates) > 0 {
-		return s.Certificates[0].Subject.CommonName
-	}
-	if s.Username != "" {
-		return s.Username
-	}
-	return s.ClientID
 }
 
 func clientID(m *Message) string {
@@ -135,54 +127,28 @@ func clientID(m *Message) string {
 	return m.Sender.ClientID
 }
 
-// call runs the rule's chain, retrying transient failures of a QoS 1
-// message with backoff, and publishes the reply. It returns the number of
-// attempts made and the last error.
-func (b *Bridge) call(ctx context.Context, rule *Rule, vals []string, m *Message) (int, error) {
+// call runs the rule's chain, whose dispatch retries transient upstream
+// failures of a QoS 1 message with backoff, and publishes the reply. It
+// returns the number of upstream attempts made and the error.
+func (b *Bridge) call(ctx context.Context, rules *Rules, rule *Rule, vals []string, m *Message) (int, error) {
 	enc := rule.encoding(m)
-	var wire []byte
-	decode := func() ([]byte, error) {
-		if wire == nil {
-			var err error
-			if wire, err = rule.decode(m, vals, enc); err != nil {
-				return nil, err
-			}
-		}
-		return wire, nil
+	c := b.newCall(rule, vals, m, func() ([]byte, error) { return rule.decode(m, vals, enc) })
+	if m.QoS > 0 && rule.cfg.Retry.Attempts > 1 {
+		c.Retry = &router.Retry{Attempts: rule.cfg.Retry.Attempts, Backoff: rule.cfg.Retry.Backoff, MaxBackoff: rule.cfg.Retry.MaxBackoff}
 	}
-	attempts := 1
-	if m.QoS > 0 {
-		attempts = rule.cfg.Retry.Attempts
-	}
-	backoff := rule.cfg.Retry.Backoff
-	var c *router.Call
-	var err error
-	for i := 1; ; i++ {
-		c = b.newCall(rule, vals, m, decode)
-		err = rule.Route.Handler.Handle(ctx, c)
-		if err == nil && rule.Binding == nil && c.Reply != nil && c.Reply.HTTPStatus >= 300 {
-			err = status.Errorf(translate.CodeFromHTTP(c.Reply.HTTPStatus), "the HTTP upstream answered %d", c.Reply.HTTPStatus)
-		}
-		if err == nil || i >= attempts || !transient(err) {
-			attempts = i
-			break
-		}
-		b.log.LogAttrs(ctx, slog.LevelDebug, "mqtt retry", slog.String("topic", m.Topic), slog.Int("attempt", i), slog.String("error", err.Error()))
-		select {
-		case <-ctx.Done():
-			return i, ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, rule.cfg.Retry.MaxBackoff)
+	err := rule.Route.Handler.Handle(ctx, c)
+	if err == nil && rule.Binding == nil && c.Reply != nil && c.Reply.HTTPStatus >= 300 {
+		err = status.Errorf(translate.CodeFromHTTP(c.Reply.HTTPStatus), "the HTTP upstream answered %d", c.Reply.HTTPStatus)
 	}
 	if ctx.Err() != nil {
-		return attempts, ctx.Err() // shutting down: no reply, no dead letter
+		return c.Attempts, ctx.Err() // shutting down: no reply, no dead letter
 	}
-	b.reply(ctx, rule, vals, m, enc, c, err)
-	return attempts, err
+	b.reply(ctx, rules, rule, vals, m, enc, c, err)
+	return c.Attempts, err
 }
 
-// newCall builds the protocol-neutral call of one attempt.
+// newCall builds the protocol-neutral call of a message: with the topic's
+// owner segment, when the rule names one, for the chain's owner step.
 func (b *Bridge) newCall(rule *Rule, vals []string, m *Message, decode func() ([]byte, error)) *router.Call {
 	in := metadata.MD{"mqtt-topic": {m.Topic}}
 	for _, p := range m.UserProperties {
@@ -207,6 +173,9 @@ func (b *Bridge) newCall(rule *Rule, vals []string, m *Message, decode func() ([
 		c.Metadata["content-type"] = []string{contentType(m)}
 	}
 	if s := m.Sender; s != nil {
+		if rule.owner >= 0 {
+			c.Owner = vals[rule.owner]
+		}
 		c.Peer = s.Peer
 		c.PeerCertificates = s.Certificates
 		c.Credentials = &router.Credentials{ClientID: s.ClientID, Username: s.Username, Password: s.Password}
@@ -256,15 +225,6 @@ func validMetadata(key string, values []string) bool {
 	return true
 }
 
-// transient reports whether an upstream error is worth retrying.
-func transient(err error) bool {
-	switch status.Code(errorStatus(err)) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
-		return true
-	}
-	return false
-}
-
 // errorStatus turns the errors the chain may return into ones carrying a
 // status: a decoding mistake is INVALID_ARGUMENT, a deadline
 // DEADLINE_EXCEEDED.
@@ -283,7 +243,7 @@ func errorStatus(err error) error {
 
 // reply publishes the response, or the error, to the message's MQTT 5
 // response topic or else to the rule's reply topic.
-func (b *Bridge) reply(ctx context.Context, rule *Rule, vals []string, m *Message, enc Payload, c *router.Call, callErr error) {
+func (b *Bridge) reply(ctx context.Context, rules *Rules, rule *Rule, vals []string, m *Message, enc Payload, c *router.Call, callErr error) {
 	topic := m.ResponseTopic
 	if topic == "" {
 		topic = rule.expand(rule.cfg.Reply, vals)
@@ -299,7 +259,7 @@ func (b *Bridge) reply(ctx context.Context, rule *Rule, vals []string, m *Messag
 		out.Payload, _ = proto.Marshal(translate.StatusOf(errorStatus(callErr)))
 		out.ContentType = "application/protobuf"
 	case callErr != nil:
-		out.Payload = translate.StatusJSON(translate.StatusOf(errorStatus(callErr)), b.resolver)
+		out.Payload = translate.StatusJSON(translate.StatusOf(errorStatus(callErr)), rules.Resolver)
 		out.ContentType = "application/json"
 	case enc == Proto:
 		out.Payload, out.ContentType = c.Reply.Message, "application/protobuf"
@@ -309,7 +269,7 @@ func (b *Bridge) reply(ctx context.Context, rule *Rule, vals []string, m *Messag
 		resp, err := rule.Binding.EncodeResponse(c.Reply.Message)
 		if err != nil {
 			st := &spb.Status{Code: int32(codes.Internal), Message: "undecodable upstream response: " + err.Error()}
-			out.Payload, out.ContentType = translate.StatusJSON(st, b.resolver), "application/json"
+			out.Payload, out.ContentType = translate.StatusJSON(st, rules.Resolver), "application/json"
 		} else {
 			out.Payload, out.ContentType = resp.Body, resp.ContentType
 		}
@@ -332,7 +292,7 @@ type deadLetterRecord struct {
 
 // deadLetter publishes a failed message with its error to the rule's
 // dead-letter topic, or logs it when there is none.
-func (b *Bridge) deadLetter(ctx context.Context, rule *Rule, vals []string, m *Message, callErr error, attempts int) {
+func (b *Bridge) deadLetter(ctx context.Context, rules *Rules, rule *Rule, vals []string, m *Message, callErr error, attempts int) {
 	st := translate.StatusOf(errorStatus(callErr))
 	topic := b.noRule
 	if rule != nil {
@@ -345,7 +305,7 @@ func (b *Bridge) deadLetter(ctx context.Context, rule *Rule, vals []string, m *M
 	}
 	rec, _ := json.Marshal(deadLetterRecord{
 		Topic: m.Topic, ClientID: clientID(m), QoS: m.QoS, ContentType: m.ContentType, Payload: m.Payload,
-		Attempts: attempts, Error: translate.StatusJSON(st, b.resolver),
+		Attempts: attempts, Error: translate.StatusJSON(st, rules.Resolver),
 	})
 	if err := b.broker.Publish(ctx, &Message{Topic: topic, Payload: rec, QoS: 1, ContentType: "application/json"}); err != nil {
 		b.log.LogAttrs(ctx, slog.LevelError, "mqtt dead letter not published", slog.String("topic", m.Topic), slog.String("dead_letter", topic), slog.String("error", err.Error()))

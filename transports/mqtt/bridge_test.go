@@ -11,6 +11,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -18,6 +19,7 @@ import (
 
 	iotv1 "github.com/rosettagw/rosetta/proto/example/iot/v1"
 	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/security/owner"
 )
 
 // fakeBroker records what is published and delivers it to the
@@ -88,37 +90,45 @@ func (b *fakeBroker) on(topic string) []*Message {
 	return out
 }
 
-// upstream is a chain end that fails with the errors given, then answers.
+// upstream is an Invoker that fails with the errors given, then answers;
+// it records the calls' metadata.
 type upstream struct {
 	mu    sync.Mutex
 	errs  []error
-	calls []*router.Call
+	calls []metadata.MD
 }
 
-func (u *upstream) Handle(_ context.Context, c *router.Call) error {
+func (u *upstream) Invoke(_ context.Context, _ string, req []byte, md metadata.MD) (*router.Reply, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.calls = append(u.calls, c)
-	if _, err := c.Decode(); err != nil {
-		return err
-	}
+	u.calls = append(u.calls, md)
 	if len(u.errs) > 0 {
 		err := u.errs[0]
 		u.errs = u.errs[1:]
-		return err
+		return nil, err
 	}
 	out, _ := proto.Marshal(&iotv1.RecordResponse{DeviceId: "d1", Count: int64(len(u.calls))})
-	c.Reply = &router.Reply{Message: out}
-	return nil
+	return &router.Reply{Message: out}, nil
 }
 
-func newTestBridge(t *testing.T, up *upstream, cfg RuleConfig) (*Bridge, *fakeBroker) {
+// newTestBridge serves one rule onto up, with a chain of the owner step,
+// a step that records each call, and any policies given.
+func newTestBridge(t *testing.T, up *upstream, cfg RuleConfig, policies ...router.Middleware) (*Bridge, *fakeBroker, *[]*router.Call) {
 	t.Helper()
 	cfg.Retry = Retry{Attempts: 3, Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
 	r := mustRule(t, cfg)
-	r.Route = &router.Route{Target: "/example.iot.v1.DeviceService/Record", Handler: up}
+	var seen []*router.Call
+	record := func(next router.Handler) router.Handler {
+		return router.HandlerFunc(func(ctx context.Context, c *router.Call) error {
+			seen = append(seen, c)
+			return next.Handle(ctx, c)
+		})
+	}
+	chain := append([]router.Middleware{owner.Step, record}, policies...)
+	r.Route = &router.Route{Target: "/example.iot.v1.DeviceService/Record", Invoker: up, Handler: router.Chain(router.Dispatch, chain...)}
 	br := &fakeBroker{}
-	return NewBridge([]*Rule{r}, br, BridgeOptions{DeadLetter: "dead/no-rule"}), br
+	rules := &Rules{List: []*Rule{r}}
+	return NewBridge(func() (*Rules, func()) { return rules, func() {} }, br, BridgeOptions{DeadLetter: "dead/no-rule"}), br, &seen
 }
 
 func TestBridgeUplink(t *testing.T) {
@@ -132,15 +142,15 @@ func TestBridgeUplink(t *testing.T) {
 
 	t.Run("QoS 1 retried until accepted", func(t *testing.T) {
 		up := &upstream{errs: []error{unavailable, unavailable}}
-		b, br := newTestBridge(t, up, cfg)
+		b, br, seen := newTestBridge(t, up, cfg)
 		if err := b.Uplink(context.Background(), msg(1)); err != nil {
 			t.Fatal(err)
 		}
-		if len(up.calls) != 3 {
-			t.Errorf("%d calls, want 3", len(up.calls))
+		if len(up.calls) != 3 || len(*seen) != 1 {
+			t.Fatalf("%d upstream attempts and %d runs of the chain, want 3 and 1 (retries wrap the dispatch only)", len(up.calls), len(*seen))
 		}
-		c := up.calls[2]
-		if c.Protocol != router.MQTT || c.Credentials.Username != "d1" || string(c.Credentials.Password) != "secret" || c.Incoming.Get("trace")[0] != "t1" || c.Metadata.Get("x-mqtt-topic")[0] != "devices/d1/telemetry" {
+		c := (*seen)[0]
+		if c.Attempts != 3 || c.Protocol != router.MQTT || c.Credentials.Username != "d1" || string(c.Credentials.Password) != "secret" || c.Incoming.Get("trace")[0] != "t1" || c.Metadata.Get("x-mqtt-topic")[0] != "devices/d1/telemetry" {
 			t.Errorf("call %+v", c)
 		}
 		replies := br.on("devices/d1/reply")
@@ -150,7 +160,7 @@ func TestBridgeUplink(t *testing.T) {
 	})
 	t.Run("QoS 1 dead-lettered after the attempts", func(t *testing.T) {
 		up := &upstream{errs: []error{unavailable, unavailable, unavailable}}
-		b, br := newTestBridge(t, up, cfg)
+		b, br, _ := newTestBridge(t, up, cfg)
 		err := b.Uplink(context.Background(), msg(1))
 		if status.Code(err) != codes.Unavailable || reasonCode(err).Code != packets.ErrUnspecifiedError.Code {
 			t.Errorf("error %v", err)
@@ -166,14 +176,14 @@ func TestBridgeUplink(t *testing.T) {
 	})
 	t.Run("QoS 0 tried once", func(t *testing.T) {
 		up := &upstream{errs: []error{unavailable}}
-		b, _ := newTestBridge(t, up, cfg)
+		b, _, _ := newTestBridge(t, up, cfg)
 		if err := b.Uplink(context.Background(), msg(0)); err == nil || len(up.calls) != 1 {
 			t.Errorf("error %v after %d calls", err, len(up.calls))
 		}
 	})
 	t.Run("not transient", func(t *testing.T) {
 		up := &upstream{errs: []error{status.Error(codes.InvalidArgument, "no")}}
-		b, br := newTestBridge(t, up, cfg)
+		b, br, _ := newTestBridge(t, up, cfg)
 		err := b.Uplink(context.Background(), msg(1))
 		if reasonCode(err).Code != packets.ErrPayloadFormatInvalid.Code || len(up.calls) != 1 {
 			t.Errorf("error %v after %d calls", err, len(up.calls))
@@ -183,7 +193,7 @@ func TestBridgeUplink(t *testing.T) {
 		}
 	})
 	t.Run("response topic and correlation data", func(t *testing.T) {
-		b, br := newTestBridge(t, &upstream{}, cfg)
+		b, br, _ := newTestBridge(t, &upstream{}, cfg)
 		m := msg(1)
 		m.ResponseTopic, m.CorrelationData = "resp/1", []byte("c1")
 		if err := b.Uplink(context.Background(), m); err != nil {
@@ -196,7 +206,7 @@ func TestBridgeUplink(t *testing.T) {
 	})
 	t.Run("other device", func(t *testing.T) {
 		up := &upstream{}
-		b, _ := newTestBridge(t, up, cfg)
+		b, _, _ := newTestBridge(t, up, cfg)
 		m := msg(1)
 		m.Sender = &Sender{Username: "d2"}
 		if err := b.Uplink(context.Background(), m); reasonCode(err).Code != packets.ErrNotAuthorized.Code || len(up.calls) != 0 {
@@ -204,17 +214,32 @@ func TestBridgeUplink(t *testing.T) {
 		}
 	})
 	t.Run("no rule", func(t *testing.T) {
-		b, br := newTestBridge(t, &upstream{}, cfg)
+		b, br, _ := newTestBridge(t, &upstream{}, cfg)
 		err := b.Uplink(context.Background(), &Message{Topic: "x/y", QoS: 1})
 		if reasonCode(err).Code != packets.ErrNotAuthorized.Code || len(br.on("dead/no-rule")) != 1 {
 			t.Errorf("error %v, published %v", err, br.published)
 		}
 	})
-	t.Run("policy refusal", func(t *testing.T) {
-		up := &upstream{errs: []error{status.Error(codes.ResourceExhausted, "rate limited")}}
-		b, _ := newTestBridge(t, up, cfg)
-		if err := b.Uplink(context.Background(), msg(0)); reasonCode(err).Code != packets.ErrQuotaExceeded.Code {
+	t.Run("policy refusal is not retried", func(t *testing.T) {
+		up := &upstream{}
+		limit := func(router.Handler) router.Handler {
+			return router.HandlerFunc(func(context.Context, *router.Call) error {
+				return status.Error(codes.ResourceExhausted, "rate limited")
+			})
+		}
+		b, _, seen := newTestBridge(t, up, cfg, limit)
+		if err := b.Uplink(context.Background(), msg(1)); reasonCode(err).Code != packets.ErrQuotaExceeded.Code {
 			t.Errorf("error %v", err)
+		}
+		if len(*seen) != 1 || len(up.calls) != 0 {
+			t.Errorf("the chain ran %d times and the upstream saw %d calls, want 1 and 0", len(*seen), len(up.calls))
+		}
+	})
+	t.Run("upstream's RESOURCE_EXHAUSTED is retried", func(t *testing.T) {
+		up := &upstream{errs: []error{status.Error(codes.ResourceExhausted, "busy")}}
+		b, _, _ := newTestBridge(t, up, cfg)
+		if err := b.Uplink(context.Background(), msg(1)); err != nil || len(up.calls) != 2 {
+			t.Errorf("error %v after %d attempts, want success after 2", err, len(up.calls))
 		}
 	})
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/rosettagw/rosetta/router"
 )
 
 // EmbeddedConfig configures the embedded broker.
@@ -236,7 +238,8 @@ func (h *hook) OnACLCheck(cl *mochi.Client, filter string, write bool) bool {
 	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
 		_, filter, _ = strings.Cut(rest, "/")
 	}
-	id := owner(s.(*Sender))
+	snd := s.(*Sender)
+	id := router.DeviceName(snd.Certificates, &router.Credentials{Username: snd.Username, ClientID: snd.ClientID})
 	if id == "" || strings.ContainsAny(id, "/+#") {
 		return false
 	}

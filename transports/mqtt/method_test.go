@@ -114,7 +114,7 @@ func TestStateReaderMethod(t *testing.T) {
 // gateway's own keys.
 func TestForwardedUserProperties(t *testing.T) {
 	up := &upstream{}
-	b, _ := newTestBridge(t, up, RuleConfig{Filter: "devices/{device_id}/telemetry"})
+	b, _, seen := newTestBridge(t, up, RuleConfig{Filter: "devices/{device_id}/telemetry"})
 	b.forward = ingress.NewForwarder([]string{"X-Tenant", "Authorization"})
 	m := &Message{Topic: "devices/d1/telemetry", Payload: []byte(`{}`), UserProperties: []UserProperty{
 		{"X-Tenant", "acme"}, {"x-tenant", "beta"}, {"Authorization", "Bearer secret"}, {"grpc-metadata-trace", "t1"},
@@ -125,11 +125,11 @@ func TestForwardedUserProperties(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := metadata.MD{"x-tenant": {"acme", "beta"}, "trace": {"t1"}, "x-mqtt-topic": {"devices/d1/telemetry"}}
-	if got := up.calls[0].Metadata; !reflect.DeepEqual(got, want) {
+	if got := (*seen)[0].Metadata; !reflect.DeepEqual(got, want) {
 		t.Errorf("metadata %v, want %v", got, want)
 	}
-	if got := up.calls[0].Incoming["authorization"]; len(got) != 1 {
-		t.Errorf("the policies do not see the credentials: %v", up.calls[0].Incoming)
+	if got := (*seen)[0].Incoming["authorization"]; len(got) != 1 {
+		t.Errorf("the policies do not see the credentials: %v", (*seen)[0].Incoming)
 	}
 }
 

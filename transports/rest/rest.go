@@ -37,25 +37,18 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Generation is what one configuration generation gives the ingress.
-type Generation struct {
-	// Table holds the HTTP routes.
-	Table *router.Table
-	// Resolver resolves Any types in error details.
-	Resolver translate.Resolver
-}
-
 // Handler is the REST ingress http.Handler.
 type Handler struct {
-	gen     *Generation
+	routes  func(context.Context) *router.Routes
 	maxBody int64
 	forward *ingress.Forwarder
 	log     *slog.Logger
 }
 
-// New returns a Handler serving gen.
-func New(gen *Generation, opts Options) *Handler {
-	h := &Handler{gen: gen, maxBody: opts.MaxBodyBytes, forward: ingress.NewForwarder(opts.ForwardHeaders), log: opts.Logger}
+// New returns a Handler serving the HTTP routes of the generation routes
+// returns for a request's context, asked once per request.
+func New(routes func(context.Context) *router.Routes, opts Options) *Handler {
+	h := &Handler{routes: routes, maxBody: opts.MaxBodyBytes, forward: ingress.NewForwarder(opts.ForwardHeaders), log: opts.Logger}
 	if h.maxBody <= 0 {
 		h.maxBody = 4 << 20
 	}
@@ -65,7 +58,7 @@ func New(gen *Generation, opts Options) *Handler {
 // ServeHTTP transcodes one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	code := h.serve(w, r, h.gen)
+	code := h.serve(w, r, h.routes(r.Context()))
 	if h.log != nil {
 		h.log.LogAttrs(r.Context(), slog.LevelInfo, "access",
 			slog.String("proto", "http"), slog.String("method", r.Method), slog.String("path", r.URL.Path),
@@ -73,9 +66,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *Generation) int {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *router.Routes) int {
 	var buf [8]string
-	m := gen.Table.Lookup(r.Method, r.URL.EscapedPath(), buf[:0])
+	m := gen.HTTP.Lookup(r.Method, r.URL.EscapedPath(), buf[:0])
 	if m.Route == nil {
 		if m.Allow != "" {
 			w.Header().Set("Allow", m.Allow)
@@ -97,7 +90,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *Generation)
 		Route:    route,
 		Protocol: router.HTTP,
 		Peer:     ingress.Peer(r),
-		Incoming: ingress.Incoming(r.Header),
+		Incoming: ingress.Incoming(r),
 		Metadata: h.forward.Metadata(r),
 		Target:   route.Target,
 	}
@@ -196,12 +189,12 @@ func writeMetadata(h http.Header, md metadata.MD) {
 }
 
 // writeError answers an error from the chain.
-func (h *Handler) writeError(w http.ResponseWriter, gen *Generation, err error) int {
+func (h *Handler) writeError(w http.ResponseWriter, gen *router.Routes, err error) int {
 	st := translate.CallStatus(err)
 	return h.writeStatus(w, gen, translate.HTTPStatus(codes.Code(st.GetCode())), st)
 }
 
-func (h *Handler) writeStatus(w http.ResponseWriter, gen *Generation, code int, st *spb.Status) int {
+func (h *Handler) writeStatus(w http.ResponseWriter, gen *router.Routes, code int, st *spb.Status) int {
 	body := translate.StatusJSON(st, gen.Resolver)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))

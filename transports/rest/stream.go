@@ -20,7 +20,7 @@ import (
 // client accepts text/event-stream. Each message is flushed as it arrives.
 // An error before the first message gets its HTTP status; after it, the
 // status is the last line ({"error": status}) or the final "status" event.
-func (h *Handler) serveStream(ctx context.Context, w http.ResponseWriter, r *http.Request, gen *Generation, call *router.Call) int {
+func (h *Handler) serveStream(ctx context.Context, w http.ResponseWriter, r *http.Request, gen *router.Routes, call *router.Call) int {
 	s := &restStream{
 		w: w, rc: http.NewResponseController(w), binding: call.Route.Binding, decode: call.Decode,
 		sse: strings.Contains(r.Header.Get("Accept"), "text/event-stream"), call: call,

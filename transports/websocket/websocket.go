@@ -54,10 +54,6 @@ const closeTimeout = 5 * time.Second
 type Options struct {
 	// Prefix is the path prefix of every method (default "/ws").
 	Prefix string
-	// AllowedOrigins are the origins ("https://app.example.com", path.Match
-	// patterns allowed) whose pages may open sockets; a page of the
-	// gateway's own origin and a client that sends no Origin always may.
-	AllowedOrigins []string
 	// PingInterval is how often the gateway pings the client; a ping not
 	// answered within the interval ends the call (default 15s).
 	PingInterval time.Duration
@@ -67,9 +63,6 @@ type Options struct {
 	// MaxMessageBytes bounds each client message (default 4 MiB); a larger
 	// one ends the call with RESOURCE_EXHAUSTED.
 	MaxMessageBytes int64
-	// AllowQueryToken accepts a bearer token in the access_token query
-	// parameter; otherwise a request carrying one is refused.
-	AllowQueryToken bool
 	// ForwardHeaders are forwarded upstream (nil: the ingress defaults).
 	ForwardHeaders []string
 	// Resolver resolves Any types in error details.
@@ -80,7 +73,7 @@ type Options struct {
 
 // Handler is the WebSocket ingress http.Handler.
 type Handler struct {
-	methods map[string]*router.Route
+	routes  func(context.Context) *router.Routes
 	opts    Options
 	forward *ingress.Forwarder
 
@@ -90,9 +83,9 @@ type Handler struct {
 	done    sync.WaitGroup       // one per call in progress
 }
 
-// New returns a Handler serving methods, the routes by
-// "/package.Service/Method".
-func New(methods map[string]*router.Route, opts Options) *Handler {
+// New returns a Handler serving the WebSocket routes of the generation
+// routes returns for a request's context.
+func New(routes func(context.Context) *router.Routes, opts Options) *Handler {
 	if opts.Prefix == "" {
 		opts.Prefix = "/ws"
 	}
@@ -106,7 +99,7 @@ func New(methods map[string]*router.Route, opts Options) *Handler {
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = 4 << 20
 	}
-	return &Handler{methods: methods, opts: opts, forward: ingress.NewForwarder(opts.ForwardHeaders), calls: map[*stream]struct{}{}}
+	return &Handler{routes: routes, opts: opts, forward: ingress.NewForwarder(opts.ForwardHeaders), calls: map[*stream]struct{}{}}
 }
 
 // IsUpgrade reports whether r asks for a WebSocket under the handler's
@@ -128,7 +121,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *spb.Status {
-	route := h.methods[strings.TrimPrefix(r.URL.Path, h.opts.Prefix)]
+	route := h.routes(r.Context()).WebSocket[strings.TrimPrefix(r.URL.Path, h.opts.Prefix)]
 	if route == nil || route.Method == nil {
 		return h.refuse(w, http.StatusNotFound, codes.NotFound, "no WebSocket method at "+r.URL.Path)
 	}
@@ -136,19 +129,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *spb.Status {
 		w.Header().Set("Upgrade", "websocket")
 		return h.refuse(w, http.StatusUpgradeRequired, codes.FailedPrecondition, "a WebSocket method needs a GET upgrade request")
 	}
-	if origin := r.Header.Get("Origin"); origin != "" && !ingress.OriginAllowed(origin, r.Host, h.opts.AllowedOrigins) {
-		return h.refuse(w, http.StatusForbidden, codes.PermissionDenied, "origin "+origin+" may not open WebSockets here")
-	}
-	token, st := h.token(r)
-	if st != nil {
-		return h.refuse(w, http.StatusBadRequest, codes.Code(st.Code), st.Message)
-	}
+	token := bearerProtocol(r)
 
 	call := &router.Call{
 		Route:    route,
 		Protocol: router.WebSocket,
 		Peer:     ingress.Peer(r),
-		Incoming: ingress.Incoming(r.Header),
+		Incoming: ingress.Incoming(r),
 		Metadata: h.forward.Metadata(r),
 		Target:   route.Target,
 	}
@@ -232,23 +219,18 @@ func (h *Handler) refuseStatus(w http.ResponseWriter, httpStatus int, st *spb.St
 	return st
 }
 
-// token returns the bearer token offered as a subprotocol or, when the
-// configuration allows it, in the access_token query parameter.
-func (h *Handler) token(r *http.Request) (string, *spb.Status) {
+// bearerProtocol returns the bearer token offered as a subprotocol. (A
+// token in the access_token query parameter is the querytoken step's
+// business, in the method's chain.)
+func bearerProtocol(r *http.Request) string {
 	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
 		for p := range strings.SplitSeq(v, ",") {
 			if t, ok := strings.CutPrefix(strings.TrimSpace(p), BearerProtocolPrefix); ok && t != "" {
-				return t, nil
+				return t
 			}
 		}
 	}
-	if q := r.URL.Query(); q.Has("access_token") {
-		if !h.opts.AllowQueryToken {
-			return "", &spb.Status{Code: int32(codes.InvalidArgument), Message: "a token in the query string is not accepted; send it in the Authorization header or as the subprotocol " + BearerProtocolPrefix + "TOKEN"}
-		}
-		return q.Get("access_token"), nil
-	}
-	return "", nil
+	return ""
 }
 
 // frame is one client message, or the error that ended the client's side.

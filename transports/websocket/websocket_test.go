@@ -27,7 +27,7 @@ const bigMessage = 32 << 20
 // waiting for the call to end.
 func bigSender() *websocket.Handler {
 	big := bytes.Repeat([]byte{0x0a}, bigMessage)
-	return websocket.New(map[string]*router.Route{chat: {
+	routes := &router.Routes{WebSocket: map[string]*router.Route{chat: {
 		Method: libraryv1.File_example_library_v1_library_proto.Services().ByName("LibraryService").Methods().ByName("Chat"),
 		Handler: router.HandlerFunc(func(ctx context.Context, c *router.Call) error {
 			if err := c.Stream.Send(big); err != nil {
@@ -36,7 +36,8 @@ func bigSender() *websocket.Handler {
 			<-ctx.Done() // Shutdown ends the call
 			return ctx.Err()
 		}),
-	}}, websocket.Options{})
+	}}}
+	return websocket.New(func(context.Context) *router.Routes { return routes }, websocket.Options{})
 }
 
 // dialProto opens a Chat socket with the rosetta.proto subprotocol.

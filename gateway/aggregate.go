@@ -1,8 +1,7 @@
-package main
+package gateway
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"maps"
 	"path"
@@ -62,7 +61,7 @@ type RespondConfig struct {
 // addAggregate adds a composed route: an HTTP route (an HTTP method and
 // path) or an MQTT uplink rule (mqtt), and its WebSocket path when it names
 // one.
-func (g *gateway) addAggregate(cfg *Config, rc *RouteConfig) error {
+func (g *builder) addAggregate(rc *RouteConfig) error {
 	if rc.Call != "" || rc.Upstream != "" || rc.Rewrite != nil || rc.ResponseBody != "" {
 		return fmt.Errorf("an aggregate route takes no call, upstream, rewrite or response_body of its own")
 	}
@@ -75,13 +74,13 @@ func (g *gateway) addAggregate(cfg *Config, rc *RouteConfig) error {
 		if rc.Get+rc.Post+rc.Put+rc.Patch+rc.Delete != "" {
 			return fmt.Errorf("an aggregate route is served over HTTP (get, post, put, patch, delete) or over MQTT (mqtt), not both: write one route for each (a YAML anchor can share the aggregate)")
 		}
-		return g.addMQTTRoute(cfg, rc, nil) // which checks the broker, then calls addAggregateRule
+		return g.addMQTTRoute(rc, nil) // which checks the broker, then calls addAggregateRule
 	}
 	method, template, err := rc.methodPath()
 	if err != nil {
 		return fmt.Errorf("an aggregate route needs one of get, post, put, patch, delete or mqtt (websocket serves it over WebSocket too)")
 	}
-	c, err := g.compileAggregate(cfg, rc)
+	c, err := g.compileAggregate(rc)
 	if err != nil {
 		return err
 	}
@@ -89,28 +88,29 @@ func (g *gateway) addAggregate(cfg *Config, rc *RouteConfig) error {
 	if body == "" && (method == "POST" || method == "PUT" || method == "PATCH") {
 		body = "*"
 	}
-	b, err := translate.NewBinding(c.method, method, template, body, "", jsonOptions(cfg, nil), g.schema.Types())
+	b, err := translate.NewBinding(c.method, method, template, body, "", g.jsonOptions(nil), g.schema.Types())
 	if err != nil {
 		return err
 	}
 	r := c.route(b)
 	r.HTTPMethod, r.Template = method, b.Template
-	if err := g.table.Add(r); err != nil {
+	if err := g.routes.HTTP.Add(r); err != nil {
 		return err
 	}
-	return g.addAggregateWebSocket(cfg, rc, c, r)
+	g.keyed(r, rc, "aggregate REST "+method+" "+b.Template.Source)
+	return g.addAggregateWebSocket(rc, c)
 }
 
 // addAggregateRule adds the MQTT uplink rule of a composed route: the topic's
 // named segments and the payload make its input, as they make a method's
 // request.
-func (g *gateway) addAggregateRule(cfg *Config, rc *RouteConfig) error {
-	c, err := g.compileAggregate(cfg, rc)
+func (g *builder) addAggregateRule(rc *RouteConfig) error {
+	c, err := g.compileAggregate(rc)
 	if err != nil {
 		return err
 	}
-	rcfg := ruleConfig(cfg, rc)
-	rcfg.Method, rcfg.JSON, rcfg.Resolver = c.method, jsonOptions(cfg, nil), g.schema.Types()
+	rcfg := g.ruleConfig(rc)
+	rcfg.Method, rcfg.JSON, rcfg.Resolver = c.method, g.jsonOptions(nil), g.schema.Types()
 	rule, err := mqtt.NewRule(rcfg)
 	if err != nil {
 		return err
@@ -118,7 +118,8 @@ func (g *gateway) addAggregateRule(cfg *Config, rc *RouteConfig) error {
 	rule.Route = c.route(rule.Binding)
 	rule.Route.HTTPMethod, rule.Route.Template = "MQTT", rule.Template
 	g.mqtt.rules = append(g.mqtt.rules, rule)
-	return g.addAggregateWebSocket(cfg, rc, c, rule.Route)
+	g.keyed(rule.Route, rc, "aggregate MQTT "+rule.Filter)
+	return g.addAggregateWebSocket(rc, c)
 }
 
 // composed is a compiled aggregate with what its routes share.
@@ -134,7 +135,7 @@ type composed struct {
 }
 
 // compileAggregate resolves and checks rc's aggregate.
-func (g *gateway) compileAggregate(cfg *Config, rc *RouteConfig) (*composed, error) {
+func (g *builder) compileAggregate(rc *RouteConfig) (*composed, error) {
 	ac := rc.Aggregate
 	input, err := g.message(ac.Input)
 	if err != nil {
@@ -147,7 +148,7 @@ func (g *gateway) compileAggregate(cfg *Config, rc *RouteConfig) (*composed, err
 	var errs, names, upstreams []string
 	for i := range ac.Steps {
 		sc := &ac.Steps[i]
-		s, err := g.stepSpec(cfg, sc)
+		s, err := g.stepSpec(sc)
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("step %q: %v", sc.Name, err))
 		}
@@ -163,7 +164,7 @@ func (g *gateway) compileAggregate(cfg *Config, rc *RouteConfig) (*composed, err
 	agg, err := router.NewAggregate(spec)
 	if err != nil {
 		var lines []string
-		for _, e := range flatten(err) {
+		for _, e := range Flatten(err) {
 			lines = append(lines, e.Error())
 		}
 		return nil, aggregateProblems(lines)
@@ -181,7 +182,7 @@ func (g *gateway) compileAggregate(cfg *Config, rc *RouteConfig) (*composed, err
 // route returns a route serving c through b; the caller says which
 // requests it takes.
 func (c *composed) route(b *translate.Binding) *router.Route {
-	return &router.Route{Binding: b, Target: c.target, Upstream: c.upstreams, Timeout: c.timeout, Handler: c.agg}
+	return &router.Route{Binding: b, Method: c.method, Target: c.target, Upstream: c.upstreams, Timeout: c.timeout, Handler: c.agg}
 }
 
 // aggregateProblems reports an aggregate's problems one a line, under the
@@ -192,46 +193,42 @@ func aggregateProblems(lines []string) error {
 
 // addAggregateWebSocket serves a composed route at its websocket path, if
 // it has one, as a unary method: one JSON (or binary protobuf) message of
-// the input type in, the answer out. It runs the chain of primary, the
-// route's HTTP route or MQTT rule, so that the same policies apply.
-func (g *gateway) addAggregateWebSocket(cfg *Config, rc *RouteConfig, c *composed, primary *router.Route) error {
+// the input type in, the answer out. It runs the route's chain, so the same
+// policies apply.
+func (g *builder) addAggregateWebSocket(rc *RouteConfig, c *composed) error {
 	if rc.WebSocket == "" {
 		return nil
 	}
-	prefix := strings.TrimSuffix(cmp.Or(cfg.WebSocket.Prefix, "/ws"), "/")
+	prefix := strings.TrimSuffix(cmp.Or(g.cfg.WebSocket.Prefix, "/ws"), "/")
 	key, ok := strings.CutPrefix(rc.WebSocket, prefix+"/")
 	if !ok || key == "" || strings.Trim(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/") != "" || path.Clean("/"+key) != "/"+key {
 		return fmt.Errorf("websocket %q: want a literal path under the WebSocket prefix %s/, such as %s/api/orders", rc.WebSocket, prefix, prefix)
 	}
 	key = "/" + key
-	if g.methods[key] != nil || g.aggregateWS[key] != nil {
+	if g.routes.Methods[key] != nil || g.aggregateWS[key] != nil {
 		return fmt.Errorf("websocket %q: the path is already served", rc.WebSocket)
 	}
-	b, err := translate.NewBinding(c.method, "POST", key, "*", "", jsonOptions(cfg, nil), g.schema.Types())
+	b, err := translate.NewBinding(c.method, "POST", key, "*", "", g.jsonOptions(nil), g.schema.Types())
 	if err != nil {
 		return err
 	}
 	r := c.route(b)
-	// The WebSocket ingress serves methods; this one is the aggregate's.
-	r.HTTPMethod, r.Template, r.Method = b.HTTPMethod, b.Template, c.method
-	// primary's chain, once applySecurity has put the policies in front.
-	r.Handler = router.HandlerFunc(func(ctx context.Context, call *router.Call) error {
-		return primary.Handler.Handle(ctx, call)
-	})
+	r.HTTPMethod, r.Template = b.HTTPMethod, b.Template
 	if g.aggregateWS == nil {
 		g.aggregateWS = map[string]*router.Route{}
 	}
 	g.aggregateWS[key] = r
+	g.keyed(r, rc, "aggregate WebSocket "+rc.WebSocket)
 	return nil
 }
 
 // webSocketRoutes are the routes of the WebSocket ingress, by path under
 // its prefix: every method's, and the composed routes' websocket paths.
-func (g *gateway) webSocketRoutes() map[string]*router.Route {
+func (g *builder) webSocketRoutes() map[string]*router.Route {
 	if len(g.aggregateWS) == 0 {
-		return g.methods
+		return g.routes.Methods
 	}
-	out := maps.Clone(g.methods)
+	out := maps.Clone(g.routes.Methods)
 	if out == nil {
 		out = map[string]*router.Route{}
 	}
@@ -240,13 +237,13 @@ func (g *gateway) webSocketRoutes() map[string]*router.Route {
 }
 
 // stepSpec resolves one step's method or HTTP target, upstream and types.
-func (g *gateway) stepSpec(cfg *Config, sc *StepConfig) (router.StepSpec, error) {
+func (g *builder) stepSpec(sc *StepConfig) (router.StepSpec, error) {
 	s := router.StepSpec{
 		Name: sc.Name, Fields: sc.Request, After: sc.After, ForEach: sc.ForEach,
 		Concurrency: sc.Concurrency, MaxItems: sc.MaxItems, Timeout: time.Duration(sc.Timeout),
 		Optional: sc.Optional, Compensate: sc.Compensate,
 	}
-	up, ok := cfg.Upstreams[sc.Upstream]
+	up, ok := g.cfg.Upstreams[sc.Upstream]
 	if !ok {
 		return s, fmt.Errorf("unknown upstream %q", sc.Upstream)
 	}
@@ -268,8 +265,13 @@ func (g *gateway) stepSpec(cfg *Config, sc *StepConfig) (router.StepSpec, error)
 		if err != nil {
 			return s, err
 		}
-		s.Target = "/" + string(md.Parent().FullName()) + "/" + string(md.Name())
+		s.Target = methodPath(md)
 		s.Request, s.Response = md.Input(), md.Output()
+		// The step calls the method through the method's own chain: its
+		// policies and validation hold however it is reached.
+		r := &router.Route{Method: md, Target: s.Target, Upstream: sc.Upstream, Invoker: s.Invoker}
+		g.use(r, nil, "aggregate step "+sc.Name)
+		s.Invoker = router.MethodInvoker(r)
 	case sc.HTTP != "":
 		if up.HTTP == nil {
 			return s, fmt.Errorf("http %q needs an http upstream; %q is not one", sc.HTTP, sc.Upstream)
@@ -290,7 +292,7 @@ func (g *gateway) stepSpec(cfg *Config, sc *StepConfig) (router.StepSpec, error)
 
 // method finds "package.Service/Method" in the schema; streaming methods
 // cannot be steps.
-func (g *gateway) method(call string) (protoreflect.MethodDescriptor, error) {
+func (g *builder) method(call string) (protoreflect.MethodDescriptor, error) {
 	md, err := g.lookupMethod(call)
 	if err != nil {
 		return nil, err
@@ -302,7 +304,7 @@ func (g *gateway) method(call string) (protoreflect.MethodDescriptor, error) {
 }
 
 // message finds a message type in the schema.
-func (g *gateway) message(name string) (protoreflect.MessageDescriptor, error) {
+func (g *builder) message(name string) (protoreflect.MessageDescriptor, error) {
 	if name == "" {
 		return nil, fmt.Errorf("no message type given")
 	}

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -6,17 +6,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/rosettagw/rosetta/examples/iot"
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/translate"
 	"github.com/rosettagw/rosetta/transports/mqtt"
@@ -134,11 +131,11 @@ func (r *MQTTRouteConfig) isMQTT() bool {
 	return r.MQTT != "" || r.Publish != "" || r.State != "" || r.Watch != ""
 }
 
-// mqttParts is what the MQTT bridge adds to a gateway generation.
+// mqttParts is what the MQTT bridge adds to a generation.
 type mqttParts struct {
-	rules  []*mqtt.Rule
-	bridge *mqtt.Bridge
-	// broker is the broker the parts publish on, set when serving starts.
+	rules []*mqtt.Rule
+	// broker is the process's broker, shared by every generation; it is
+	// empty until serving starts, and `rosetta check` never starts one.
 	broker *brokerRef
 	state  *mqtt.State
 	// stateFilters feed state; deviceFilters are the topics devices may
@@ -147,37 +144,86 @@ type mqttParts struct {
 	deviceFilters []string
 }
 
-// brokerRef is the broker a generation publishes on; it is nil until
-// serving starts, and `rosetta check` never starts one.
-type brokerRef struct{ mqtt.Broker }
+// mqttSettings are the broker settings of a generation, with every file
+// they name already read, so that what `rosetta check` accepts, serve can
+// start.
+type mqttSettings struct {
+	// embedded is the embedded broker's configuration (nil with an
+	// external broker, or none).
+	embedded *mqtt.EmbeddedConfig
+	// passwords admit devices to the embedded broker (nil: no file).
+	passwords *mqtt.Passwords
+	// external is the external broker's configuration (nil without one).
+	external *mqtt.ExternalConfig
+}
+
+// brokerRef is the broker the generations publish on and subscribe to.
+type brokerRef struct{ b atomic.Value } // of brokerBox
+
+type brokerBox struct{ mqtt.Broker }
 
 var errNoBroker = errors.New("the MQTT broker is not running")
 
-func (b *brokerRef) Publish(ctx context.Context, m *mqtt.Message) error {
-	if b.Broker == nil {
+func (r *brokerRef) get() mqtt.Broker {
+	if b, ok := r.b.Load().(brokerBox); ok {
+		return b.Broker
+	}
+	return nil
+}
+
+func (r *brokerRef) set(b mqtt.Broker) { r.b.Store(brokerBox{b}) }
+
+func (r *brokerRef) Publish(ctx context.Context, m *mqtt.Message) error {
+	b := r.get()
+	if b == nil {
 		return errNoBroker
 	}
-	return b.Broker.Publish(ctx, m)
+	return b.Publish(ctx, m)
 }
 
-func (b *brokerRef) Subscribe(ctx context.Context, filter string, fn func(*mqtt.Message)) (func(), error) {
-	if b.Broker == nil {
+// Close does nothing: the broker is the process's, closed when serving
+// ends.
+func (r *brokerRef) Close() error { return nil }
+
+func (r *brokerRef) Subscribe(ctx context.Context, filter string, fn func(*mqtt.Message)) (func(), error) {
+	b := r.get()
+	if b == nil {
 		return nil, errNoBroker
 	}
-	return b.Broker.Subscribe(ctx, filter, fn)
+	return b.Subscribe(ctx, filter, fn)
 }
 
-// mqttParts returns the generation's MQTT parts, creating them.
-func (g *gateway) mqttParts(cfg *Config) *mqttParts {
-	if g.mqtt == nil {
-		g.mqtt = &mqttParts{broker: &brokerRef{}, state: mqtt.NewState(cfg.MQTT.MaxStateTopics, nil)}
+// mqttParts returns the generation's MQTT parts, creating them: the broker
+// reference and the state store come from the pool, shared by the
+// generations of one process.
+func (g *builder) mqttParts() (*mqttParts, error) {
+	if g.mqtt != nil {
+		return g.mqtt, nil
 	}
-	return g.mqtt
+	ref, err := g.pool.acquire(g.cfg, "mqtt broker", nil, func(*poolEnv) (any, func(), error) { return &brokerRef{}, nil, nil })
+	if err != nil {
+		return nil, err
+	}
+	g.held = append(g.held, ref)
+	st, err := g.pool.acquire(g.cfg, "mqtt state", g.cfg.MQTT.MaxStateTopics, func(*poolEnv) (any, func(), error) {
+		return mqtt.NewState(g.cfg.MQTT.MaxStateTopics, nil), nil, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.held = append(g.held, st)
+	g.mqtt = &mqttParts{broker: ref.value.(*brokerRef), state: st.value.(*mqtt.State)}
+	return g.mqtt, nil
 }
 
-// checkMQTT validates the broker configuration.
-func checkMQTT(cfg *Config) error {
+// checkMQTTSettings validates the broker configuration and reads every
+// file it names (password files, certificates, keys).
+func (g *builder) checkMQTTSettings() error {
+	cfg := g.cfg
 	m := &cfg.MQTT
+	if cfg.Listen.MQTT == "" && m.Broker == nil {
+		return nil
+	}
 	if bc := m.Broker; bc != nil {
 		if cfg.Listen.MQTT != "" {
 			return fmt.Errorf("set listen.mqtt (the embedded broker) or mqtt.broker, not both")
@@ -191,31 +237,73 @@ func checkMQTT(cfg *Config) error {
 		if bc.Version != 0 && bc.Version != 4 && bc.Version != 5 {
 			return fmt.Errorf("mqtt.broker.version %d: want 5 or 4 (3.1.1)", bc.Version)
 		}
+		ec := &mqtt.ExternalConfig{
+			URL: bc.URL, Version: bc.Version, ClientID: bc.ClientID, Username: bc.Username,
+			ShareGroup: bc.ShareGroup, Workers: bc.Workers, SessionExpiry: time.Duration(bc.SessionExpiry),
+		}
+		if bc.PasswordFile != "" {
+			pw, err := os.ReadFile(cfg.path(bc.PasswordFile))
+			if err != nil {
+				return fmt.Errorf("mqtt.broker.password_file: %w", err)
+			}
+			ec.Password = strings.TrimSpace(string(pw))
+		}
+		if bc.TLS != nil {
+			t, err := clientTLS(cfg.path, bc.TLS)
+			if err != nil {
+				return fmt.Errorf("mqtt.broker.tls: %w", err)
+			}
+			ec.TLS = t
+		}
+		g.mqttSettings = &mqttSettings{external: ec}
 		return nil
 	}
 	if m.PasswordFile == "" && !m.AllowAnonymous && (m.TLS == nil || m.TLS.ClientCAFile == "") {
 		return fmt.Errorf("the embedded broker admits no device: set mqtt.password_file, mqtt.tls.client_ca_file or mqtt.allow_anonymous: true")
 	}
+	s := &mqttSettings{embedded: &mqtt.EmbeddedConfig{
+		Addr: cfg.Listen.MQTT, WebSocketAddr: m.WebSocket, MaxPacketBytes: uint32(m.MaxPacketBytes),
+		MaxClients: m.MaxClients, Subscribe: m.Subscribe,
+	}}
 	if m.PasswordFile != "" {
-		if _, err := mqtt.LoadPasswords(cfg.path(m.PasswordFile)); err != nil {
+		pw, err := mqtt.LoadPasswords(cfg.path(m.PasswordFile))
+		if err != nil {
 			return fmt.Errorf("mqtt.password_file: %w", err)
 		}
+		s.passwords = pw
 	}
+	if t := m.TLS; t != nil {
+		cert, err := tls.LoadX509KeyPair(cfg.path(t.CertFile), cfg.path(t.KeyFile))
+		if err != nil {
+			return fmt.Errorf("mqtt.tls: %w", err)
+		}
+		s.embedded.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if t.ClientCAFile != "" {
+			pem, err := os.ReadFile(cfg.path(t.ClientCAFile))
+			if err != nil {
+				return fmt.Errorf("mqtt.tls.client_ca_file: %w", err)
+			}
+			s.embedded.TLS.ClientCAs = x509.NewCertPool()
+			if !s.embedded.TLS.ClientCAs.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("mqtt.tls.client_ca_file: no certificates found")
+			}
+			s.embedded.TLS.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	g.mqttSettings = s
 	return nil
 }
 
 // addMQTTRoute adds an uplink rule, a downlink command route or a state
 // route.
-func (g *gateway) addMQTTRoute(cfg *Config, rc *RouteConfig, services map[string]*ServiceConfig) error {
-	if cfg.Listen.MQTT == "" && cfg.MQTT.Broker == nil {
+func (g *builder) addMQTTRoute(rc *RouteConfig, services map[string]*ServiceConfig) error {
+	if g.mqttSettings == nil {
 		return fmt.Errorf("MQTT routes need listen.mqtt (the embedded broker) or mqtt.broker")
 	}
-	if g.mqtt == nil {
-		if err := checkMQTT(cfg); err != nil {
-			return err
-		}
+	p, err := g.mqttParts()
+	if err != nil {
+		return err
 	}
-	p := g.mqttParts(cfg)
 	n := 0
 	for _, s := range []string{rc.MQTT, rc.Publish, rc.State, rc.Watch} {
 		if s != "" {
@@ -226,13 +314,12 @@ func (g *gateway) addMQTTRoute(cfg *Config, rc *RouteConfig, services map[string
 		return fmt.Errorf("a route has one of mqtt, publish, state, watch")
 	}
 	if rc.MQTT != "" {
-		return g.addUplinkRule(cfg, rc, services)
+		return g.addUplinkRule(rc, services)
 	}
 	// A downlink or state route with a call serves that method over gRPC
 	// (and gRPC-Web, Connect, WebSocket), and over REST when it has a path.
 	var md protoreflect.MethodDescriptor
 	var method, path string
-	var err error
 	if rc.Call != "" && rc.Watch == "" {
 		if md, err = g.lookupMethod(rc.Call); err != nil {
 			return err
@@ -259,7 +346,7 @@ func (g *gateway) addMQTTRoute(cfg *Config, rc *RouteConfig, services map[string
 		var pub *mqtt.Publisher
 		pub, err = mqtt.NewPublisher(p.broker, mqtt.PublishConfig{
 			Topic: rc.Publish, QoS: qos, Retain: rc.Retain, Wait: time.Duration(rc.Wait), Reply: rc.Reply,
-			MaxPending: cfg.MQTT.MaxPendingReplies, Method: md, Resolver: g.schema.Types(),
+			MaxPending: g.cfg.MQTT.MaxPendingReplies, Method: md, Resolver: g.schema.Types(),
 		})
 		if err == nil {
 			p.deviceFilters = append(p.deviceFilters, pub.ReplyFilter())
@@ -281,25 +368,30 @@ func (g *gateway) addMQTTRoute(cfg *Config, rc *RouteConfig, services map[string
 		return err
 	}
 	if md != nil {
-		return g.addDownlinkMethod(cfg, rc, services, md, method, path, inv)
+		return g.addDownlinkMethod(rc, services, md, method, path, inv)
 	}
 	tmpl, err := translate.ParseTemplate(path)
 	if err != nil {
 		return err
 	}
-	return g.table.Add(&router.Route{
+	r := &router.Route{
 		HTTPMethod: method, Template: tmpl, Target: target, Upstream: "mqtt",
-		Invoker: inv, Timeout: time.Duration(rc.Timeout), Handler: router.Dispatch,
-	})
+		Invoker: inv, Timeout: time.Duration(rc.Timeout),
+	}
+	if err := g.routes.HTTP.Add(r); err != nil {
+		return err
+	}
+	g.use(r, rc, "REST "+method+" "+tmpl.Source)
+	return nil
 }
 
 // addDownlinkMethod serves md, a downlink or state route's method, with inv:
 // over gRPC, gRPC-Web, Connect and WebSocket, and over REST at method and
 // path, or else at POST /package.Service/Method as a service's methods
 // without an HTTP rule are.
-func (g *gateway) addDownlinkMethod(cfg *Config, rc *RouteConfig, services map[string]*ServiceConfig, md protoreflect.MethodDescriptor, method, path string, inv router.Invoker) error {
-	name := "/" + string(md.Parent().FullName()) + "/" + string(md.Name())
-	if g.methods[name] != nil {
+func (g *builder) addDownlinkMethod(rc *RouteConfig, services map[string]*ServiceConfig, md protoreflect.MethodDescriptor, method, path string, inv router.Invoker) error {
+	name := methodPath(md)
+	if g.routes.Methods[name] != nil {
 		return fmt.Errorf("call %q: the method is already served", rc.Call)
 	}
 	svc := ServiceConfig{Name: string(md.Parent().FullName())}
@@ -308,7 +400,7 @@ func (g *gateway) addDownlinkMethod(cfg *Config, rc *RouteConfig, services map[s
 	}
 	svc.Upstream = "mqtt"
 	timeout := time.Duration(rc.Timeout)
-	if err := g.addMethod(cfg, md, &svc, inv, timeout); err != nil {
+	if err := g.addMethod(md, &svc, "mqtt", inv, timeout, rc); err != nil {
 		return err
 	}
 	if path == "" {
@@ -318,15 +410,20 @@ func (g *gateway) addDownlinkMethod(cfg *Config, rc *RouteConfig, services map[s
 	if body == "" && method != "GET" && method != "DELETE" {
 		body = "*"
 	}
-	b, err := translate.NewBinding(md, method, path, body, rc.ResponseBody, jsonOptions(cfg, &svc), g.schema.Types())
+	b, err := translate.NewBinding(md, method, path, body, rc.ResponseBody, g.jsonOptions(&svc), g.schema.Types())
 	if err != nil {
 		return err
 	}
-	return g.table.Add(grpcRoute(b, md, "mqtt", inv, timeout))
+	r := grpcRoute(b, md, "mqtt", inv, timeout)
+	if err := g.routes.HTTP.Add(r); err != nil {
+		return err
+	}
+	g.use(r, rc, "REST "+method+" "+b.Template.Source)
+	return nil
 }
 
 // addWatchRoute adds a GET streaming the messages of a topic filter.
-func (g *gateway) addWatchRoute(rc *RouteConfig, method, path string) error {
+func (g *builder) addWatchRoute(rc *RouteConfig, method, path string) error {
 	if method != "GET" {
 		return fmt.Errorf("a watch route is a get")
 	}
@@ -352,22 +449,27 @@ func (g *gateway) addWatchRoute(rc *RouteConfig, method, path string) error {
 	if err != nil {
 		return err
 	}
-	return g.table.Add(&router.Route{
+	r := &router.Route{
 		HTTPMethod: method, Template: b.Template, Binding: b, Method: md, Target: rc.Watch, Upstream: "mqtt",
-		Invoker: mqtt.NewWatcher(g.mqtt.broker, rc.Watch, md), Handler: router.Dispatch,
-	})
+		Invoker: mqtt.NewWatcher(g.mqtt.broker, rc.Watch, md),
+	}
+	if err := g.routes.HTTP.Add(r); err != nil {
+		return err
+	}
+	g.keyed(r, rc, "REST watch "+method+" "+b.Template.Source)
+	return nil
 }
 
 // addUplinkRule compiles an uplink rule onto its gRPC method, its HTTP
 // upstream, or its aggregate (cmd/rosetta/aggregate.go).
-func (g *gateway) addUplinkRule(cfg *Config, rc *RouteConfig, services map[string]*ServiceConfig) error {
+func (g *builder) addUplinkRule(rc *RouteConfig, services map[string]*ServiceConfig) error {
 	if rc.Aggregate != nil {
-		return g.addAggregateRule(cfg, rc)
+		return g.addAggregateRule(rc)
 	}
 	if rc.Call == "" {
-		return g.addHTTPUplinkRule(cfg, rc)
+		return g.addHTTPUplinkRule(rc)
 	}
-	c, err := g.resolveCall(cfg, rc, services)
+	c, err := g.resolveCall(rc, services)
 	if err != nil {
 		return err
 	}
@@ -375,25 +477,26 @@ func (g *gateway) addUplinkRule(cfg *Config, rc *RouteConfig, services map[strin
 	if md.IsStreamingClient() || md.IsStreamingServer() {
 		return fmt.Errorf("call %q: an MQTT rule calls a unary method", rc.Call)
 	}
-	rcfg := ruleConfig(cfg, rc)
-	rcfg.Method, rcfg.JSON, rcfg.Resolver = md, jsonOptions(cfg, svc), g.schema.Types()
+	rcfg := g.ruleConfig(rc)
+	rcfg.Method, rcfg.JSON, rcfg.Resolver = md, g.jsonOptions(svc), g.schema.Types()
 	rule, err := mqtt.NewRule(rcfg)
 	if err != nil {
 		return err
 	}
 	rule.Route = grpcRoute(rule.Binding, md, c.upstream, c.invoker, c.timeout)
 	g.mqtt.rules = append(g.mqtt.rules, rule)
+	g.use(rule.Route, rc, "MQTT "+rule.Filter)
 	return nil
 }
 
 // addHTTPUplinkRule compiles an uplink rule onto a plain HTTP upstream:
 // the payload is the request body, sent to rewrite's method and path.
-func (g *gateway) addHTTPUplinkRule(cfg *Config, rc *RouteConfig) error {
-	up := cfg.Upstreams[rc.Upstream]
+func (g *builder) addHTTPUplinkRule(rc *RouteConfig) error {
+	up := g.cfg.Upstreams[rc.Upstream]
 	if up == nil || up.HTTP == nil || rc.Rewrite == nil || rc.Rewrite.Path == "" {
 		return fmt.Errorf("mqtt %q: an uplink rule needs call: package.Service/Method, or an http upstream with rewrite: {method, path}", rc.MQTT)
 	}
-	rule, err := mqtt.NewRule(ruleConfig(cfg, rc))
+	rule, err := mqtt.NewRule(g.ruleConfig(rc))
 	if err != nil {
 		return err
 	}
@@ -407,15 +510,17 @@ func (g *gateway) addHTTPUplinkRule(cfg *Config, rc *RouteConfig) error {
 	}
 	rule.Route = &router.Route{
 		HTTPMethod: "MQTT", Template: rule.Template, Target: method + " " + rc.Rewrite.Path, Upstream: rc.Upstream,
-		Invoker: g.upstreams[rc.Upstream], Timeout: timeout, Handler: router.Dispatch,
+		Invoker: g.upstreams[rc.Upstream], Timeout: timeout,
 	}
 	g.mqtt.rules = append(g.mqtt.rules, rule)
+	g.use(rule.Route, rc, "MQTT "+rule.Filter)
 	return nil
 }
 
 // ruleConfig is the part of an uplink rule's configuration that does not
 // depend on its upstream.
-func ruleConfig(cfg *Config, rc *RouteConfig) mqtt.RuleConfig {
+func (g *builder) ruleConfig(rc *RouteConfig) mqtt.RuleConfig {
+	cfg := g.cfg
 	rcfg := mqtt.RuleConfig{
 		Filter: rc.MQTT, Payload: mqtt.Payload(rc.Payload), Body: rc.Body,
 		Reply: rc.Reply, DeadLetter: rc.DeadLetter, Owner: rc.Owner, QoS: 1,
@@ -430,188 +535,4 @@ func ruleConfig(cfg *Config, rc *RouteConfig) mqtt.RuleConfig {
 		rcfg.Retry = mqtt.Retry{Attempts: r.Attempts, Backoff: time.Duration(r.Backoff), MaxBackoff: time.Duration(r.MaxBackoff)}
 	}
 	return rcfg
-}
-
-// mqttRouteRows lists the uplink rules as rows of the route table: MQTT,
-// the topic filter, the target, the upstream.
-func mqttRouteRows(g *gateway) []routeRow {
-	if g.mqtt == nil {
-		return nil
-	}
-	var rows []routeRow
-	for _, r := range g.mqtt.rules {
-		target := r.Route.Target
-		if r.Route.Method != nil {
-			target = string(r.Route.Method.FullName())
-		}
-		rows = append(rows, routeRow{Method: "MQTT", Template: r.Filter, Target: target, Upstream: r.Route.Upstream})
-	}
-	return rows
-}
-
-// startMQTT starts the generation's broker (embedded or external) and the
-// bridge; the returned function stops them.
-func startMQTT(ctx context.Context, cfg *Config, g *gateway, logger *slog.Logger) (func(), error) {
-	if cfg.Listen.MQTT == "" && cfg.MQTT.Broker == nil {
-		return func() {}, nil
-	}
-	if err := checkMQTT(cfg); err != nil {
-		return nil, err
-	}
-	p := g.mqttParts(cfg)
-	p.bridge = mqtt.NewBridge(p.rules, p.broker, mqtt.BridgeOptions{
-		Resolver: g.schema.Types(), DeadLetter: cfg.MQTT.DeadLetter, ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: logger,
-	})
-	var br mqtt.Broker
-	if bc := cfg.MQTT.Broker; bc != nil {
-		ext, err := dialBroker(ctx, cfg, bc, p, logger)
-		if err != nil {
-			return nil, err
-		}
-		br = ext
-		logger.Info("mqtt bridge connected", "broker", bc.URL, "rules", len(p.rules))
-	} else {
-		emb, err := embeddedBroker(cfg, p, logger)
-		if err != nil {
-			return nil, err
-		}
-		if err := emb.Serve(); err != nil {
-			return nil, err
-		}
-		br = emb
-		logger.Info("serving", "mqtt", emb.Addr(), "rules", len(p.rules))
-	}
-	p.broker.Broker = br
-	for _, f := range p.stateFilters {
-		if _, err := br.Subscribe(ctx, f, p.state.Observe); err != nil {
-			br.Close()
-			return nil, fmt.Errorf("mqtt state %s: %w", f, err)
-		}
-	}
-	return func() {
-		if err := br.Close(); err != nil {
-			logger.Warn("mqtt broker close", "error", err)
-		}
-	}, nil
-}
-
-func dialBroker(ctx context.Context, cfg *Config, bc *MQTTBrokerConfig, p *mqttParts, logger *slog.Logger) (*mqtt.External, error) {
-	ec := mqtt.ExternalConfig{
-		URL: bc.URL, Version: bc.Version, ClientID: bc.ClientID, Username: bc.Username,
-		ShareGroup: bc.ShareGroup, Workers: bc.Workers, SessionExpiry: time.Duration(bc.SessionExpiry), Logger: logger,
-	}
-	if bc.PasswordFile != "" {
-		pw, err := os.ReadFile(cfg.path(bc.PasswordFile))
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.broker.password_file: %w", err)
-		}
-		ec.Password = strings.TrimSpace(string(pw))
-	}
-	if bc.TLS != nil {
-		t, err := clientTLS(cfg, bc.TLS)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.broker.tls: %w", err)
-		}
-		ec.TLS = t
-	}
-	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	return mqtt.DialExternal(dctx, ec, p.bridge.Filters(), p.bridge.Uplink)
-}
-
-func embeddedBroker(cfg *Config, p *mqttParts, logger *slog.Logger) (*mqtt.Embedded, error) {
-	ec := mqtt.EmbeddedConfig{
-		Addr: cfg.Listen.MQTT, WebSocketAddr: cfg.MQTT.WebSocket, MaxPacketBytes: uint32(cfg.MQTT.MaxPacketBytes),
-		MaxClients: cfg.MQTT.MaxClients, Subscribe: cfg.MQTT.Subscribe, Logger: logger,
-		Passthrough: func(topic string) bool {
-			if p.bridge.Matches(topic) {
-				return false
-			}
-			for _, f := range p.deviceFilters {
-				if mqtt.MatchFilter(f, topic) {
-					return true
-				}
-			}
-			return false
-		},
-	}
-	if cfg.MQTT.PasswordFile != "" {
-		pw, err := mqtt.LoadPasswords(cfg.path(cfg.MQTT.PasswordFile))
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.password_file: %w", err)
-		}
-		ec.Authenticate = func(s *mqtt.Sender) bool { return pw.Check(s.Username, s.Password) }
-	}
-	if t := cfg.MQTT.TLS; t != nil {
-		cert, err := tls.LoadX509KeyPair(cfg.path(t.CertFile), cfg.path(t.KeyFile))
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.tls: %w", err)
-		}
-		ec.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		if t.ClientCAFile != "" {
-			pem, err := os.ReadFile(cfg.path(t.ClientCAFile))
-			if err != nil {
-				return nil, fmt.Errorf("mqtt.tls.client_ca_file: %w", err)
-			}
-			ec.TLS.ClientCAs = x509.NewCertPool()
-			if !ec.TLS.ClientCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("mqtt.tls.client_ca_file: no certificates found")
-			}
-			ec.TLS.ClientAuth = tls.RequireAndVerifyClientCert
-		}
-	}
-	return mqtt.NewEmbedded(ec, p.bridge.Uplink)
-}
-
-// demoIoT registers the IoT example's DeviceService on srv (served at
-// grpcAddr, before it serves) and adds its MQTT rules and REST routes, with
-// the embedded broker on 127.0.0.1:1883 (or a free port when that one is
-// taken), to cfg.
-func demoIoT(srv *grpc.Server, grpcAddr string, cfg *Config) error {
-	iot.Register(srv)
-	ic, err := ParseConfig(iot.Config)
-	if err != nil {
-		return fmt.Errorf("examples/iot/rosetta.yaml: %w", err)
-	}
-	ic.Upstreams["iot"].GRPC.Targets = []string{grpcAddr}
-	for name, up := range ic.Upstreams {
-		cfg.Upstreams[name] = up
-	}
-	cfg.Services = append(cfg.Services, ic.Services...)
-	cfg.Routes = append(cfg.Routes, ic.Routes...)
-	cfg.MQTT = ic.MQTT
-	cfg.Listen.MQTT = ic.Listen.MQTT
-	if ln, err := net.Listen("tcp", cfg.Listen.MQTT); err == nil {
-		ln.Close()
-	} else {
-		cfg.Listen.MQTT = "127.0.0.1:0"
-	}
-	return nil
-}
-
-// demoIoTTry is what the demo suggests trying with MQTT devices.
-func demoIoTTry(base string, g *gateway) string {
-	emb, ok := g.mqtt.broker.Broker.(*mqtt.Embedded)
-	if !ok {
-		return ""
-	}
-	host, port, _ := net.SplitHostPort(emb.Addr())
-	pub := fmt.Sprintf("mosquitto_pub -h %s -p %s -V mqttv5 -q 1", host, port)
-	return fmt.Sprintf(`
-MQTT: devices connect to the embedded broker at %[1]s (MQTT 3.1.1 and 5);
-each telemetry message becomes a call of example.iot.v1.DeviceService/Record:
-  mosquitto_sub -h %[2]s -p %[3]s -V mqttv5 -u dev-1 -t 'devices/dev-1/#' -v &   # the device's own topics (mqtt.subscribe lets it read only those)
-  %[4]s -u dev-1 -t devices/dev-1/telemetry -m '{"id":"m1","reading":{"temperature":21.5,"humidity":40}}'
-  curl -s %[5]s/v1/devices/dev-1              # what the gRPC service recorded
-  curl -s -i %[5]s/v1/devices/dev-1/telemetry   # the last telemetry message
-  curl -s -N -H 'Accept: text/event-stream' %[5]s/v1/devices/dev-1/events &   # every message on devices/dev-1/#, as it comes
-  %[4]s -u dev-1 -t devices/dev-1/telemetry -m '{"reading":{"temperature":900}}'   # the error, a google.rpc.Status, on devices/dev-1/reply
-  %[4]s -u dev-1 -t devices/dev-1/telemetry -m 'not json' -d   # PUBACK reason 153 (payload format invalid)
-  %[4]s -u dev-2 -t devices/dev-1/telemetry -m '{}' -d         # PUBACK reason 135 (not its own topic)
-  %[4]s -u dev-1 -t devices/dev-1/logs -m 'raw log bytes'      # raw bytes into UploadRequest.data
-  mosquitto_pub -h %[2]s -p %[3]s -V mqttv311 -u dev-1 -q 1 -t devices/dev-1/telemetry -m 'oops'   # MQTT 3.1.1: dead-lettered on devices/dev-1/dead-letter
-  curl -s -X POST %[5]s/v1/devices/dev-1/commands -d '{"led":"on"}'   # a command, published on devices/dev-1/commands
-  curl -s -i -X POST '%[5]s/v1/devices/dev-1/commands:call?wait=2s' -d '{"led":"on"}'   # waits for the device's reply: 504 when none comes
-  grpcurl -plaintext -import-path proto -proto example/iot/v1/iot.proto -d '{"device_id":"dev-1","name":"reboot"}' %[6]s example.iot.v1.DeviceCommands/Call   # the same over gRPC
-`, emb.Addr(), host, port, pub, base, strings.TrimPrefix(base, "http://"))
 }

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bytes"
@@ -7,10 +7,16 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/rosettagw/rosetta/security"
+	"github.com/rosettagw/rosetta/security/identity"
+	"github.com/rosettagw/rosetta/security/limits"
+	"github.com/rosettagw/rosetta/security/servertls"
 )
 
 // Config is the whole configuration file.
@@ -22,10 +28,9 @@ type Config struct {
 	Routes    []RouteConfig        `yaml:"routes"`
 	HTTP      HTTPConfig           `yaml:"http"`
 	WebSocket WebSocketConfig      `yaml:"websocket"`
-	GRPCWeb   GRPCWebConfig        `yaml:"grpc_web"`
 	MQTT      MQTTConfig           `yaml:"mqtt"`
-	// Policies are the named security policies (cmd/rosetta/security.go),
-	// referenced by services, routes and security.policies.
+	// Policies are the named security policies, referenced by services,
+	// routes and security.policies.
 	Policies map[string]*PolicyConfig `yaml:"policies"`
 	Security SecurityConfig           `yaml:"security"`
 	Redis    RedisConfig              `yaml:"redis"`
@@ -35,17 +40,143 @@ type Config struct {
 	// saves its CPU under heavy load.
 	AccessLog *bool `yaml:"access_log"`
 
+	// Reload configures live reload.
+	Reload ReloadConfig `yaml:"reload"`
+
 	// dir is the directory of the config file; relative paths resolve there.
 	dir string
+	// file is the configuration file ("" when parsed from bytes).
+	file string
+	// files records the files the configuration names, as Build resolves
+	// them.
+	files map[string]bool
+}
+
+// ReloadConfig configures live reload.
+type ReloadConfig struct {
+	// Watch reloads when the configuration file, or a file it names,
+	// changes (default true).
+	Watch *bool `yaml:"watch"`
+	// Debounce is how long changes must settle before a reload (default
+	// 500ms).
+	Debounce Duration `yaml:"debounce"`
+	// ReflectionInterval, when set, rebuilds the generation that often to
+	// refresh schemas fetched by server reflection.
+	ReflectionInterval Duration `yaml:"reflection_interval"`
+}
+
+// SecurityConfig is the security section: what applies to every route and
+// to the HTTP listener.
+type SecurityConfig struct {
+	// Policies names the policies every method runs, before its own.
+	Policies []string `yaml:"policies"`
+	// TrustedProxies are the prefixes of the proxies whose Forwarded and
+	// X-Forwarded-For headers are believed.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// IdentityHeaders maps upstream metadata keys to identity fields
+	// ("subject", "method", "scopes", "claim:NAME"); clients' copies of
+	// these keys are dropped on every route.
+	IdentityHeaders identity.Config `yaml:"identity_headers"`
+	// TLS makes the HTTP listener speak TLS, optionally with client
+	// certificates.
+	TLS *servertls.Config `yaml:"tls"`
+	// Limits bound the URL and headers of HTTP requests.
+	Limits limits.Config `yaml:"limits"`
+}
+
+// PolicyConfig is one named policy of the policies section: one key, the
+// policy's kind (jwt, api_key, mtls, authorize, ip_filter, cors,
+// rate_limit: every kind a security package registers), holding that
+// kind's configuration, decoded as strictly as the rest of the file.
+type PolicyConfig struct {
+	// Kind is the policy's kind.
+	Kind string
+	// Config is the kind's decoded configuration (a pointer to its Config
+	// type).
+	Config any
+	// err is why the entry names no kind; Build reports it with the
+	// policy's name.
+	err error
+}
+
+// UnmarshalYAML decodes the policy through its kind's configuration type.
+// It takes the decoder's own unmarshal function so that unknown keys are
+// refused with their line, as everywhere in the file.
+func (p *PolicyConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	var keys map[string]yaml.Node
+	if err := unmarshal(&keys); err != nil {
+		return err
+	}
+	kinds := strings.Join(security.KindNames(), ", ")
+	if len(keys) != 1 {
+		p.err = fmt.Errorf("set exactly one of %s", kinds)
+		return nil
+	}
+	for name, node := range keys {
+		kind, ok := security.LookupKind(name)
+		if !ok {
+			p.err = fmt.Errorf("line %d: unknown policy kind %q (want one of %s)", node.Line, name, kinds)
+			return nil
+		}
+		cfg := kind.Config()
+		holder := reflect.New(reflect.StructOf([]reflect.StructField{{
+			Name: "V", Type: reflect.TypeOf(cfg), Tag: reflect.StructTag(`yaml:"` + name + `"`),
+		}}))
+		holder.Elem().Field(0).Set(reflect.ValueOf(cfg))
+		if err := unmarshal(holder.Interface()); err != nil {
+			return err
+		}
+		p.Kind, p.Config = name, holder.Elem().Field(0).Interface()
+	}
+	return nil
+}
+
+// RedisConfig is the redis section: the Redis shared by the gateways (rate
+// limits with store: redis).
+type RedisConfig struct {
+	Addr string `yaml:"addr"`
+	// PasswordFile holds the password (the file, not the config, holds the
+	// secret).
+	PasswordFile string `yaml:"password_file"`
+	DB           int    `yaml:"db"`
+	// Timeout bounds one rate-limit decision (default 100ms); a slower
+	// Redis counts as unreachable.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// ValidationConfig switches the enforcement of the schema's own buf.validate
+// rules for a service or a route.
+type ValidationConfig struct {
+	// Requests checks request messages before the upstream sees them
+	// (default true wherever the schema declares rules).
+	Requests *bool `yaml:"requests"`
+	// Responses checks upstream responses: "" (off), "log" (log and count)
+	// or "fail" (log, count and answer INTERNAL). Meant for test
+	// environments.
+	Responses string `yaml:"responses"`
+}
+
+// WebSocketConfig configures the WebSocket ingress (the websocket key).
+// Which origins may open sockets is the methods' cors policy's business.
+type WebSocketConfig struct {
+	// Prefix is the path prefix of the methods (default /ws): a method is
+	// at PREFIX/package.Service/Method.
+	Prefix       string   `yaml:"prefix"`
+	PingInterval Duration `yaml:"ping_interval"`
+	IdleTimeout  Duration `yaml:"idle_timeout"`
+	MaxMessage   ByteSize `yaml:"max_message_bytes"`
+	// AllowQueryToken accepts a bearer token in the access_token query
+	// parameter (default false: such a request is refused).
+	AllowQueryToken bool `yaml:"allow_query_token"`
 }
 
 // Listen names the listeners' addresses.
 type Listen struct {
 	HTTP string `yaml:"http"`
-	// MQTT is the embedded MQTT broker's address (cmd/rosetta/mqtt.go).
+	// MQTT is the embedded MQTT broker's address.
 	MQTT string `yaml:"mqtt"`
-	// Admin is the address of health, readiness, route and metrics
-	// endpoints (cmd/rosetta/admin.go); off when empty.
+	// Admin is the address of health, readiness, route, reload and metrics
+	// endpoints; off when empty.
 	Admin string `yaml:"admin"`
 }
 
@@ -136,19 +267,20 @@ type RouteConfig struct {
 	Upstream string       `yaml:"upstream"`
 	Rewrite  *RewriteSpec `yaml:"rewrite"`
 	Timeout  Duration     `yaml:"timeout"`
-	// Policies names the route's security policies, run after its
-	// service's.
+	// Policies names security policies of the method the route calls:
+	// they guard the method however it is reached, not only by this route.
 	Policies []string `yaml:"policies"`
-	// Validation overrides the service's buf.validate switch.
+	// Validation switches buf.validate enforcement of the method the
+	// route calls (a method has one setting: its service's and its
+	// routes' must agree).
 	Validation *ValidationConfig `yaml:"validation"`
-	// Aggregate composes the route from several upstream calls
-	// (cmd/rosetta/aggregate.go).
+	// Aggregate composes the route from several upstream calls.
 	Aggregate *AggregateConfig `yaml:"aggregate"`
 	// WebSocket is an aggregate route's WebSocket path, under the
-	// WebSocket prefix (cmd/rosetta/aggregate.go).
+	// WebSocket prefix.
 	WebSocket string `yaml:"websocket"`
 	// MQTTRouteConfig makes the route an MQTT uplink rule, downlink
-	// command or state route (cmd/rosetta/mqtt.go).
+	// command or state route.
 	MQTTRouteConfig `yaml:",inline"`
 }
 
@@ -209,6 +341,9 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	cfg.dir = filepath.Dir(path)
+	if abs, err := filepath.Abs(path); err == nil {
+		cfg.file = abs
+	}
 	return cfg, nil
 }
 
@@ -224,12 +359,22 @@ func ParseConfig(data []byte) (*Config, error) {
 	return cfg, nil
 }
 
-// path resolves p relative to the config file's directory.
+// path resolves p relative to the config file's directory and records it
+// as a file of the configuration.
 func (c *Config) path(p string) string {
-	if p == "" || filepath.IsAbs(p) {
+	if p == "" {
 		return p
 	}
-	return filepath.Join(c.dir, p)
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(c.dir, p)
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	if c.files != nil {
+		c.files[p] = true
+	}
+	return p
 }
 
 // methodPath returns the route's HTTP method and path template.

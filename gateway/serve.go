@@ -1,0 +1,324 @@
+package gateway
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/security/cors"
+	"github.com/rosettagw/rosetta/security/limits"
+	"github.com/rosettagw/rosetta/transports/admin"
+	"github.com/rosettagw/rosetta/transports/grpcserver"
+	"github.com/rosettagw/rosetta/transports/grpcweb"
+	"github.com/rosettagw/rosetta/transports/rest"
+	"github.com/rosettagw/rosetta/transports/websocket"
+)
+
+// ServeOptions configure Serve.
+type ServeOptions struct {
+	// File is the configuration file, read again by each reload ("": no
+	// reload).
+	File string
+	// Logger receives the log; "access" records are one per call.
+	Logger *slog.Logger
+	// Reload asks for a reload each time it receives (SIGHUP).
+	Reload <-chan struct{}
+	// Ready is called once every listener serves, with the HTTP
+	// listener's address and the serving generation.
+	Ready func(httpAddr string, g *Generation)
+}
+
+// Serve runs the gateway cfg describes until ctx ends, then stops accepting
+// and drains the calls in flight for shutdown_timeout. It reloads the
+// configuration on opts.Reload, on POST /admin/reload and, unless
+// reload.watch is false, when the configuration file or a file it names
+// changes.
+func Serve(ctx context.Context, cfg *Config, opts ServeOptions) error {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var metrics *admin.Metrics
+	if cfg.Listen.Admin != "" {
+		metrics = admin.NewMetrics()
+	}
+	live, err := NewLive(ctx, cfg, LiveOptions{File: opts.File, Logger: logger, Metrics: metrics})
+	if err != nil {
+		return err
+	}
+	defer live.Close()
+	first := live.Current()
+	adm, err := startAdmin(ctx, cfg.Listen.Admin, live, metrics, logger)
+	if err != nil {
+		return err
+	}
+	defer adm.stop()
+	ln, err := net.Listen("tcp", cmp.Or(cfg.Listen.HTTP, "127.0.0.1:8080"))
+	if err != nil {
+		return err
+	}
+	door := newFrontDoor(cfg, live, logger)
+	stopMQTT, err := startMQTT(ctx, live, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopMQTT()
+	stopWatch := watch(ctx, live, cfg, opts.Reload, logger)
+	defer stopWatch()
+	adm.markReady()
+	logger.Info("serving", "http", ln.Addr().String(), "generation", first.Seq, "routes", len(first.routes.HTTP.Routes()), "methods", len(first.routes.Methods))
+	if opts.Ready != nil {
+		opts.Ready(ln.Addr().String(), first)
+	}
+	drain := time.Duration(cfg.ShutdownTimeout)
+	err = serveHTTP(ctx, listener(ln, first.sec), door, drain, logger)
+	door.closeStreams(drain, logger)
+	return err
+}
+
+// listener bounds the connections per client and makes ln speak TLS, as
+// the security section configures.
+func listener(ln net.Listener, s *securityParts) net.Listener {
+	if n := s.limits.MaxConnsPerClient; n > 0 {
+		ln = limits.Listener(ln, n, nil)
+	}
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+	}
+	return ln
+}
+
+// serveHTTP serves h on ln (HTTP/1.1 and h2c) until ctx ends, then stops
+// accepting and waits up to drain for in-flight calls.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, drain time.Duration, logger *slog.Logger) error {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	protocols.SetHTTP2(true) // over TLS, when security.tls is set
+	srv := &http.Server{
+		Handler:           h,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	if drain <= 0 {
+		drain = 15 * time.Second
+	}
+	logger.Info("shutting down", "drain", drain)
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// genKey keys the generation a request runs on in its context.
+type genKey struct{}
+
+// routesOf returns the routes of the generation ctx holds, or else of the
+// serving one: what the ingresses read.
+func (l *Live) routesOf(ctx context.Context) *router.Routes {
+	if g, ok := ctx.Value(genKey{}).(*Generation); ok {
+		return g.routes
+	}
+	return l.Routes()
+}
+
+// frontDoor puts every ingress on one HTTP listener. For each request it
+// takes the serving generation (held until the request, a stream's whole
+// life included, ends), answers CORS preflights from the cors policy of the
+// method asked about, and chooses the ingress by the request: a WebSocket
+// upgrade, gRPC (HTTP/2 with application/grpc), gRPC-Web or Connect (by
+// Content-Type and Connect-Protocol-Version), or REST.
+type frontDoor struct {
+	live    *Live
+	rest    http.Handler
+	ws      *websocket.Handler
+	grpc    *grpcserver.Server
+	grpcWeb *grpcweb.Handler
+	inner   http.Handler // limits, then CORS, then the ingresses
+}
+
+// newFrontDoor builds the ingresses. Their settings are the listener's
+// and are read once, at start.
+func newFrontDoor(cfg *Config, live *Live, logger *slog.Logger) *frontDoor {
+	wc := cfg.WebSocket
+	maxBody := int(cfg.HTTP.MaxBodyBytes)
+	f := &frontDoor{
+		live: live,
+		rest: rest.New(live.routesOf, rest.Options{MaxBodyBytes: int64(maxBody), ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: accessLogger(cfg, logger)}),
+		ws: websocket.New(live.routesOf, websocket.Options{
+			Prefix: wc.Prefix, PingInterval: time.Duration(wc.PingInterval), IdleTimeout: time.Duration(wc.IdleTimeout),
+			MaxMessageBytes: int64(wc.MaxMessage), ForwardHeaders: cfg.HTTP.ForwardHeaders, Resolver: live.Routes().Resolver, Logger: accessLogger(cfg, logger),
+		}),
+		grpc:    grpcserver.New(live.routesOf, grpcserver.Options{MaxMessageBytes: maxBody, ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: accessLogger(cfg, logger)}),
+		grpcWeb: grpcweb.New(live.routesOf, grpcweb.Options{MaxMessageBytes: maxBody, ForwardHeaders: cfg.HTTP.ForwardHeaders, Resolver: live.Routes().Resolver, Logger: accessLogger(cfg, logger)}),
+	}
+	f.inner = limits.Handler(cors.Handler(http.HandlerFunc(f.dispatch), f.corsPolicy), cfg.Security.Limits)
+	return f
+}
+
+// accessLogger is the logger of the ingresses: without their "access"
+// records when access_log is off.
+func accessLogger(cfg *Config, logger *slog.Logger) *slog.Logger {
+	if cfg.AccessLog != nil && !*cfg.AccessLog {
+		return slog.New(withoutAccess{logger.Handler()})
+	}
+	return logger
+}
+
+// withoutAccess drops the per-call "access" records every ingress writes.
+type withoutAccess struct{ slog.Handler }
+
+func (h withoutAccess) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "access" {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h withoutAccess) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return withoutAccess{h.Handler.WithAttrs(attrs)}
+}
+
+func (h withoutAccess) WithGroup(name string) slog.Handler {
+	return withoutAccess{h.Handler.WithGroup(name)}
+}
+
+func (f *frontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, g := f.live.acquire()
+	defer h.release()
+	f.inner.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), genKey{}, g)))
+}
+
+// corsPolicy finds the cors policy of the method a request (or preflight)
+// asks for: SameOrigin for a route whose method has none, nil when no
+// route takes it.
+func (f *frontDoor) corsPolicy(method string, r *http.Request) *cors.Policy {
+	g := r.Context().Value(genKey{}).(*Generation)
+	var route *router.Route
+	if method == http.MethodPost || method == http.MethodGet {
+		route = g.routes.Methods[r.URL.Path]
+	}
+	if route == nil {
+		route = g.routes.HTTP.Lookup(method, r.URL.EscapedPath(), nil).Route
+	}
+	if route == nil {
+		return nil
+	}
+	if p := g.sec.cors[route]; p != nil {
+		return p
+	}
+	return cors.SameOrigin
+}
+
+func (f *frontDoor) dispatch(w http.ResponseWriter, r *http.Request) {
+	ct := r.Header.Get("Content-Type")
+	switch {
+	case f.ws.IsUpgrade(r):
+		f.ws.ServeHTTP(w, r)
+	case r.ProtoMajor == 2 && (ct == "application/grpc" || strings.HasPrefix(ct, "application/grpc+")):
+		f.grpc.ServeHTTP(w, r)
+	case f.grpcWeb.Handles(r):
+		f.grpcWeb.ServeHTTP(w, r)
+	default:
+		f.rest.ServeHTTP(w, r)
+	}
+}
+
+// closeStreams ends the WebSocket calls still open once the HTTP server has
+// drained (it does not track upgraded connections), waiting up to drain.
+func (f *frontDoor) closeStreams(drain time.Duration, logger *slog.Logger) {
+	if drain <= 0 {
+		drain = 15 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := f.ws.Shutdown(ctx); err != nil {
+		logger.Warn("WebSocket calls did not end in time", "err", err)
+	}
+}
+
+// adminServer serves the admin endpoints of listen.admin.
+type adminServer struct {
+	srv *http.Server
+	// ready is set once the gateway takes calls; readiness ends with the
+	// serve context, when draining starts.
+	ready atomic.Bool
+}
+
+// startAdmin serves the admin endpoints when addr is set; it returns nil
+// otherwise. /readyz answers 200 from markReady until ctx ends.
+func startAdmin(ctx context.Context, addr string, live *Live, metrics *admin.Metrics, logger *slog.Logger) (*adminServer, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	a := &adminServer{}
+	a.srv = &http.Server{
+		Handler: admin.New(admin.Options{
+			Metrics: metrics,
+			Ready:   func() bool { return a.ready.Load() && ctx.Err() == nil },
+			Routes:  func() any { return live.Current().Table() },
+			Reload: func(ctx context.Context) (any, error) {
+				err := live.Reload(ctx)
+				return live.Status(), err
+			},
+			Status: func() any { return live.Status() },
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      2 * time.Minute, // a reload may load schemas by reflection
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := a.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("admin listener failed", "error", err)
+		}
+	}()
+	logger.Info("serving", "admin", ln.Addr().String())
+	return a, nil
+}
+
+// markReady makes /readyz answer 200 (until the serve context ends).
+func (a *adminServer) markReady() {
+	if a != nil {
+		a.ready.Store(true)
+	}
+}
+
+// stop closes the admin listener and its connections.
+func (a *adminServer) stop() {
+	if a != nil {
+		a.srv.Close()
+	}
+}
