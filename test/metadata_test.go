@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/rosettagw/rosetta/examples/library"
 	libraryv1 "github.com/rosettagw/rosetta/proto/example/library/v1"
@@ -30,7 +31,8 @@ type observedUpstream struct {
 	addr string
 
 	mu    sync.Mutex
-	calls map[string][]metadata.MD // by full method
+	calls map[string][]metadata.MD   // by full method
+	reqs  map[string][]proto.Message // the request of each call, by full method
 
 	// entered receives the method of each call the interceptor holds;
 	// release lets held calls go on.
@@ -41,7 +43,7 @@ type observedUpstream struct {
 
 func startObservedUpstream(t testing.TB, hold string) *observedUpstream {
 	t.Helper()
-	u := &observedUpstream{calls: map[string][]metadata.MD{}, hold: hold, entered: make(chan string, 4), release: make(chan struct{})}
+	u := &observedUpstream{calls: map[string][]metadata.MD{}, reqs: map[string][]proto.Message{}, hold: hold, entered: make(chan string, 4), release: make(chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -58,6 +60,9 @@ func (u *observedUpstream) intercept(ctx context.Context, req any, info *grpc.Un
 	md, _ := metadata.FromIncomingContext(ctx)
 	u.mu.Lock()
 	u.calls[info.FullMethod] = append(u.calls[info.FullMethod], md.Copy())
+	if m, ok := req.(proto.Message); ok {
+		u.reqs[info.FullMethod] = append(u.reqs[info.FullMethod], proto.Clone(m))
+	}
 	u.mu.Unlock()
 	// Sent at once, so that the header reaches the gateway even when the
 	// call then fails.
@@ -93,6 +98,18 @@ func (u *observedUpstream) last(t testing.TB, method string) metadata.MD {
 		t.Fatalf("the upstream saw no call of %s", method)
 	}
 	return calls[len(calls)-1]
+}
+
+// lastRequest returns the request message of the latest call of method.
+func (u *observedUpstream) lastRequest(t testing.TB, method string) proto.Message {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	reqs := u.reqs[method]
+	if len(reqs) == 0 {
+		t.Fatalf("the upstream saw no call of %s", method)
+	}
+	return reqs[len(reqs)-1]
 }
 
 // TestMetadata checks what the gateway forwards upstream as gRPC metadata
