@@ -161,7 +161,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodOptions {
 		w.Header().Set("Access-Control-Allow-Methods", "GET, POST")
-		w.Header().Set("Access-Control-Allow-Headers", allowHeaders)
+		allow := allowHeaders
+		if asked := r.Header.Get("Access-Control-Request-Headers"); asked != "" {
+			// The caller's metadata passes through upstream, so an allowed
+			// origin may send any header it asks for.
+			allow += ", " + asked
+		}
+		w.Header().Set("Access-Control-Allow-Headers", allow)
 		w.Header().Set("Access-Control-Max-Age", "7200")
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -199,12 +205,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p protocol) *spb
 		return out.end(err, nil)
 	}
 	defer cancel()
+	in := ingress.Incoming(r.Header)
 	call := &router.Call{
 		Route:    route,
 		Protocol: router.GRPCWeb,
 		Peer:     ingress.Peer(r),
-		Incoming: ingress.Incoming(r.Header),
-		Metadata: h.forward.Metadata(r),
+		Incoming: in,
+		// gRPC-Web and Connect headers are gRPC metadata: passed through.
+		Metadata: ingress.PassThrough(in, r.RemoteAddr, r.Host),
 		Target:   route.Target,
 	}
 	if r.URL.RawQuery != "" {
@@ -380,6 +388,15 @@ type writer struct {
 // start writes the HTTP header of a successful (so far) response.
 func (o *writer) start() {
 	o.started = true
+	o.headers()
+	o.w.Header().Set("Content-Type", o.p.ct)
+	o.w.WriteHeader(http.StatusOK)
+}
+
+// headers adds the headers the gateway sets itself (Call.ResponseHeader)
+// and the upstream's header metadata, less the keys of its own hop, to the
+// response header.
+func (o *writer) headers() {
 	hdr := o.w.Header()
 	if o.call != nil {
 		for k, vs := range o.call.ResponseHeader {
@@ -387,13 +404,19 @@ func (o *writer) start() {
 		}
 	}
 	for k, vs := range o.header {
-		if strings.HasPrefix(k, "grpc-") || strings.HasPrefix(k, ":") || k == "content-type" {
-			continue
+		if !ingress.Reserved(k) {
+			hdr[http.CanonicalHeaderKey(k)] = vs
+			o.expose(http.CanonicalHeaderKey(k))
 		}
-		hdr[http.CanonicalHeaderKey(k)] = vs
 	}
-	hdr.Set("Content-Type", o.p.ct)
-	o.w.WriteHeader(http.StatusOK)
+}
+
+// expose lets a cross-origin page read the response header name, when the
+// request came from an allowed origin.
+func (o *writer) expose(name string) {
+	if hdr := o.w.Header(); hdr.Get("Access-Control-Expose-Headers") != "" {
+		hdr.Set("Access-Control-Expose-Headers", hdr.Get("Access-Control-Expose-Headers")+", "+name)
+	}
 }
 
 // send writes one response message.
@@ -452,6 +475,9 @@ func (o *writer) end(err error, trailer metadata.MD) *spb.Status {
 		if o.started {
 			return st // the message is out; the error came after it
 		}
+		// As on success: the upstream's header metadata as headers, its
+		// trailer as Trailer-* headers.
+		o.headers()
 		o.trailerHeaders(trailer)
 		o.w.Header().Set("Content-Type", "application/json")
 		o.w.WriteHeader(translate.ConnectHTTPStatus(codes.Code(st.GetCode())))
@@ -464,8 +490,9 @@ func (o *writer) end(err error, trailer metadata.MD) *spb.Status {
 // headers.
 func (o *writer) trailerHeaders(trailer metadata.MD) {
 	for k, vs := range trailer {
-		if !strings.HasPrefix(k, "grpc-") && !strings.HasPrefix(k, ":") {
+		if !ingress.Reserved(k) {
 			o.w.Header()["Trailer-"+http.CanonicalHeaderKey(k)] = vs
+			o.expose("Trailer-" + http.CanonicalHeaderKey(k))
 		}
 	}
 }
