@@ -175,8 +175,8 @@ func newFrontDoor(cfg *Config, live *Live, logger *slog.Logger) *frontDoor {
 			Prefix: wc.Prefix, PingInterval: time.Duration(wc.PingInterval), IdleTimeout: time.Duration(wc.IdleTimeout),
 			MaxMessageBytes: int64(wc.MaxMessage), ForwardHeaders: cfg.HTTP.ForwardHeaders, Resolver: live.Routes().Resolver, Logger: accessLogger(cfg, logger),
 		}),
-		grpc:    grpcserver.New(live.routesOf, grpcserver.Options{MaxMessageBytes: maxBody, ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: accessLogger(cfg, logger)}),
-		grpcWeb: grpcweb.New(live.routesOf, grpcweb.Options{MaxMessageBytes: maxBody, ForwardHeaders: cfg.HTTP.ForwardHeaders, Resolver: live.Routes().Resolver, Logger: accessLogger(cfg, logger)}),
+		grpc:    grpcserver.New(live.routesOf, grpcserver.Options{MaxMessageBytes: maxBody, Logger: accessLogger(cfg, logger)}),
+		grpcWeb: grpcweb.New(live.routesOf, grpcweb.Options{MaxMessageBytes: maxBody, Resolver: live.Routes().Resolver, Logger: accessLogger(cfg, logger)}),
 	}
 	f.inner = limits.Handler(cors.Handler(http.HandlerFunc(f.dispatch), f.corsPolicy), cfg.Security.Limits)
 	return f

@@ -28,6 +28,9 @@ if ! command -v chromium >/dev/null; then
 fi
 (cd test/browser && npm ci --no-audit --no-fund)
 
+echo "== gRPC client peers (@grpc/grpc-js)"
+(cd test/grpcjs && npm ci --no-audit --no-fund)
+
 echo "== MQTT test peers (mosquitto, mosquitto_pub, mosquitto_sub)"
 if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ] || ! command -v mosquitto_pub >/dev/null; then
   apt-get update && apt-get install -y mosquitto mosquitto-clients

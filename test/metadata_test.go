@@ -2,6 +2,8 @@ package test
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"reflect"
@@ -14,8 +16,10 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/rosettagw/rosetta/examples/library"
 	libraryv1 "github.com/rosettagw/rosetta/proto/example/library/v1"
@@ -30,7 +34,8 @@ type observedUpstream struct {
 	addr string
 
 	mu    sync.Mutex
-	calls map[string][]metadata.MD // by full method
+	calls map[string][]metadata.MD   // by full method
+	reqs  map[string][]proto.Message // the request of each call, by full method
 
 	// entered receives the method of each call the interceptor holds;
 	// release lets held calls go on.
@@ -41,7 +46,7 @@ type observedUpstream struct {
 
 func startObservedUpstream(t testing.TB, hold string) *observedUpstream {
 	t.Helper()
-	u := &observedUpstream{calls: map[string][]metadata.MD{}, hold: hold, entered: make(chan string, 4), release: make(chan struct{})}
+	u := &observedUpstream{calls: map[string][]metadata.MD{}, reqs: map[string][]proto.Message{}, hold: hold, entered: make(chan string, 4), release: make(chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -58,6 +63,9 @@ func (u *observedUpstream) intercept(ctx context.Context, req any, info *grpc.Un
 	md, _ := metadata.FromIncomingContext(ctx)
 	u.mu.Lock()
 	u.calls[info.FullMethod] = append(u.calls[info.FullMethod], md.Copy())
+	if m, ok := req.(proto.Message); ok {
+		u.reqs[info.FullMethod] = append(u.reqs[info.FullMethod], proto.Clone(m))
+	}
 	u.mu.Unlock()
 	// Sent at once, so that the header reaches the gateway even when the
 	// call then fails.
@@ -93,6 +101,18 @@ func (u *observedUpstream) last(t testing.TB, method string) metadata.MD {
 		t.Fatalf("the upstream saw no call of %s", method)
 	}
 	return calls[len(calls)-1]
+}
+
+// lastRequest returns the request message of the latest call of method.
+func (u *observedUpstream) lastRequest(t testing.TB, method string) proto.Message {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	reqs := u.reqs[method]
+	if len(reqs) == 0 {
+		t.Fatalf("the upstream saw no call of %s", method)
+	}
+	return reqs[len(reqs)-1]
 }
 
 // TestMetadata checks what the gateway forwards upstream as gRPC metadata
@@ -252,4 +272,165 @@ func TestGracefulShutdown(t *testing.T) {
 	if code := gw.stop(t); code != 0 {
 		t.Errorf("rosetta exited with status %d, want 0\nstderr:\n%s", code, gw.stderr)
 	}
+}
+
+// TestMetadataGRPCFamily checks that native gRPC, gRPC-Web and Connect pass
+// the caller's metadata upstream whatever its name (the REST allow-list,
+// here forward_headers: [X-Tenant], does not apply to them), less the keys
+// of the hop, and return the upstream's header and trailer metadata, on
+// success and on error. REST keeps its allow-list.
+func TestMetadataGRPCFamily(t *testing.T) {
+	t.Parallel()
+	up := startObservedUpstream(t, "")
+	gw := startRosetta(t, libraryConfig(descriptorSetSchema(), up.addr, "", "http: {forward_headers: [X-Tenant]}\n"))
+	const getShelf = "/example.library.v1.LibraryService/GetShelf"
+	host := gw.base[len("http://"):]
+	// wantForwarded asserts what the upstream saw of the latest call.
+	wantForwarded := func(t *testing.T) {
+		t.Helper()
+		md := up.last(t, getShelf)
+		for k, want := range map[string][]string{
+			"x-something":      {"value"},
+			"x-multi":          {"a", "b"},
+			"authorization":    {"Bearer t"},
+			"x-forwarded-for":  {"127.0.0.1"},
+			"x-forwarded-host": {host},
+		} {
+			if got := md.Get(k); !reflect.DeepEqual(got, want) {
+				t.Errorf("upstream metadata %q = %q, want %q", k, got, want)
+			}
+		}
+		// What the upstream sees of these is the gateway's own call.
+		for k, hop := range map[string]string{"grpc-timeout": "", "x-grpc-web": "1", "connect-protocol-version": "1", "connect-timeout-ms": "5000", "user-agent": "test-client"} {
+			for _, v := range md.Get(k) {
+				if hop != "" && strings.Contains(v, hop) {
+					t.Errorf("upstream metadata %q = %q: the client's own went upstream", k, md.Get(k))
+				}
+			}
+		}
+	}
+
+	t.Run("gRPC", func(t *testing.T) {
+		conn, err := grpc.NewClient(host, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithUserAgent("test-client"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		client := libraryv1.NewLibraryServiceClient(conn)
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		defer cancel()
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-something", "value", "x-multi", "a", "x-multi", "b", "authorization", "Bearer t")
+		var header, trailer metadata.MD
+		shelf, err := client.GetShelf(ctx, &libraryv1.GetShelfRequest{Name: "shelves/1"}, grpc.Header(&header), grpc.Trailer(&trailer))
+		if err != nil || shelf.GetTheme() != "fiction" {
+			t.Fatalf("GetShelf: %v, %v", shelf, err)
+		}
+		wantForwarded(t)
+		if got := header.Get("x-upstream-header"); !reflect.DeepEqual(got, []string{"h1"}) {
+			t.Errorf("response header x-upstream-header %q, want [h1]", got)
+		}
+		if got := trailer.Get("x-upstream-trailer"); !reflect.DeepEqual(got, []string{"t1"}) {
+			t.Errorf("response trailer x-upstream-trailer %q, want [t1]", got)
+		}
+
+		header, trailer = nil, nil
+		_, err = client.GetShelf(ctx, &libraryv1.GetShelfRequest{Name: "shelves/teapot"}, grpc.Header(&header), grpc.Trailer(&trailer))
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("GetShelf teapot: %v, want FailedPrecondition", err)
+		}
+		if got := header.Get("x-upstream-header"); !reflect.DeepEqual(got, []string{"h1"}) {
+			t.Errorf("error: response header x-upstream-header %q, want [h1]", got)
+		}
+		if got := trailer.Get("x-upstream-trailer"); !reflect.DeepEqual(got, []string{"t1"}) {
+			t.Errorf("error: response trailer x-upstream-trailer %q, want [t1]", got)
+		}
+	})
+
+	// The client's headers of the gRPC-Web and Connect calls; X-Multi is
+	// sent twice by hand below.
+	clientHeaders := func(h map[string]string) map[string]string {
+		for k, v := range map[string]string{"X-Something": "value", "Authorization": "Bearer t", "User-Agent": "test-client"} {
+			h[k] = v
+		}
+		return h
+	}
+	send := func(t *testing.T, path string, body []byte, h map[string]string) *response {
+		t.Helper()
+		req, err := http.NewRequest("POST", gw.base+path, strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range clientHeaders(h) {
+			req.Header.Set(k, v)
+		}
+		req.Header.Add("X-Multi", "a")
+		req.Header.Add("X-Multi", "b")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &response{status: resp.StatusCode, header: resp.Header, body: b}
+	}
+
+	t.Run("gRPC-Web", func(t *testing.T) {
+		for _, name := range []string{"shelves/1", "shelves/teapot"} {
+			msg, _ := proto.Marshal(&libraryv1.GetShelfRequest{Name: name})
+			r := send(t, "/example.library.v1.LibraryService/GetShelf", append(envelope(msg), msg...),
+				map[string]string{"Content-Type": "application/grpc-web+proto", "X-Grpc-Web": "1", "Grpc-Timeout": "5S"})
+			if r.status != 200 {
+				t.Fatalf("%s: status %d: %s", name, r.status, r.body)
+			}
+			wantForwarded(t)
+			if got := r.header.Get("X-Upstream-Header"); got != "h1" {
+				t.Errorf("%s: response header X-Upstream-Header %q, want h1", name, got)
+			}
+			flags, payloads := frames(t, r.body)
+			if last := string(payloads[len(payloads)-1]); flags[len(flags)-1]&0x80 == 0 || !strings.Contains(last, "x-upstream-trailer: t1\r\n") {
+				t.Errorf("%s: trailer frame %q, want x-upstream-trailer: t1", name, last)
+			}
+		}
+	})
+
+	t.Run("Connect", func(t *testing.T) {
+		h := map[string]string{"Content-Type": "application/json", "Connect-Protocol-Version": "1", "Connect-Timeout-Ms": "5000"}
+		r := send(t, "/example.library.v1.LibraryService/GetShelf", []byte(`{"name":"shelves/1"}`), h)
+		wantJSON(t, r, `{"name":"shelves/1","theme":"fiction","bookCount":4}`)
+		wantForwarded(t)
+		if got := r.header.Get("X-Upstream-Header"); got != "h1" {
+			t.Errorf("response header X-Upstream-Header %q, want h1", got)
+		}
+		if got := r.header.Get("Trailer-X-Upstream-Trailer"); got != "t1" {
+			t.Errorf("response header Trailer-X-Upstream-Trailer %q, want t1", got)
+		}
+
+		// A Connect unary error carries the upstream's headers too.
+		r = send(t, "/example.library.v1.LibraryService/GetShelf", []byte(`{"name":"shelves/teapot"}`), h)
+		var e struct{ Code string }
+		if err := json.Unmarshal(r.body, &e); err != nil || r.status != 400 || e.Code != "failed_precondition" {
+			t.Fatalf("teapot: %d %s, want 400 failed_precondition (Connect's mapping)", r.status, r.body)
+		}
+		if got := r.header.Get("X-Upstream-Header"); got != "h1" {
+			t.Errorf("error: response header X-Upstream-Header %q, want h1", got)
+		}
+		if got := r.header.Get("Trailer-X-Upstream-Trailer"); got != "t1" {
+			t.Errorf("error: response header Trailer-X-Upstream-Trailer %q, want t1", got)
+		}
+	})
+
+	t.Run("REST keeps its allow-list", func(t *testing.T) {
+		r := do(t, gw.base, request{method: "GET", path: "/v1/shelves/1", header: map[string]string{"X-Something": "value", "X-Tenant": "acme"}})
+		wantJSON(t, r, `{"name":"shelves/1","theme":"fiction","bookCount":4}`)
+		md := up.last(t, getShelf)
+		if got := md.Get("x-something"); len(got) > 0 {
+			t.Errorf("REST forwarded x-something %q: not on its allow-list", got)
+		}
+		if got := md.Get("x-tenant"); !reflect.DeepEqual(got, []string{"acme"}) {
+			t.Errorf("REST x-tenant = %q, want [acme]", got)
+		}
+	})
 }

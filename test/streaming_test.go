@@ -167,8 +167,24 @@ func TestServerStreamNDJSON(t *testing.T) {
 	})
 
 	t.Run("error before the first message", func(t *testing.T) {
+		// As grpc-gateway frames it: the error's HTTP status and one
+		// {"error": status} line.
 		r := get(t, ros.base, "/v1/shelves/9/books:stream")
-		wantStatus(t, r, 404, codeNotFound, "")
+		if !strings.HasSuffix(string(r.body), "}\n") || strings.Count(string(r.body), "\n") != 1 {
+			t.Errorf("body %q, want one line", r.body)
+		}
+		var line struct{ Error json.RawMessage }
+		if err := json.Unmarshal(r.body, &line); err != nil || line.Error == nil {
+			t.Fatalf("body %q is not an {\"error\": ...} line (%v)", r.body, err)
+		}
+		wantStatus(t, &response{status: r.status, header: r.header, body: line.Error}, 404, codeNotFound, "")
+	})
+
+	t.Run("refused before the stream starts", func(t *testing.T) {
+		// An error the gateway raises itself is a plain status body, as
+		// grpc-gateway answers a request it cannot decode.
+		r := get(t, ros.base, "/v1/shelves/9/books:stream?page_size=ten")
+		wantStatus(t, r, 400, codeInvalidArgument, "page_size")
 	})
 
 	t.Run("error after the first message", func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -323,7 +324,11 @@ func (b *Binding) DecodeRequest(r *Request) ([]byte, error) {
 // would), then the query parameters.
 func (b *Binding) appendRequest(out []byte, r *Request) ([]byte, error) {
 	var err error
-	if b.Body != NoBody && len(bytes.TrimSpace(r.Body)) > 0 {
+	if b.Body == FieldBody && len(bytes.TrimSpace(r.Body)) == 0 {
+		// No body: the field is set, to an empty message (see decodeBody).
+		out = protowire.AppendTag(out, b.bodyField.Number(), protowire.BytesType)
+		out = protowire.AppendVarint(out, 0)
+	} else if b.Body != NoBody && len(bytes.TrimSpace(r.Body)) > 0 {
 		if b.Body == WholeBody {
 			out, err = b.body.unmarshalJSON(out, r.Body)
 		} else {
@@ -380,9 +385,8 @@ func (b *Binding) decodeBody(msg protoreflect.Message, r *Request) error {
 			setHTTPBody(msg.Mutable(fd).Message(), r)
 			return nil
 		}
-		if len(bytes.TrimSpace(r.Body)) == 0 {
-			return nil // no body: the field stays unset
-		}
+		// An empty body still sets the field, to an empty message, as
+		// grpc-gateway does: the upstream sees has_field = true.
 		return b.unmarshalJSON(r.Body, msg.Mutable(fd).Message(), string(fd.Name()))
 	}
 	// A scalar, repeated or map body field: wrap the body as that field. The
@@ -450,27 +454,69 @@ func (b *Binding) decodeQuery(msg protoreflect.Message, raw string) error {
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	var set []queryField
 	for _, name := range names {
-		if err := b.setQueryParam(msg, name, values[name]); err != nil {
+		p, err := b.resolveQueryParam(msg.Descriptor(), name)
+		if err != nil {
+			return err
+		}
+		if p.fds == nil {
+			continue // an unknown parameter the options let through
+		}
+		for _, q := range set {
+			if p.overlaps(q) {
+				return &BadRequestError{Field: name, Description: fmt.Sprintf("query parameters %q and %q set the same field", q.name, name)}
+			}
+		}
+		set = append(set, p)
+		if err := b.setQueryParam(msg, p, values[name]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (b *Binding) setQueryParam(msg protoreflect.Message, name string, vals []string) error {
+// queryField is a query parameter resolved against the request message.
+type queryField struct {
+	name   string // as the client wrote it
+	fds    []protoreflect.FieldDescriptor
+	mapKey string // the key of name[key]
+	isMap  bool   // name is name[key]
+}
+
+// overlaps reports whether p and q set the same field (one field under its
+// proto and its JSON name; the same map entry) or one sets a field inside
+// the other's (a wrapper and its value). Which of them would win depends on
+// the order they are applied in, so both are refused, as grpc-gateway
+// refuses a field named twice.
+func (p queryField) overlaps(q queryField) bool {
+	n := min(len(p.fds), len(q.fds))
+	if !slices.Equal(p.fds[:n], q.fds[:n]) {
+		return false
+	}
+	if len(p.fds) == len(q.fds) && p.isMap && q.isMap {
+		return p.mapKey == q.mapKey
+	}
+	return true
+}
+
+// resolveQueryParam resolves the field path of the parameter name, given by
+// proto or JSON names; every element but the last must be a singular message
+// field. An unknown name resolves to no field when the options allow
+// unknown parameters.
+func (b *Binding) resolveQueryParam(md protoreflect.MessageDescriptor, name string) (queryField, error) {
 	key, mapKey, isMapEntry := splitMapKey(name)
-	unknown := func(why string) error {
+	p := queryField{name: name, mapKey: mapKey, isMap: isMapEntry}
+	unknown := func(why string) (queryField, error) {
 		if b.opts.AllowUnknownQuery {
-			return nil
+			return queryField{}, nil
 		}
-		return &BadRequestError{Field: name, Description: fmt.Sprintf("query parameter %q %s", name, why)}
+		return queryField{}, &BadRequestError{Field: name, Description: fmt.Sprintf("query parameter %q %s", name, why)}
 	}
 	if b.Body == WholeBody {
 		return unknown("is not allowed: the body carries the whole request")
 	}
 	parts := strings.Split(key, ".")
-	md := msg.Descriptor()
 	fds := make([]protoreflect.FieldDescriptor, 0, len(parts))
 	for i, part := range parts {
 		fd := lookupField(md, part)
@@ -479,15 +525,28 @@ func (b *Binding) setQueryParam(msg protoreflect.Message, name string, vals []st
 		}
 		fds = append(fds, fd)
 		if i < len(parts)-1 {
-			if fd.Kind() != protoreflect.MessageKind || fd.IsList() || fd.IsMap() || isWellKnownScalar(fd.Message()) {
+			// Any singular message may be traversed, a well-known type
+			// too: filter.min_pages.value=5 sets the wrapper's value, as
+			// grpc-gateway does.
+			if fd.Kind() != protoreflect.MessageKind || fd.IsList() || fd.IsMap() {
 				return unknown(fmt.Sprintf("traverses %q, which is not a singular message field", fd.Name()))
 			}
 			md = fd.Message()
 		}
 	}
-	if b.bound(fds) {
-		return &BadRequestError{Field: name, Description: fmt.Sprintf("query parameter %q sets a field already bound by the path or body", name)}
+	if isMapEntry && !fds[len(fds)-1].IsMap() {
+		return unknown(fmt.Sprintf("uses [key] but %q is not a map field", key))
 	}
+	if b.bound(fds) {
+		return queryField{}, &BadRequestError{Field: name, Description: fmt.Sprintf("query parameter %q sets a field already bound by the path or body", name)}
+	}
+	p.fds = fds
+	return p, nil
+}
+
+// setQueryParam sets the field of the resolved parameter p from its values.
+func (b *Binding) setQueryParam(msg protoreflect.Message, p queryField, vals []string) error {
+	name, fds := p.name, p.fds
 	bad := func(err error) error {
 		return &BadRequestError{Field: name, Description: fmt.Sprintf("query parameter %q: %v", name, err)}
 	}
@@ -497,13 +556,13 @@ func (b *Binding) setQueryParam(msg protoreflect.Message, name string, vals []st
 	parent := mutableParent(msg, fds)
 	leaf := fds[len(fds)-1]
 	if leaf.IsMap() {
-		if !isMapEntry {
-			return bad(fmt.Errorf("a map field is set as %s[key]=value", key))
+		if !p.isMap {
+			return bad(fmt.Errorf("a map field is set as %s[key]=value", leaf.Name()))
 		}
 		if len(vals) != 1 {
-			return bad(fmt.Errorf("map key %q given %d values", mapKey, len(vals)))
+			return bad(fmt.Errorf("map key %q given %d values", p.mapKey, len(vals)))
 		}
-		k, err := parseScalar(leaf.MapKey(), mapKey)
+		k, err := parseScalar(leaf.MapKey(), p.mapKey)
 		if err != nil {
 			return bad(err)
 		}
@@ -517,9 +576,6 @@ func (b *Binding) setQueryParam(msg protoreflect.Message, name string, vals []st
 		}
 		parent.Mutable(leaf).Map().Set(k.MapKey(), v)
 		return nil
-	}
-	if isMapEntry {
-		return unknown(fmt.Sprintf("uses [key] but %q is not a map field", key))
 	}
 	if !leaf.IsList() && len(vals) > 1 {
 		return bad(fmt.Errorf("repeated %d times but the field is not repeated", len(vals)))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -283,6 +284,10 @@ func TestDecodeQuery(t *testing.T) {
 		{"minPriceCents=-9223372036854775808", &libraryv1.ListBooksRequest{MinPriceCents: -9223372036854775808}},
 		{"min_rating=4.5", &libraryv1.ListBooksRequest{MinRating: 4.5}},
 		{"minRating=-1e3", &libraryv1.ListBooksRequest{MinRating: -1000}},
+		{"min_rating=%2B2.5E-1", &libraryv1.ListBooksRequest{MinRating: 0.25}},
+		{"min_rating=Infinity", &libraryv1.ListBooksRequest{MinRating: math.Inf(1)}},
+		{"min_rating=-Infinity", &libraryv1.ListBooksRequest{MinRating: math.Inf(-1)}},
+		{"min_rating=NaN", &libraryv1.ListBooksRequest{MinRating: math.NaN()}},
 		{"cursor=" + b64(base64.StdEncoding), &libraryv1.ListBooksRequest{Cursor: cursor}},
 		{"cursor=" + b64(base64.RawStdEncoding), &libraryv1.ListBooksRequest{Cursor: cursor}},
 		{"cursor=" + b64(base64.URLEncoding), &libraryv1.ListBooksRequest{Cursor: cursor}},
@@ -298,6 +303,12 @@ func TestDecodeQuery(t *testing.T) {
 		{"filter.author.born=1929-10-21T00:00:00Z", &libraryv1.ListBooksRequest{Filter: &libraryv1.BookFilter{Author: &libraryv1.Author{Born: ts("1929-10-21T00:00:00Z")}}}},
 		{"filter.min_pages=5", &libraryv1.ListBooksRequest{Filter: &libraryv1.BookFilter{MinPages: wrapperspb.Int32(5)}}},
 		{"filter.minPages=0", &libraryv1.ListBooksRequest{Filter: &libraryv1.BookFilter{MinPages: wrapperspb.Int32(0)}}},
+		// A well-known type's own fields may be named, as grpc-gateway allows.
+		{"filter.min_pages.value=5", &libraryv1.ListBooksRequest{Filter: &libraryv1.BookFilter{MinPages: wrapperspb.Int32(5)}}},
+		{"filter.minPages.value=0", &libraryv1.ListBooksRequest{Filter: &libraryv1.BookFilter{MinPages: wrapperspb.Int32(0)}}},
+		{"max_read_time.seconds=7&max_read_time.nanos=5", &libraryv1.ListBooksRequest{MaxReadTime: &durationpb.Duration{Seconds: 7, Nanos: 5}}},
+		{"read_mask.paths=title&read_mask.paths=isbn", &libraryv1.ListBooksRequest{ReadMask: &fieldmaskpb.FieldMask{Paths: []string{"title", "isbn"}}}},
+		{"filter.author.name=x&filter.minPages.value=2", &libraryv1.ListBooksRequest{Filter: &libraryv1.BookFilter{Author: &libraryv1.Author{Name: "x"}, MinPages: wrapperspb.Int32(2)}}},
 		{"filter.published_after=2020-01-01T00:00:00Z", &libraryv1.ListBooksRequest{Filter: &libraryv1.BookFilter{PublishedAfter: ts("2020-01-01T00:00:00Z")}}},
 		{"filter.publishedAfter=2020-01-01T01:02:03.5%2B01:00", &libraryv1.ListBooksRequest{Filter: &libraryv1.BookFilter{PublishedAfter: ts("2020-01-01T00:02:03.5Z")}}},
 		{"max_read_time=1.5s", &libraryv1.ListBooksRequest{MaxReadTime: durationpb.New(1500 * time.Millisecond)}},
@@ -363,7 +374,26 @@ func TestDecodeQueryErrors(t *testing.T) {
 		{"tags[k]=v", "tags[k]"},
 		{"filter=x", "filter"},
 		{"filter.author=x", "filter.author"},
-		{"filter.min_pages.value=3", "filter.min_pages.value"},
+		{"filter.min_pages.nope=3", "filter.min_pages.nope"},
+		{"filter.min_pages.value=x", "filter.min_pages.value"},
+		// Floating point as proto3 JSON spells it (and grpc-gateway reads
+		// it): Go's other spellings are refused.
+		{"min_rating=nan", "min_rating"},
+		{"min_rating=inf", "min_rating"},
+		{"min_rating=%2BInf", "min_rating"},
+		{"min_rating=infinity", "min_rating"},
+		{"min_rating=0x1p-2", "min_rating"},
+		{"min_rating=1_0", "min_rating"},
+		{"min_rating=1e400", "min_rating"},
+		{"filter.min_pages=NaN", "filter.min_pages"},
+		// One field named twice, under its proto and its JSON names, or a
+		// well-known type and a field of it: which would win depends on the
+		// order, so both are refused (blamed on the later name in byte order).
+		{"min_rating=1&minRating=2", "min_rating"},
+		{"page_size=1&pageSize=1", "page_size"},
+		{"filter.min_pages=1&filter.minPages=2", "filter.min_pages"},
+		{"filter.min_pages=1&filter.min_pages.value=2", "filter.min_pages.value"},
+		{"max_read_time=1s&maxReadTime.seconds=2", "max_read_time"},
 		{"tags.x=1", "tags.x"},
 		{"page_token.x=1", "page_token.x"},
 	}
@@ -498,10 +528,35 @@ func TestDecodeBody(t *testing.T) {
 			&libraryv1.CreateBookRequest{Parent: "shelves/1", BookId: "b1", Book: book},
 		},
 		{
-			"body field absent",
+			// As grpc-gateway: the upstream sees has_book = true.
+			"body field absent sets an empty message",
 			libBinding(t, "CreateBook"),
 			translate.Request{PathValues: []string{"shelves/1"}},
-			&libraryv1.CreateBookRequest{Parent: "shelves/1"},
+			&libraryv1.CreateBookRequest{Parent: "shelves/1", Book: &libraryv1.Book{}},
+		},
+		{
+			"body field of white space sets an empty message",
+			libBinding(t, "CreateBook"),
+			translate.Request{PathValues: []string{"shelves/1"}, Query: "book_id=b1", Body: []byte(" \r\n")},
+			&libraryv1.CreateBookRequest{Parent: "shelves/1", BookId: "b1", Book: &libraryv1.Book{}},
+		},
+		{
+			"scalar body field absent stays unset",
+			newBinding(t, "MoveBook", "POST", "/v1/{name=shelves/*/books/*}:move", "other_shelf", "", translate.JSONOptions{}),
+			translate.Request{PathValues: []string{"shelves/1/books/2"}},
+			&libraryv1.MoveBookRequest{Name: "shelves/1/books/2"},
+		},
+		{
+			"repeated body field absent stays empty",
+			newBinding(t, "BatchGetBooks", "POST", "/v1/{parent=shelves/*}/books:batchGet", "names", "", translate.JSONOptions{}),
+			translate.Request{PathValues: []string{"shelves/1"}},
+			&libraryv1.BatchGetBooksRequest{Parent: "shelves/1"},
+		},
+		{
+			"PATCH with no body: an empty book and an empty derived update_mask",
+			libBindings(t, "UpdateBook", translate.JSONOptions{})[0],
+			translate.Request{PathValues: []string{"shelves/1/books/2"}},
+			&libraryv1.UpdateBookRequest{Book: titled("shelves/1/books/2", ""), UpdateMask: &fieldmaskpb.FieldMask{}},
 		},
 		{
 			"body field empty object",

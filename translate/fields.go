@@ -122,19 +122,43 @@ func parseScalar(fd protoreflect.FieldDescriptor, s string) (protoreflect.Value,
 		}
 		return protoreflect.ValueOfUint64(n), nil
 	case protoreflect.FloatKind:
-		f, err := strconv.ParseFloat(s, 32)
-		if err != nil || (math.IsInf(f, 0) && !strings.Contains(strings.ToLower(s), "inf")) {
+		f, ok := parseFloat(s, 32)
+		if !ok {
 			return protoreflect.Value{}, fmt.Errorf("invalid float value %q", s)
 		}
 		return protoreflect.ValueOfFloat32(float32(f)), nil
 	case protoreflect.DoubleKind:
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil {
+		f, ok := parseFloat(s, 64)
+		if !ok {
 			return protoreflect.Value{}, fmt.Errorf("invalid double value %q", s)
 		}
 		return protoreflect.ValueOfFloat64(f), nil
 	}
 	return protoreflect.Value{}, fmt.Errorf("a %s field cannot be set from a parameter", fd.Kind())
+}
+
+// parseFloat reads a float or double parameter as proto3 JSON spells it
+// and grpc-gateway reads it: a decimal number (an exponent allowed) within
+// the type's range, or exactly "NaN", "Infinity" or "-Infinity". Go's other
+// spellings ("nan", "inf", "+Inf", hexadecimal, digit separators) and
+// out-of-range values are refused.
+func parseFloat(s string, bitSize int) (float64, bool) {
+	switch s {
+	case "NaN":
+		return math.NaN(), true
+	case "Infinity":
+		return math.Inf(1), true
+	case "-Infinity":
+		return math.Inf(-1), true
+	}
+	if strings.ContainsAny(s, "xX_") {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(s, bitSize)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0, false
+	}
+	return f, true
 }
 
 // decodeBase64 accepts standard and URL-safe base64, padded or not, as the

@@ -33,9 +33,6 @@ type Options struct {
 	// MaxMessageBytes bounds each request message (default 4 MiB); a
 	// larger one fails with RESOURCE_EXHAUSTED.
 	MaxMessageBytes int
-	// ForwardHeaders are the metadata keys forwarded upstream (nil: the
-	// ingress defaults), besides grpc-metadata-* with the prefix stripped.
-	ForwardHeaders []string
 	// Logger receives one access-log line per call (nil: none).
 	Logger *slog.Logger
 }
@@ -44,7 +41,6 @@ type Options struct {
 type Server struct {
 	srv     *grpc.Server
 	routes  func(context.Context) *router.Routes
-	forward *ingress.Forwarder
 	log     *slog.Logger
 }
 
@@ -55,7 +51,7 @@ func New(routes func(context.Context) *router.Routes, opts Options) *Server {
 	if maxMsg <= 0 {
 		maxMsg = 4 << 20
 	}
-	s := &Server{routes: routes, forward: ingress.NewForwarder(opts.ForwardHeaders), log: opts.Logger}
+	s := &Server{routes: routes, log: opts.Logger}
 	s.srv = grpc.NewServer(
 		grpc.UnknownServiceHandler(s.handle),
 		grpc.ForceServerCodecV2(rawcodec.Codec{}),
@@ -107,7 +103,7 @@ func (s *Server) proxy(ctx context.Context, fullMethod string, ss grpc.ServerStr
 		Route:            route,
 		Protocol:         router.GRPC,
 		Incoming:         in,
-		Metadata:         s.metadata(in, addr),
+		Metadata:         ingress.PassThrough(in, addr, first(in[":authority"])),
 		Target:           route.Target,
 		PeerCertificates: certs,
 	}
@@ -123,10 +119,12 @@ func (s *Server) proxy(ctx context.Context, fullMethod string, ss grpc.ServerStr
 		ss.SetHeader(call.ResponseHeader)
 	}
 	if call.Reply != nil {
+		// The upstream's header and trailer go back as they came, less
+		// the keys of its own hop.
 		if !st.headerSent {
-			ss.SetHeader(call.Reply.Header)
+			ss.SetHeader(ingress.WithoutReserved(call.Reply.Header))
 		}
-		ss.SetTrailer(call.Reply.Trailer)
+		ss.SetTrailer(ingress.WithoutReserved(call.Reply.Trailer))
 	}
 	if err != nil {
 		return status.FromProto(translate.CallStatus(err)).Err()
@@ -137,14 +135,12 @@ func (s *Server) proxy(ctx context.Context, fullMethod string, ss grpc.ServerStr
 	return nil
 }
 
-// metadata picks the forwarded keys of the client's metadata, from peer
-// addr.
-func (s *Server) metadata(in metadata.MD, addr string) metadata.MD {
-	h := make(http.Header, len(in))
-	for k, vs := range in {
-		h[http.CanonicalHeaderKey(k)] = vs
+// first is vs[0], or "".
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
 	}
-	return s.forward.Metadata(&http.Request{Header: h, RemoteAddr: addr, Host: h.Get(":authority")})
+	return vs[0]
 }
 
 // stream is the router.Stream of one gRPC call.
@@ -173,7 +169,7 @@ func (s *stream) single() ([]byte, error) {
 
 func (s *stream) SetHeader(md metadata.MD) error {
 	s.headerSent = true
-	if err := s.ss.SetHeader(md); err != nil {
+	if err := s.ss.SetHeader(ingress.WithoutReserved(md)); err != nil {
 		return err
 	}
 	return s.ss.SendHeader(nil)

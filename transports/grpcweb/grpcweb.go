@@ -43,8 +43,6 @@ import (
 type Options struct {
 	// MaxMessageBytes bounds the request message (default 4 MiB).
 	MaxMessageBytes int
-	// ForwardHeaders are forwarded upstream (nil: the ingress defaults).
-	ForwardHeaders []string
 	// Resolver resolves Any types in error details.
 	Resolver translate.Resolver
 	// Logger receives one access-log line per call (nil: none).
@@ -55,7 +53,6 @@ type Options struct {
 type Handler struct {
 	routes  func(context.Context) *router.Routes
 	opts    Options
-	forward *ingress.Forwarder
 }
 
 // New returns a Handler serving the methods of the generation routes
@@ -64,7 +61,7 @@ func New(routes func(context.Context) *router.Routes, opts Options) *Handler {
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = 4 << 20
 	}
-	return &Handler{routes: routes, opts: opts, forward: ingress.NewForwarder(opts.ForwardHeaders)}
+	return &Handler{routes: routes, opts: opts}
 }
 
 // sideEffectFree reports whether route's method is unary and marked
@@ -168,12 +165,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p protocol, rout
 		return out.end(err, nil)
 	}
 	defer cancel()
+	in := ingress.Incoming(r)
 	call := &router.Call{
 		Route:    route,
 		Protocol: router.GRPCWeb,
 		Peer:     ingress.Peer(r),
-		Incoming: ingress.Incoming(r),
-		Metadata: h.forward.Metadata(r),
+		Incoming: in,
+		// gRPC-Web and Connect headers are gRPC metadata: passed through.
+		Metadata: ingress.PassThrough(in, r.RemoteAddr, r.Host),
 		Target:   route.Target,
 	}
 	if r.URL.RawQuery != "" {
@@ -349,6 +348,15 @@ type writer struct {
 // start writes the HTTP header of a successful (so far) response.
 func (o *writer) start() {
 	o.started = true
+	o.headers()
+	o.w.Header().Set("Content-Type", o.p.ct)
+	o.w.WriteHeader(http.StatusOK)
+}
+
+// headers adds the headers the gateway sets itself (Call.ResponseHeader)
+// and the upstream's header metadata, less the keys of its own hop, to the
+// response header.
+func (o *writer) headers() {
 	hdr := o.w.Header()
 	if o.call != nil {
 		for k, vs := range o.call.ResponseHeader {
@@ -356,13 +364,19 @@ func (o *writer) start() {
 		}
 	}
 	for k, vs := range o.header {
-		if strings.HasPrefix(k, "grpc-") || strings.HasPrefix(k, ":") || k == "content-type" {
-			continue
+		if !ingress.Reserved(k) {
+			hdr[http.CanonicalHeaderKey(k)] = vs
+			o.expose(http.CanonicalHeaderKey(k))
 		}
-		hdr[http.CanonicalHeaderKey(k)] = vs
 	}
-	hdr.Set("Content-Type", o.p.ct)
-	o.w.WriteHeader(http.StatusOK)
+}
+
+// expose lets a cross-origin page read the response header name, when the
+// request came from an allowed origin.
+func (o *writer) expose(name string) {
+	if hdr := o.w.Header(); hdr.Get("Access-Control-Expose-Headers") != "" {
+		hdr.Set("Access-Control-Expose-Headers", hdr.Get("Access-Control-Expose-Headers")+", "+name)
+	}
 }
 
 // send writes one response message.
@@ -421,6 +435,9 @@ func (o *writer) end(err error, trailer metadata.MD) *spb.Status {
 		if o.started {
 			return st // the message is out; the error came after it
 		}
+		// As on success: the upstream's header metadata as headers, its
+		// trailer as Trailer-* headers.
+		o.headers()
 		o.trailerHeaders(trailer)
 		o.w.Header().Set("Content-Type", "application/json")
 		o.w.WriteHeader(translate.ConnectHTTPStatus(codes.Code(st.GetCode())))
@@ -433,8 +450,9 @@ func (o *writer) end(err error, trailer metadata.MD) *spb.Status {
 // headers.
 func (o *writer) trailerHeaders(trailer metadata.MD) {
 	for k, vs := range trailer {
-		if !strings.HasPrefix(k, "grpc-") && !strings.HasPrefix(k, ":") {
+		if !ingress.Reserved(k) {
 			o.w.Header()["Trailer-"+http.CanonicalHeaderKey(k)] = vs
+			o.expose("Trailer-" + http.CanonicalHeaderKey(k))
 		}
 	}
 }

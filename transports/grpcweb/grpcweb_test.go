@@ -7,15 +7,20 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	libraryv1 "github.com/rosettagw/rosetta/proto/example/library/v1"
 	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/security/cors"
 	"github.com/rosettagw/rosetta/translate"
 	"github.com/rosettagw/rosetta/transports/grpcweb"
 )
@@ -142,5 +147,151 @@ func TestConnectCompressedRefused(t *testing.T) {
 	var e struct{ Code string }
 	if json.Unmarshal(w.Body.Bytes(), &e); w.Code != 501 || e.Code != "unimplemented" || calls != 0 {
 		t.Errorf("%d %s, calls %d; want 501 unimplemented and no call", w.Code, w.Body, calls)
+	}
+}
+
+// replyHandler records the call's forwarded metadata and answers with the
+// upstream header and trailer metadata given, and err.
+func replyHandler(seen *metadata.MD, err error) router.Handler {
+	return router.HandlerFunc(func(_ context.Context, c *router.Call) error {
+		*seen = c.Metadata
+		if _, derr := c.Decode(); derr != nil {
+			return derr
+		}
+		c.ResponseHeader = metadata.Pairs("x-ratelimit-remaining", "9")
+		c.Reply = &router.Reply{
+			Header:  metadata.Pairs("x-upstream-header", "h1", "grpc-accept-encoding", "gzip,zstd"),
+			Trailer: metadata.Pairs("x-upstream-trailer", "t1", "grpc-trace-bin", "AA"),
+		}
+		if err != nil {
+			return err
+		}
+		c.Reply.Message, _ = proto.Marshal(&libraryv1.Book{Name: "shelves/1/books/dune"})
+		return nil
+	})
+}
+
+// routesOf serves methods as a generation's.
+func routesOf(methods map[string]*router.Route) func(context.Context) *router.Routes {
+	routes := &router.Routes{Methods: methods}
+	return func(context.Context) *router.Routes { return routes }
+}
+
+func replyMethods(t *testing.T, h router.Handler) map[string]*router.Route {
+	t.Helper()
+	md := libraryv1.File_example_library_v1_library_proto.Services().ByName("LibraryService").Methods().ByName("GetBook")
+	b, err := translate.NewBinding(md, "POST", svc+"GetBook", "*", "", translate.JSONOptions{}, protoregistry.GlobalTypes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]*router.Route{svc + "GetBook": {HTTPMethod: "POST", Binding: b, Method: md, Target: svc + "GetBook", Handler: h}}
+}
+
+// TestMetadataPassThrough: gRPC-Web and Connect request headers are gRPC
+// metadata, passed upstream whatever their name, less the keys of the hop;
+// the REST allow-list does not apply.
+func TestMetadataPassThrough(t *testing.T) {
+	msg, _ := proto.Marshal(&libraryv1.GetBookRequest{Name: "shelves/1/books/dune"})
+	for _, p := range []struct{ name, ct, body string }{
+		{"gRPC-Web", "application/grpc-web+proto", string(translate.AppendEnvelope(nil, 0, msg))},
+		{"Connect", "application/json", `{"name":"shelves/1/books/dune"}`},
+	} {
+		t.Run(p.name, func(t *testing.T) {
+			var seen metadata.MD
+			h := grpcweb.New(routesOf(replyMethods(t, replyHandler(&seen, nil))), grpcweb.Options{})
+			r := httptest.NewRequest(http.MethodPost, "http://gw.example"+svc+"GetBook", strings.NewReader(p.body))
+			r.RemoteAddr = "10.0.0.2:5555"
+			for k, v := range map[string]string{
+				"Content-Type": p.ct, "Connect-Protocol-Version": "1", "X-Grpc-Web": "1", "X-User-Agent": "grpc-web-javascript/0.1",
+				"Grpc-Timeout": "5S", "Connect-Timeout-Ms": "5000", "Accept-Encoding": "gzip", "Te": "trailers",
+				"X-Something": "value", "Authorization": "Bearer t", "Cookie": "session=1",
+			} {
+				r.Header.Set(k, v)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != 200 {
+				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+			want := metadata.MD{
+				"x-something": {"value"}, "authorization": {"Bearer t"}, "cookie": {"session=1"},
+				"x-forwarded-for": {"10.0.0.2"}, "x-forwarded-host": {"gw.example"},
+			}
+			if !reflect.DeepEqual(seen, want) {
+				t.Errorf("forwarded %v\nwant %v", map[string][]string(seen), map[string][]string(want))
+			}
+			if got := w.Header().Get("X-Upstream-Header"); got != "h1" {
+				t.Errorf("X-Upstream-Header %q, want h1", got)
+			}
+			if got := w.Header().Get("Grpc-Accept-Encoding"); got != "" {
+				t.Errorf("the upstream's Grpc-Accept-Encoding %q reached the client", got)
+			}
+		})
+	}
+}
+
+// TestConnectUnaryErrorHeaders: a Connect unary error carries the upstream's
+// header metadata as headers and its trailer as Trailer-* headers, as a
+// success does, and the headers the gateway sets itself.
+func TestConnectUnaryErrorHeaders(t *testing.T) {
+	var seen metadata.MD
+	h := grpcweb.New(routesOf(replyMethods(t, replyHandler(&seen, status.Error(codes.NotFound, "no such book")))), grpcweb.Options{})
+	r := httptest.NewRequest(http.MethodPost, svc+"GetBook", strings.NewReader(`{"name":"shelves/1/books/nope"}`))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Connect-Protocol-Version", "1")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	var e struct{ Code, Message string }
+	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || w.Code != 404 || e.Code != "not_found" {
+		t.Fatalf("%d %s, want 404 not_found", w.Code, w.Body)
+	}
+	for k, want := range map[string]string{
+		"X-Upstream-Header":          "h1",
+		"Trailer-X-Upstream-Trailer": "t1",
+		"Trailer-Grpc-Trace-Bin":     "AA",
+		"X-Ratelimit-Remaining":      "9",
+		"Grpc-Accept-Encoding":       "",
+		"Content-Type":               "application/json",
+	} {
+		if got := w.Header().Get(k); got != want {
+			t.Errorf("header %s = %q, want %q", k, got, want)
+		}
+	}
+}
+
+// TestCORSMetadata: a page of an allowed origin may send the headers its
+// cors policy allows as metadata, and read the upstream's header metadata.
+func TestCORSMetadata(t *testing.T) {
+	var seen metadata.MD
+	policy, err := cors.New(cors.Config{AllowedOrigins: []string{"https://app.example"}, AllowedHeaders: []string{"x-something"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := cors.Handler(grpcweb.New(routesOf(replyMethods(t, replyHandler(&seen, nil))), grpcweb.Options{}), func(string, *http.Request) *cors.Policy { return policy })
+	r := httptest.NewRequest(http.MethodOptions, svc+"GetBook", nil)
+	r.Header.Set("Origin", "https://app.example")
+	r.Header.Set("Access-Control-Request-Method", "POST")
+	r.Header.Set("Access-Control-Request-Headers", "content-type, x-something")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if got := w.Header().Get("Access-Control-Allow-Headers"); w.Code != 204 || got != "content-type, x-something" {
+		t.Errorf("preflight %d, Access-Control-Allow-Headers %q; want x-something allowed", w.Code, got)
+	}
+
+	r = httptest.NewRequest(http.MethodPost, svc+"GetBook", strings.NewReader(`{"name":"shelves/1/books/dune"}`))
+	r.Header.Set("Origin", "https://app.example")
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Connect-Protocol-Version", "1")
+	r.Header.Set("X-Something", "value")
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != 200 || seen.Get("x-something")[0] != "value" {
+		t.Fatalf("%d %s, forwarded %v", w.Code, w.Body, map[string][]string(seen))
+	}
+	got := w.Header().Get("Access-Control-Expose-Headers")
+	for _, name := range []string{"Grpc-Status", "X-Upstream-Header", "Trailer-X-Upstream-Trailer"} {
+		if !strings.Contains(got, name) {
+			t.Errorf("Access-Control-Expose-Headers %q lacks %s", got, name)
+		}
 	}
 }

@@ -1,6 +1,8 @@
 // Package ingress holds what the HTTP-based ingress adapters (REST,
 // WebSocket, gRPC-Web, Connect, gRPC) share: the identity material and the
-// forwarded metadata of a call, taken from its HTTP request.
+// forwarded metadata of a call, taken from its HTTP request: the REST and
+// WebSocket allow-list (Forwarder), and the pass-through of the gRPC family
+// (PassThrough).
 package ingress
 
 import (
@@ -50,16 +52,95 @@ func (f *Forwarder) Metadata(r *http.Request) metadata.MD {
 			md[key] = append(md[key], vals...)
 		}
 	}
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
-			host = prior + ", " + host
-		}
-		md["x-forwarded-for"] = []string{host}
-	}
-	if r.Host != "" {
-		md["x-forwarded-host"] = []string{r.Host}
-	}
+	addForwarded(md, r.Header.Get("X-Forwarded-For"), r.RemoteAddr, r.Host)
 	return md
+}
+
+// addForwarded sets X-Forwarded-For (prior, the client's own, followed by
+// the peer at remoteAddr) and X-Forwarded-Host (host) in md.
+func addForwarded(md metadata.MD, prior, remoteAddr, host string) {
+	if peer, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		if prior != "" {
+			peer = prior + ", " + peer
+		}
+		md["x-forwarded-for"] = []string{peer}
+	}
+	if host != "" {
+		md["x-forwarded-host"] = []string{host}
+	}
+}
+
+// PassThrough is what a call of the gRPC family (native gRPC, gRPC-Web,
+// Connect) forwards upstream. Their request headers are gRPC metadata by
+// definition, so, as any gRPC proxy does, it passes on every entry of in
+// (keys lower-case) but the connection-specific and reserved ones (see
+// Reserved), with X-Forwarded-For and X-Forwarded-Host set as Metadata sets
+// them; the REST allow-list does not apply. The identity headers the
+// gateway sets are removed by the identity policy, which runs on every
+// route. The values are copied: in is not shared.
+func PassThrough(in metadata.MD, remoteAddr, host string) metadata.MD {
+	md := make(metadata.MD, len(in)+2)
+	for k, vs := range in {
+		if !Reserved(k) {
+			md[k] = append([]string(nil), vs...)
+		}
+	}
+	var prior string
+	if xff := in["x-forwarded-for"]; len(xff) > 0 {
+		prior = strings.Join(xff, ", ")
+	}
+	addForwarded(md, prior, remoteAddr, host)
+	return md
+}
+
+// Reserved reports whether the metadata key (lower-case) belongs to one
+// hop of a call rather than to the call, so that a proxy neither forwards it
+// upstream nor returns it to the client: HTTP/2 pseudo-headers, the
+// connection-specific headers of HTTP (Connection, Host, TE, ...), the
+// framing of the message (Content-Type, Content-Encoding, Accept-Encoding),
+// the keys gRPC reserves (grpc-timeout, grpc-encoding, grpc-status, ...:
+// every grpc-* key but the tracing ones, grpc-trace-bin and grpc-tags-bin),
+// User-Agent, and the protocol headers of gRPC-Web and Connect
+// (X-Grpc-Web, X-User-Agent, Connect-*).
+func Reserved(key string) bool {
+	if strings.HasPrefix(key, ":") {
+		return true
+	}
+	if strings.HasPrefix(key, "grpc-") {
+		return key != "grpc-trace-bin" && key != "grpc-tags-bin"
+	}
+	if strings.HasPrefix(key, "connect-") {
+		return true
+	}
+	switch key {
+	case "host", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "http2-settings",
+		"content-type", "content-length", "content-encoding", "accept", "accept-encoding",
+		"user-agent", "x-grpc-web", "x-user-agent":
+		return true
+	}
+	return false
+}
+
+// WithoutReserved returns md less its reserved keys (see Reserved), as a
+// proxy returns an upstream's response metadata to its client; md itself
+// when it has none.
+func WithoutReserved(md metadata.MD) metadata.MD {
+	n := 0
+	for k := range md {
+		if Reserved(k) {
+			n++
+		}
+	}
+	if n == 0 {
+		return md
+	}
+	out := make(metadata.MD, len(md)-n)
+	for k, vs := range md {
+		if !Reserved(k) {
+			out[k] = vs
+		}
+	}
+	return out
 }
 
 // Incoming lower-cases the request headers for the policies, and adds the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,8 +19,12 @@ import (
 // serveStream answers a server-streaming call: newline-delimited JSON
 // ({"result": message} per line) by default, Server-Sent Events when the
 // client accepts text/event-stream. Each message is flushed as it arrives.
-// An error before the first message gets its HTTP status; after it, the
-// status is the last line ({"error": status}) or the final "status" event.
+// After the first message an error is the last line ({"error": status}) or
+// the final "status" event. Before it, the answer gets the error's HTTP
+// status; its body is the status alone when the gateway refused the call
+// itself (a bad request, a policy), and, on the NDJSON path, the
+// {"error": status} line when the stream failed (the upstream's error, an
+// undecodable message), as grpc-gateway frames it.
 func (h *Handler) serveStream(ctx context.Context, w http.ResponseWriter, r *http.Request, gen *router.Routes, call *router.Call) int {
 	s := &restStream{
 		w: w, rc: http.NewResponseController(w), binding: call.Route.Binding, decode: call.Decode,
@@ -39,10 +44,21 @@ func (h *Handler) serveStream(ctx context.Context, w http.ResponseWriter, r *htt
 				writeMetadata(w.Header(), call.Reply.Header)
 				writeMetadata(w.Header(), call.Reply.Trailer)
 			}
-			if e, ok := err.(*upstreamMessageError); ok {
-				return h.writeStatus(w, gen, http.StatusBadGateway, &spb.Status{Code: int32(codes.Internal), Message: e.Error()})
+			_, undecodable := err.(*upstreamMessageError)
+			st, code := errorStatus(err), http.StatusBadGateway
+			if !undecodable {
+				code = translate.HTTPStatus(codes.Code(st.GetCode()))
 			}
-			return h.writeError(w, gen, err)
+			if !s.sse && (call.Reply != nil || undecodable) {
+				// The stream failed before its first message.
+				body := translate.NDJSONError(translate.StatusJSON(st, gen.Resolver))
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+				w.WriteHeader(code)
+				w.Write(body)
+				return code
+			}
+			return h.writeStatus(w, gen, code, st)
 		}
 		s.start("application/json")
 	}
