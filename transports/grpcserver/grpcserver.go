@@ -39,9 +39,9 @@ type Options struct {
 
 // Server is the gRPC ingress.
 type Server struct {
-	srv     *grpc.Server
-	routes  func(context.Context) *router.Routes
-	log     *slog.Logger
+	srv    *grpc.Server
+	routes func(context.Context) *router.Routes
+	log    *slog.Logger
 }
 
 // New returns a Server serving the methods of the generation routes

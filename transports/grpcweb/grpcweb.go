@@ -51,8 +51,8 @@ type Options struct {
 
 // Handler is the gRPC-Web and Connect http.Handler.
 type Handler struct {
-	routes  func(context.Context) *router.Routes
-	opts    Options
+	routes func(context.Context) *router.Routes
+	opts   Options
 }
 
 // New returns a Handler serving the methods of the generation routes
