@@ -96,9 +96,14 @@ func NewLive(ctx context.Context, cfg *Config, opts LiveOptions) (*Live, error) 
 	return l, nil
 }
 
+// build builds the next generation; a configuration that fails to build
+// takes no number.
 func (l *Live) build(ctx context.Context, cfg *Config) (*Generation, error) {
-	l.seq++
-	return Build(ctx, cfg, Options{Pool: l.pool, Logger: l.log, Seq: l.seq, Metrics: l.metrics})
+	g, err := Build(ctx, cfg, Options{Pool: l.pool, Logger: l.log, Seq: l.seq + 1, Metrics: l.metrics})
+	if err == nil {
+		l.seq++
+	}
+	return g, err
 }
 
 // Current returns the serving generation. It stays usable for as long as

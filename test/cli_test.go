@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -161,5 +162,39 @@ func TestRoutes(t *testing.T) {
 		if !strings.Contains(chains, want) {
 			t.Errorf("the chains lack %q:\n%s", want, chains)
 		}
+	}
+}
+
+// TestCheckRefusesWhatServeWouldFailOn: every file a configuration names is
+// read by `rosetta check` exactly as `serve` reads it, so a file that would
+// stop serve stops check, naming the setting; serve refuses the same
+// configuration without serving.
+func TestCheckRefusesWhatServeWouldFailOn(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "missing")
+	base := func(extra string) string {
+		return fmt.Sprintf("listen: {http: %q}\n", freePort(t)) + libraryConfig(descriptorSetSchema(), "127.0.0.1:1", "", extra)
+	}
+	for _, c := range []struct{ name, cfg, want string }{
+		{"mqtt.tls certificate", strings.Replace(base("mqtt: {allow_anonymous: true, tls: {cert_file: "+strconv.Quote(missing)+", key_file: "+strconv.Quote(missing)+"}}\n"),
+			"listen: {", fmt.Sprintf("listen: {mqtt: %q, ", freePort(t)), 1), "mqtt.tls"},
+		{"mqtt password file", strings.Replace(base("mqtt: {password_file: "+strconv.Quote(missing)+"}\n"),
+			"listen: {", fmt.Sprintf("listen: {mqtt: %q, ", freePort(t)), 1), "mqtt.password_file"},
+		{"listener certificate", base("security: {tls: {cert_file: " + strconv.Quote(missing) + ", key_file: " + strconv.Quote(missing) + "}}\n"), "security.tls"},
+		{"jwt key file", base("security: {policies: [bearer]}\npolicies: {bearer: {jwt: {issuer: https://id.test, audience: [a], algorithms: [ES256], key_files: [" + strconv.Quote(missing) + "]}}}\n"), "policies.bearer"},
+		{"redis password file", base("redis: {addr: 127.0.0.1:1, password_file: " + strconv.Quote(missing) + "}\n"), "redis.password_file"},
+		{"descriptor set", strings.Replace(base(""), filepath.Join(repoRoot, "proto", "library.binpb"), missing, 1), "missing"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeConfig(t, c.cfg)
+			code, stdout, stderr := runRosetta(t, "check", "-config", path)
+			if code != 1 || !strings.Contains(stderr, c.want) {
+				t.Errorf("check: exit %d, want 1 naming %s\nstdout:\n%s\nstderr:\n%s", code, c.want, stdout, stderr)
+			}
+			code, _, stderr = runRosetta(t, "serve", "-config", path)
+			if code != 1 || !strings.Contains(stderr, c.want) {
+				t.Errorf("serve: exit %d, want 1 naming %s\nstderr:\n%s", code, c.want, stderr)
+			}
+		})
 	}
 }
