@@ -29,10 +29,12 @@ type Route struct {
 	Invoker Invoker
 	// Timeout bounds the upstream call; zero means no route deadline.
 	Timeout time.Duration
-	// Handler is the route's chain: its policies, then Dispatch.
+	// Handler is the chain of the route's method, shared by every route
+	// that reaches the method (or the route's own, for a route without a
+	// method of the schema): its policies, then Dispatch or an Aggregate.
 	Handler Handler
 	// CredentialParams name the query parameters that carry credentials
-	// for the route's policies (an API key allowed in the query): the
+	// for the chain's policies (an API key allowed in the query): the
 	// ingress leaves them out of what the binding decodes and of what
 	// goes upstream.
 	CredentialParams []string
