@@ -13,8 +13,8 @@ import (
 // startMQTT starts the process's broker (embedded or external) from the
 // serving generation's settings, and the bridge, which takes each device
 // message through the rules of the generation serving when it arrives. A
-// reload keeps the broker, its sessions and its subscriptions; the state
-// routes' subscriptions are diffed. The returned function stops them.
+// reload keeps the broker, its sessions and its subscriptions; those of the
+// state routes and, on an external broker, of the rules are diffed. The returned function stops them.
 func startMQTT(ctx context.Context, live *Live, logger *slog.Logger) (func(), error) {
 	g := live.Current()
 	s := g.mqttSettings
@@ -30,14 +30,15 @@ func startMQTT(ctx context.Context, live *Live, logger *slog.Logger) (func(), er
 		DeadLetter: cfg.MQTT.DeadLetter, ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: accessLogger(cfg, logger),
 	})
 	var br mqtt.Broker
+	var ext *mqtt.External
 	if ec := s.external; ec != nil {
 		ec := *ec
 		ec.Logger = logger
 		rules, done := live.MQTTRules()
 		filters := rules.Filters()
 		done()
-		ext, err := mqtt.DialExternal(ctx, ec, filters, bridge.Uplink)
-		if err != nil {
+		var err error
+		if ext, err = mqtt.DialExternal(ctx, ec, filters, bridge.Uplink); err != nil {
 			return nil, err
 		}
 		br = ext
@@ -76,6 +77,15 @@ func startMQTT(ctx context.Context, live *Live, logger *slog.Logger) (func(), er
 	live.OnSwap(func(_, cur *Generation) {
 		if err := subs.follow(ctx, cur); err != nil {
 			logger.Error("mqtt state subscriptions", "error", err)
+		}
+		if ext != nil { // the rules' filters, diffed: the others keep their session
+			filters := map[string]byte{}
+			if cur.mqtt != nil {
+				filters = (&mqtt.Rules{List: cur.mqtt.rules}).Filters()
+			}
+			if err := ext.SetFilters(ctx, filters); err != nil {
+				logger.Error("mqtt rule subscriptions", "error", err)
+			}
 		}
 	})
 	return func() {

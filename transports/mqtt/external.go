@@ -1,6 +1,8 @@
 package mqtt
 
 import (
+	"errors"
+	"maps"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -74,6 +76,69 @@ type External struct {
 	mu    sync.Mutex
 	subs  map[string]*followers // by filter, on the control connection
 	next  int
+
+	// devFilters are the device connection's subscriptions, subscribed
+	// again at each reconnect; SetFilters changes them.
+	devFilters *filterSet
+}
+
+// filterSet is a connection's subscriptions (filter → QoS).
+type filterSet struct {
+	mu sync.Mutex
+	m  map[string]byte
+}
+
+// snapshot returns a copy of the set.
+func (s *filterSet) snapshot() map[string]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.m)
+}
+
+// shared names filters as the device connection subscribes to them: in
+// the share group, when there is one.
+func (e *External) shared(filters map[string]byte) map[string]byte {
+	out := make(map[string]byte, len(filters))
+	for f, q := range filters {
+		if e.cfg.ShareGroup != "" {
+			f = "$share/" + e.cfg.ShareGroup + "/" + f
+		}
+		out[f] = q
+	}
+	return out
+}
+
+// SetFilters makes the device connection's subscriptions filters (filter →
+// QoS), as a reload's rules need: it subscribes to the new ones and
+// unsubscribes from those no rule takes any more, leaving the others, and
+// the messages the broker holds for them, untouched. A reconnect
+// subscribes to the set last given.
+func (e *External) SetFilters(ctx context.Context, filters map[string]byte) error {
+	want := e.shared(filters)
+	e.devFilters.mu.Lock()
+	defer e.devFilters.mu.Unlock()
+	var errs []error
+	for f, q := range want {
+		if old, ok := e.devFilters.m[f]; ok && old == q {
+			continue
+		}
+		if err := e.dev.subscribe(ctx, f, q); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		e.devFilters.m[f] = q
+	}
+	for f := range e.devFilters.m {
+		if _, ok := want[f]; ok {
+			continue
+		}
+		if err := e.dev.unsubscribe(ctx, f); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(e.devFilters.m, f)
+	}
+	return errors.Join(errs...)
 }
 
 // followers are the Subscribe callers of one filter.
@@ -82,7 +147,7 @@ type followers struct {
 }
 
 // DialExternal connects to the broker. Device messages matching filters
-// (filter → QoS) go to up, Workers at a time; each is acknowledged when up
+// (filter → QoS; SetFilters changes them) go to up, Workers at a time; each is acknowledged when up
 // returns. It waits up to ctx for the first connections and subscriptions
 // and keeps reconnecting, with backoff, after that.
 func DialExternal(ctx context.Context, cfg ExternalConfig, filters map[string]byte, up Uplink) (*External, error) {
@@ -113,19 +178,10 @@ func DialExternal(ctx context.Context, cfg ExternalConfig, filters map[string]by
 	if cfg.Version == 4 {
 		dial = dial3
 	}
-	if e.ctl, err = dial(ctx, cfg, u, cfg.ClientID+"-ctl", nil, e.follow); err != nil {
+	if e.ctl, err = dial(ctx, cfg, u, cfg.ClientID+"-ctl", &filterSet{}, e.follow); err != nil {
 		return nil, err
 	}
-	if len(filters) == 0 {
-		return e, nil
-	}
-	shared := make(map[string]byte, len(filters))
-	for f, q := range filters {
-		if cfg.ShareGroup != "" {
-			f = "$share/" + cfg.ShareGroup + "/" + f
-		}
-		shared[f] = q
-	}
+	e.devFilters = &filterSet{m: e.shared(filters)}
 	workCtx, stop := context.WithCancel(context.Background())
 	e.stop = stop
 	for range cfg.Workers {
@@ -150,7 +206,7 @@ func DialExternal(ctx context.Context, cfg ExternalConfig, filters map[string]by
 			}
 		}()
 	}
-	if e.dev, err = dial(ctx, cfg, u, cfg.ClientID, shared, e.deliver); err != nil {
+	if e.dev, err = dial(ctx, cfg, u, cfg.ClientID, e.devFilters, e.deliver); err != nil {
 		e.Close()
 		return nil, err
 	}

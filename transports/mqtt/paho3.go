@@ -17,7 +17,7 @@ type paho311 struct {
 
 // dial3 connects as clientID, subscribed to filters (filter → QoS), passing
 // received messages to handle, which must acknowledge them.
-func dial3(ctx context.Context, cfg ExternalConfig, u *url.URL, clientID string, filters map[string]byte, handle func(delivery)) (conn, error) {
+func dial3(ctx context.Context, cfg ExternalConfig, u *url.URL, clientID string, subs *filterSet, handle func(delivery)) (conn, error) {
 	broker := *u
 	if broker.Scheme == "mqtt" {
 		broker.Scheme = "tcp"
@@ -51,7 +51,7 @@ func dial3(ctx context.Context, cfg ExternalConfig, u *url.URL, clientID string,
 		SetOnConnectHandler(func(c paho3.Client) {
 			cfg.Logger.Info("mqtt broker connected", "broker", u.Redacted(), "client_id", clientID)
 			var err error
-			if len(filters) > 0 {
+			if filters := subs.snapshot(); len(filters) > 0 {
 				tok := c.SubscribeMultiple(filters, onMessage)
 				tok.WaitTimeout(10 * time.Second)
 				err = tok.Error()

@@ -18,7 +18,7 @@ type paho5 struct {
 
 // dial5 connects as clientID, subscribed to filters (filter → QoS), passing
 // received messages to handle, which must acknowledge them.
-func dial5(ctx context.Context, cfg ExternalConfig, u *url.URL, clientID string, filters map[string]byte, handle func(delivery)) (conn, error) {
+func dial5(ctx context.Context, cfg ExternalConfig, u *url.URL, clientID string, subs *filterSet, handle func(delivery)) (conn, error) {
 	subscribed := make(chan error, 1)
 	ac := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
@@ -32,6 +32,7 @@ func dial5(ctx context.Context, cfg ExternalConfig, u *url.URL, clientID string,
 		ConnectPassword:               []byte(cfg.Password),
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			cfg.Logger.Info("mqtt broker connected", "broker", u.Redacted(), "client_id", clientID)
+			filters := subs.snapshot()
 			if len(filters) == 0 {
 				select {
 				case subscribed <- nil:
