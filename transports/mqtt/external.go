@@ -1,12 +1,12 @@
 package mqtt
 
 import (
-	"errors"
-	"maps"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"sync"
 	"sync/atomic"
