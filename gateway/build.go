@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -333,8 +334,17 @@ func (g *builder) addService(svc *ServiceConfig) []error {
 	}
 	var errs []error
 	methods := sd.Methods()
+	for _, name := range slices.Concat(svc.Methods, svc.HideMethods) {
+		if methods.ByName(protoreflect.Name(name)) == nil {
+			errs = append(errs, fmt.Errorf("service %s: no method %q (methods and hide_methods name methods: GetShelf)", svc.Name, name))
+		}
+	}
 	for i := 0; i < methods.Len(); i++ {
 		md := methods.Get(i)
+		name := string(md.Name())
+		if (len(svc.Methods) > 0 && !slices.Contains(svc.Methods, name)) || slices.Contains(svc.HideMethods, name) {
+			continue // one decision per method: served on no protocol
+		}
 		if err := g.addMethod(md, svc, svc.Upstream, inv, timeout, nil); err != nil {
 			errs = append(errs, err)
 			continue
@@ -352,10 +362,12 @@ func (g *builder) addService(svc *ServiceConfig) []error {
 		switch {
 		case ok:
 			bindings, err = translate.Bindings(md, rule, g.jsonOptions(svc), g.schema.Types())
-		case svc.AutoMapping == nil || *svc.AutoMapping:
+		case svc.AutoMapping != nil && *svc.AutoMapping:
 			var b *translate.Binding
 			b, err = translate.NewBinding(md, "POST", methodPath(md), "*", "", g.jsonOptions(svc), g.schema.Types())
 			bindings = []*translate.Binding{b}
+		default:
+			g.skipped = append(g.skipped, fmt.Sprintf("%s: no HTTP rule, so not served over REST (auto_mapping: true serves it at POST %s); gRPC, gRPC-Web, Connect and WebSocket reach it", md.FullName(), methodPath(md)))
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("file %s: %v", md.ParentFile().Path(), err))
@@ -436,6 +448,9 @@ func (g *builder) resolveCall(rc *RouteConfig, services map[string]*ServiceConfi
 	svc := services[svcName]
 	if svc == nil {
 		svc = &ServiceConfig{Name: svcName}
+	}
+	if name := string(md.Name()); (len(svc.Methods) > 0 && !slices.Contains(svc.Methods, name)) || slices.Contains(svc.HideMethods, name) {
+		return nil, fmt.Errorf("call %q: service %s does not serve the method (methods, hide_methods)", rc.Call, svcName)
 	}
 	upName := rc.Upstream
 	if upName == "" {

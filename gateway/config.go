@@ -232,9 +232,17 @@ type ServiceConfig struct {
 	Upstream string     `yaml:"upstream"`
 	Timeout  Duration   `yaml:"timeout"`
 	JSON     JSONConfig `yaml:"json"`
-	// AutoMapping exposes methods without an HTTP rule at
-	// POST /package.Service/Method (default true).
+	// AutoMapping serves the methods without an HTTP rule over REST too,
+	// at POST /package.Service/Method (default false, as grpc-gateway and
+	// Envoy: a method with no rule stays off REST). It decides a REST path
+	// only; which methods are served at all is Methods' and HideMethods'.
 	AutoMapping *bool `yaml:"auto_mapping"`
+	// Methods, when set, are the only methods of the service served, on
+	// every protocol (by name: GetShelf).
+	Methods []string `yaml:"methods"`
+	// HideMethods are methods served on no protocol: internal RPCs of a
+	// service that is otherwise exposed.
+	HideMethods []string `yaml:"hide_methods"`
 	// Policies names the security policies of the service's methods.
 	Policies []string `yaml:"policies"`
 	// Validation switches buf.validate enforcement (on by default).

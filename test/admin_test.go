@@ -131,7 +131,7 @@ func TestAdminReadinessDrains(t *testing.T) {
 	const ping = "/example.library.v1.LibraryService/Ping"
 	up := startObservedUpstream(t, ping)
 	admin := freePort(t)
-	gw := startRosettaListen(t, fmt.Sprintf("admin: %q", admin), libraryConfig(descriptorSetSchema(), up.addr, "", "shutdown_timeout: 10s\n"))
+	gw := startRosettaListen(t, fmt.Sprintf("admin: %q", admin), libraryConfig(descriptorSetSchema(), up.addr, "    auto_mapping: true\n", "shutdown_timeout: 10s\n"))
 	if code, body := adminGet(t, admin, "/readyz"); code != 200 {
 		t.Fatalf("/readyz while serving: %d %s", code, body)
 	}

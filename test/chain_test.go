@@ -21,6 +21,7 @@ import (
 
 	ws "github.com/coder/websocket"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -214,7 +215,7 @@ func TestPolicyGuardsEveryWay(t *testing.T) {
 			up := startObservedUpstream(t, "")
 			broker := freePort(t)
 			routes := fmt.Sprintf(chainRoutes, k.guard)
-			gw := startRosettaListen(t, fmt.Sprintf("mqtt: %q", broker), libraryConfig(descriptorSetSchema(), up.addr, "", routes+"policies: "+k.policies+"\n"))
+			gw := startRosettaListen(t, fmt.Sprintf("mqtt: %q", broker), libraryConfig(descriptorSetSchema(), up.addr, "    auto_mapping: true\n", routes+"policies: "+k.policies+"\n"))
 			waitFor(t, "the embedded broker", func() bool {
 				c, err := net.Dial("tcp", broker)
 				if err == nil {
@@ -293,5 +294,52 @@ func TestCORSPolicyOnEveryBrowserProtocol(t *testing.T) {
 		if conn != nil {
 			conn.CloseNow()
 		}
+	}
+}
+
+// TestHiddenMethods: which methods a service serves is one decision per
+// method: a method hidden by hide_methods (or left out of methods) is
+// reached on no protocol, and a route may not call it; auto_mapping decides
+// a REST path only.
+func TestHiddenMethods(t *testing.T) {
+	t.Parallel()
+	up := startObservedUpstream(t, "")
+	gw := startRosetta(t, libraryConfig(descriptorSetSchema(), up.addr, "    hide_methods: [GetShelf, Ping]\n", ""))
+	if r := get(t, gw.base, "/v1/shelves/1"); r.status != http.StatusNotFound {
+		t.Errorf("REST: %d %s, want 404", r.status, r.body)
+	}
+	if r := do(t, gw.base, request{method: "POST", path: "/example.library.v1.LibraryService/GetShelf", body: `{"name":"shelves/1"}`,
+		header: map[string]string{"Connect-Protocol-Version": "1"}}); r.status != http.StatusNotFound {
+		t.Errorf("Connect: %d %s, want 404", r.status, r.body)
+	}
+	conn, err := grpc.NewClient(strings.TrimPrefix(gw.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	if _, err := libraryv1.NewLibraryServiceClient(conn).GetShelf(ctx, &libraryv1.GetShelfRequest{Name: "shelves/1"}); status.Code(err) != codes.Unimplemented {
+		t.Errorf("gRPC: %v, want UNIMPLEMENTED", err)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer wcancel()
+	if _, resp, err := ws.Dial(wctx, wsURL(gw, "GetShelf"), &ws.DialOptions{Subprotocols: []string{"rosetta.json"}}); err == nil || resp == nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("WebSocket: %v, want a 404 refusal", err)
+	}
+	if up.callCount() != 0 {
+		t.Errorf("the upstream saw %d calls of hidden methods", up.callCount())
+	}
+	// The others are served; a route to a hidden method is refused.
+	if r := get(t, gw.base, "/v1/shelves/1/books/dune"); r.status != http.StatusOK {
+		t.Errorf("GetBook: %d %s", r.status, r.body)
+	}
+	path := writeConfig(t, libraryConfig(descriptorSetSchema(), up.addr, "    hide_methods: [GetShelf, Nope]\n", `routes:
+  - get: /v2/{name=shelves/*}
+    call: example.library.v1.LibraryService/GetShelf
+`))
+	code, _, stderr := runRosetta(t, "check", "-config", path)
+	if code != 1 || !strings.Contains(stderr, `no method "Nope"`) || !strings.Contains(stderr, "does not serve the method") {
+		t.Errorf("check: exit %d\n%s", code, stderr)
 	}
 }

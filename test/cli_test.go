@@ -29,6 +29,9 @@ func TestCheck(t *testing.T) {
 				if !strings.Contains(stdout, "ImportBooks") {
 					t.Errorf("stdout does not note the client-streaming method ImportBooks, not served over REST:\n%s", stdout)
 				}
+				if !strings.Contains(stdout, "LibraryService.Ping: no HTTP rule, so not served over REST (auto_mapping: true") {
+					t.Errorf("stdout does not note Ping, without an HTTP rule, off REST by default:\n%s", stdout)
+				}
 			})
 		}
 	})
@@ -123,7 +126,7 @@ services:
 // template, method and upstream.
 func TestRoutes(t *testing.T) {
 	t.Parallel()
-	cfg := writeConfig(t, "listen: {http: 127.0.0.1:0}\n"+libraryConfig(descriptorSetSchema(), freePort(t), "", ""))
+	cfg := writeConfig(t, "listen: {http: 127.0.0.1:0}\n"+libraryConfig(descriptorSetSchema(), freePort(t), "    auto_mapping: true\n", ""))
 	code, stdout, stderr := runRosetta(t, "routes", "-config", cfg)
 	if code != 0 {
 		t.Fatalf("exit %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)

@@ -47,7 +47,7 @@ func TestREST(t *testing.T) {
 		t.Run(src.name, func(t *testing.T) {
 			t.Parallel()
 			lib := startLibrary(t)
-			gw := startRosetta(t, libraryConfig(src.schema(), lib, "", ""))
+			gw := startRosetta(t, libraryConfig(src.schema(), lib, "    auto_mapping: true\n", ""))
 			testRESTCalls(t, gw.base)
 			testRESTErrors(t, gw.base)
 		})

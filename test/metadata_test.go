@@ -211,7 +211,7 @@ func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	const ping = "/example.library.v1.LibraryService/Ping"
 	up := startObservedUpstream(t, ping)
-	gw := startRosetta(t, libraryConfig(descriptorSetSchema(), up.addr, "", "shutdown_timeout: 10s\n"))
+	gw := startRosetta(t, libraryConfig(descriptorSetSchema(), up.addr, "    auto_mapping: true\n", "shutdown_timeout: 10s\n"))
 
 	type result struct {
 		r   *response

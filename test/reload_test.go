@@ -92,7 +92,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		if odd {
 			b.WriteString("  shop: {grpc: {targets: [\"127.0.0.1:1\"]}, timeout: 1s}\n")
 		}
-		b.WriteString("services:\n  - {name: example.library.v1.LibraryService, upstream: library}\n  - {name: example.iot.v1.DeviceService, upstream: iot}\n")
+		b.WriteString("services:\n  - {name: example.library.v1.LibraryService, upstream: library, auto_mapping: true}\n  - {name: example.iot.v1.DeviceService, upstream: iot}\n")
 		if odd {
 			b.WriteString("  - {name: example.order.v1.ProductService, upstream: shop}\n")
 		}

@@ -37,6 +37,7 @@ upstreams:
 services:
   - name: example.library.v1.LibraryService
     upstream: library
+    auto_mapping: true   # Ping, which has no HTTP rule, at POST /example.library.v1.LibraryService/Ping
 `, listen, upLn.Addr().String())))
 	if err != nil {
 		return err
