@@ -173,10 +173,10 @@ func newFrontDoor(cfg *Config, live *Live, logger *slog.Logger) *frontDoor {
 		rest: rest.New(live.routesOf, rest.Options{MaxBodyBytes: int64(maxBody), ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: accessLogger(cfg, logger)}),
 		ws: websocket.New(live.routesOf, websocket.Options{
 			Prefix: wc.Prefix, PingInterval: time.Duration(wc.PingInterval), IdleTimeout: time.Duration(wc.IdleTimeout),
-			MaxMessageBytes: int64(wc.MaxMessage), ForwardHeaders: cfg.HTTP.ForwardHeaders, Resolver: live.Routes().Resolver, Logger: accessLogger(cfg, logger),
+			MaxMessageBytes: int64(wc.MaxMessage), ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: accessLogger(cfg, logger),
 		}),
 		grpc:    grpcserver.New(live.routesOf, grpcserver.Options{MaxMessageBytes: maxBody, Logger: accessLogger(cfg, logger)}),
-		grpcWeb: grpcweb.New(live.routesOf, grpcweb.Options{MaxMessageBytes: maxBody, Resolver: live.Routes().Resolver, Logger: accessLogger(cfg, logger)}),
+		grpcWeb: grpcweb.New(live.routesOf, grpcweb.Options{MaxMessageBytes: maxBody, Logger: accessLogger(cfg, logger)}),
 	}
 	f.inner = limits.Handler(cors.Handler(http.HandlerFunc(f.dispatch), f.corsPolicy), cfg.Security.Limits)
 	return f

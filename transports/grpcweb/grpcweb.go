@@ -43,8 +43,6 @@ import (
 type Options struct {
 	// MaxMessageBytes bounds the request message (default 4 MiB).
 	MaxMessageBytes int
-	// Resolver resolves Any types in error details.
-	Resolver translate.Resolver
 	// Logger receives one access-log line per call (nil: none).
 	Logger *slog.Logger
 }

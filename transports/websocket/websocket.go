@@ -65,8 +65,6 @@ type Options struct {
 	MaxMessageBytes int64
 	// ForwardHeaders are forwarded upstream (nil: the ingress defaults).
 	ForwardHeaders []string
-	// Resolver resolves Any types in error details.
-	Resolver translate.Resolver
 	// Logger receives one access-log line per call (nil: none).
 	Logger *slog.Logger
 }
@@ -209,13 +207,14 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 
 // refuse answers a request that is not upgraded with a google.rpc.Status.
 func (h *Handler) refuse(w http.ResponseWriter, httpStatus int, code codes.Code, msg string) *spb.Status {
-	return h.refuseStatus(w, httpStatus, &spb.Status{Code: int32(code), Message: msg})
+	return refuseStatus(w, httpStatus, &spb.Status{Code: int32(code), Message: msg}, nil)
 }
 
-func (h *Handler) refuseStatus(w http.ResponseWriter, httpStatus int, st *spb.Status) *spb.Status {
+// refuseStatus answers with st; res resolves the Any types of its details.
+func refuseStatus(w http.ResponseWriter, httpStatus int, st *spb.Status, res translate.Resolver) *spb.Status {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(httpStatus)
-	w.Write(translate.StatusJSON(st, h.opts.Resolver))
+	w.Write(translate.StatusJSON(st, res))
 	return st
 }
 
@@ -448,6 +447,10 @@ func (s *stream) write(typ ws.MessageType, p []byte) error {
 
 // finish ends the call with the chain's result: a plain HTTP answer when
 // the socket was never opened, else the final status and the close frame.
+// resolver resolves the Any types of the call's error details, from the
+// schema of the generation the call runs on.
+func (s *stream) resolver() translate.Resolver { return s.h.routes(s.r.Context()).Resolver }
+
 func (s *stream) finish(err error) *spb.Status {
 	refused := false
 	s.once.Do(func() { refused, s.openErr = true, errRefused })
@@ -461,7 +464,7 @@ func (s *stream) finish(err error) *spb.Status {
 		if err == nil { // a chain that did not dispatch: nothing to answer with
 			st = &spb.Status{Code: int32(codes.Internal), Message: "the call ended before it started"}
 		}
-		return s.h.refuseStatus(s.w, translate.HTTPStatus(codes.Code(st.GetCode())), st)
+		return refuseStatus(s.w, translate.HTTPStatus(codes.Code(st.GetCode())), st, s.resolver())
 	}
 	if s.conn == nil {
 		return &spb.Status{Code: int32(codes.InvalidArgument), Message: "WebSocket handshake failed: " + s.openErr.Error()}
@@ -476,7 +479,7 @@ func (s *stream) finish(err error) *spb.Status {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
-	body := append(append([]byte(`{"status":`), translate.StatusJSON(st, s.h.opts.Resolver)...), '}')
+	body := append(append([]byte(`{"status":`), translate.StatusJSON(st, s.resolver())...), '}')
 	if s.conn.Write(ctx, ws.MessageText, body) != nil {
 		s.conn.CloseNow()
 		return st
