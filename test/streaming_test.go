@@ -101,7 +101,7 @@ policies:
 func startStreaming(t *testing.T, extra string) (*streamUpstream, *rosetta) {
 	t.Helper()
 	u := startStreamUpstream(t)
-	return u, startRosetta(t, libraryConfig(descriptorSetSchema(), u.addr, "", extra))
+	return u, startRosetta(t, libraryConfig(descriptorSetSchema(), u.addr, "    auto_mapping: true\n", extra))
 }
 
 // getStream sends a GET and returns the open response, whose body the
