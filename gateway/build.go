@@ -349,10 +349,6 @@ func (g *builder) addService(svc *ServiceConfig) []error {
 			errs = append(errs, err)
 			continue
 		}
-		if md.IsStreamingClient() {
-			g.skipped = append(g.skipped, fmt.Sprintf("%s: methods with a client stream are not served over REST (use WebSocket or gRPC)", md.FullName()))
-			continue
-		}
 		rule, ok, err := descriptors.HTTPRule(md)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("method %s (file %s): %v", md.FullName(), md.ParentFile().Path(), err))
@@ -508,9 +504,6 @@ func (g *builder) addRoute(rc *RouteConfig, services map[string]*ServiceConfig) 
 			return err
 		}
 		md, svc := c.method, c.service
-		if md.IsStreamingClient() {
-			return fmt.Errorf("call %q: methods with a client stream are not served over REST (use WebSocket or gRPC)", rc.Call)
-		}
 		b, err := translate.NewBinding(md, method, path, rc.Body, rc.ResponseBody, g.jsonOptions(svc), g.schema.Types())
 		if err != nil {
 			return err

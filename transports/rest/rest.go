@@ -102,15 +102,21 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *router.Rout
 		call.Query = r.URL.Query()
 		query = withoutParams(query, call.Query, route.CredentialParams)
 	}
+	var decodeMessage func([]byte) ([]byte, error) // of a client stream
 	if route.Binding != nil {
 		req := &translate.Request{PathValues: m.PathValues, Query: query, Body: body, ContentType: r.Header.Get("Content-Type")}
 		call.Decode = func() ([]byte, error) { return route.Binding.DecodeRequest(req) }
+		decodeMessage = func(msg []byte) ([]byte, error) {
+			each := *req
+			each.Body, each.ContentType = msg, "application/json"
+			return route.Binding.DecodeRequest(&each)
+		}
 	} else {
 		call.Target = expandTarget(route, m.PathValues, query)
 		call.Decode = func() ([]byte, error) { return body, nil }
 	}
 	if route.IsStreaming() {
-		return h.serveStream(ctx, w, r, gen, call)
+		return h.serveStream(ctx, w, r, gen, call, decodeMessage)
 	}
 	err := route.Handler.Handle(ctx, call)
 	for k, vs := range call.ResponseHeader {
@@ -144,6 +150,9 @@ func (h *Handler) readBody(r *http.Request, route *router.Route) ([]byte, int, *
 	}
 	if route.Binding != nil && !route.Binding.RawBody() && !isJSON(r.Header.Get("Content-Type")) {
 		return nil, http.StatusUnsupportedMediaType, &spb.Status{Code: int32(codes.InvalidArgument), Message: "unsupported Content-Type " + strconv.Quote(r.Header.Get("Content-Type")) + "; send application/json"}
+	}
+	if route.Method != nil && route.Method.IsStreamingClient() {
+		return nil, 0, nil // a stream of messages, read one at a time
 	}
 	if r.ContentLength > h.maxBody {
 		return nil, http.StatusRequestEntityTooLarge, tooLarge(h.maxBody)

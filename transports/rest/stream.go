@@ -11,28 +11,43 @@ import (
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/translate"
 )
 
-// serveStream answers a server-streaming call: newline-delimited JSON
-// ({"result": message} per line) by default, Server-Sent Events when the
-// client accepts text/event-stream. Each message is flushed as it arrives.
+// serveStream answers a streaming call. The answer of a server stream is
+// newline-delimited JSON ({"result": message} per line) by default,
+// Server-Sent Events when the client accepts text/event-stream, each message
+// flushed as it arrives. A client stream's request body is a stream of JSON
+// messages (see messageReader), read as the upstream takes them; a method
+// with one response answers it as a unary call does. A bidirectional
+// stream reads and writes at once where the connection allows (HTTP/2, or
+// HTTP/1.1 with full duplex enabled), half-duplex otherwise.
 // After the first message an error is the last line ({"error": status}) or
 // the final "status" event. Before it, the answer gets the error's HTTP
 // status; its body is the status alone when the gateway refused the call
 // itself (a bad request, a policy), and, on the NDJSON path, the
 // {"error": status} line when the stream failed (the upstream's error, an
 // undecodable message), as grpc-gateway frames it.
-func (h *Handler) serveStream(ctx context.Context, w http.ResponseWriter, r *http.Request, gen *router.Routes, call *router.Call) int {
+func (h *Handler) serveStream(ctx context.Context, w http.ResponseWriter, r *http.Request, gen *router.Routes, call *router.Call, decodeMessage func([]byte) ([]byte, error)) int {
 	s := &restStream{
 		w: w, rc: http.NewResponseController(w), binding: call.Route.Binding, decode: call.Decode,
 		sse: strings.Contains(r.Header.Get("Accept"), "text/event-stream"), call: call,
 	}
 	// A stream outlives the server's read timeout, which would otherwise
-	// cancel it (the request body is already read).
+	// cancel it.
 	s.rc.SetReadDeadline(time.Time{})
+	md := call.Route.Method
+	if md.IsStreamingClient() {
+		s.messages = newMessageReader(r.Body, h.maxBody, decodeMessage)
+		if md.IsStreamingServer() {
+			_ = s.rc.EnableFullDuplex() // HTTP/2 is full duplex already
+		} else {
+			return h.serveClientStream(ctx, w, gen, call, s)
+		}
+	}
 	call.Stream = s
 	err := call.Route.Handler.Handle(ctx, call)
 	if !s.started {
@@ -95,10 +110,19 @@ type restStream struct {
 	raw     bool   // messages are HttpBody bytes, written unframed
 	seq     uint64 // SSE event ids
 	sent    bool   // the request message was handed out
+	// messages are a client stream's request messages (nil: one message).
+	messages *messageReader
+	// reply, for a method with one response, holds it until the call ends.
+	reply   []byte
+	replied bool
 }
 
-// Recv hands out the one request message, decoded from the HTTP request.
+// Recv hands out the request messages: the next of a client stream, or
+// the one decoded from the HTTP request.
 func (s *restStream) Recv() ([]byte, error) {
+	if s.messages != nil {
+		return s.messages.next()
+	}
 	if s.sent {
 		return nil, io.EOF
 	}
@@ -134,6 +158,10 @@ func (s *restStream) start(contentType string) {
 }
 
 func (s *restStream) Send(msg []byte) error {
+	if !s.call.Route.Method.IsStreamingServer() {
+		s.reply, s.replied = msg, true // answered whole once the stream ends
+		return nil
+	}
 	resp, err := s.binding.EncodeResponse(msg)
 	if err != nil {
 		return &upstreamMessageError{err}
@@ -171,4 +199,33 @@ func errorStatus(err error) *spb.Status {
 		return &spb.Status{Code: int32(codes.Internal), Message: e.Error()}
 	}
 	return translate.CallStatus(err)
+}
+
+// serveClientStream answers a client-streaming call: the one response as a
+// unary call's answer, or its error status.
+func (h *Handler) serveClientStream(ctx context.Context, w http.ResponseWriter, gen *router.Routes, call *router.Call, s *restStream) int {
+	call.Stream = s
+	err := call.Route.Handler.Handle(ctx, call)
+	for k, vs := range call.ResponseHeader {
+		w.Header()[http.CanonicalHeaderKey(k)] = vs
+	}
+	writeMetadata(w.Header(), s.header)
+	if call.Reply != nil {
+		writeMetadata(w.Header(), call.Reply.Trailer)
+	}
+	if err == nil && !s.replied {
+		err = status.Error(codes.Internal, "the upstream ended the call without a response")
+	}
+	if err != nil {
+		return h.writeError(w, gen, err)
+	}
+	resp, err := s.binding.EncodeResponse(s.reply)
+	if err != nil {
+		return h.writeStatus(w, gen, http.StatusBadGateway, &spb.Status{Code: int32(codes.Internal), Message: "undecodable upstream response: " + err.Error()})
+	}
+	w.Header().Set("Content-Type", resp.ContentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(resp.Body)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(resp.Body)
+	return http.StatusOK
 }
