@@ -154,7 +154,10 @@ func TestAggregateOrder(t *testing.T) {
 	isKB := func(m proto.Message) bool { return m.(*orderv1.GetProductRequest).GetId() == "kb-1" }
 	shop, cfg := startShop(t, map[string]time.Duration{"GetProduct": 250 * time.Millisecond, "ListRelated": 250 * time.Millisecond},
 		rendezvous(map[string]func(proto.Message) bool{"GetProduct": isKB, "ListRelated": func(proto.Message) bool { return true }}))
-	r := startRosetta(t, cfg)
+	// No route or step timeout races the calls of a busy machine (the
+	// related step's 500ms held the rendezvous and the delay: it expired
+	// under load); the client's requestTimeout bounds the call.
+	r := startRosetta(t, edit(t, cfg, "    timeout: 3s\n", "    timeout: 1h\n", "          timeout: 500ms\n", ""))
 	resp := placeOrder(t, r, `{"orderId":"o-1","productId":"kb-1","quantity":2,"card":"4242"}`)
 	if resp.status != http.StatusOK {
 		t.Fatalf("status %d, want 200\n%s", resp.status, resp.body)
