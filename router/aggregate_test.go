@@ -74,6 +74,29 @@ func waitForCancel(ctx context.Context, _ []byte) (proto.Message, error) {
 	return nil, status.FromContextError(ctx.Err()).Err()
 }
 
+// signalling wraps h to close the returned channel when h is first called.
+func signalling(h func(context.Context, []byte) (proto.Message, error)) (func(context.Context, []byte) (proto.Message, error), <-chan struct{}) {
+	entered := make(chan struct{})
+	var once sync.Once
+	return func(ctx context.Context, b []byte) (proto.Message, error) {
+		once.Do(func() { close(entered) })
+		return h(ctx, b)
+	}, entered
+}
+
+// after wraps h to run only once event has happened (or the caller gave
+// up), so that a test can order steps the engine runs in parallel.
+func after(event <-chan struct{}, h func(context.Context, []byte) (proto.Message, error)) func(context.Context, []byte) (proto.Message, error) {
+	return func(ctx context.Context, b []byte) (proto.Message, error) {
+		select {
+		case <-event:
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		return h(ctx, b)
+	}
+}
+
 func (f *fakeShop) Invoke(ctx context.Context, target string, req []byte, _ metadata.MD) (*Reply, error) {
 	name := target[strings.LastIndex(target, "/")+1:]
 	f.mu.Lock()
@@ -239,7 +262,11 @@ func TestAggregate(t *testing.T) {
 	t.Run("required step fails", func(t *testing.T) {
 		shop := newFakeShop()
 		shop.handlers["Charge"] = shop.handlers["Release"]
-		shop.handlers["ListRelated"] = waitForCancel
+		// The product step fails only once the related step is in flight,
+		// so there is a call to cancel.
+		var related <-chan struct{}
+		shop.handlers["ListRelated"], related = signalling(waitForCancel)
+		shop.handlers["GetProduct"] = after(related, shop.handlers["GetProduct"])
 		agg, err := NewAggregate(orderSpec(shop))
 		if err != nil {
 			t.Fatal(err)
@@ -279,23 +306,37 @@ func TestAggregate(t *testing.T) {
 	})
 
 	t.Run("route timeout", func(t *testing.T) {
-		shop := newFakeShop()
-		shop.handlers["Charge"] = waitForCancel
-		spec := orderSpec(shop)
-		spec.Timeout = 20 * time.Millisecond
-		spec.Steps[5].After = []string{"reserve"} // the reservation is held when the deadline passes
-		agg, err := NewAggregate(spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := runtime.NumGoroutine()
-		_, _, err = call(t, agg, "kb")
-		settleGoroutines(t, base)
-		if st := status.Convert(err); st.Code() != codes.DeadlineExceeded {
-			t.Errorf("error %v, want DEADLINE_EXCEEDED", err)
-		}
-		if n := shop.count(shop.calls, "Release"); n != 1 {
-			t.Errorf("Release called %d times after the reservation, want 1", n)
+		// The deadline passes while charge waits, the reservation held: it
+		// is released. On a busy machine the deadline may pass before the
+		// reservation is made (then nothing is to be released); the route
+		// timeout doubles until a run has seen the reservation.
+		for timeout := 20 * time.Millisecond; ; timeout *= 2 {
+			if timeout > time.Minute {
+				t.Fatal("no run reached the reservation before the route's deadline")
+			}
+			shop := newFakeShop()
+			shop.handlers["Charge"] = waitForCancel
+			spec := orderSpec(shop)
+			spec.Timeout = timeout
+			spec.Steps[5].After = []string{"reserve"} // the reservation is held when the deadline passes
+			agg, err := NewAggregate(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			base := runtime.NumGoroutine()
+			_, _, err = call(t, agg, "kb")
+			settleGoroutines(t, base)
+			if st := status.Convert(err); st.Code() != codes.DeadlineExceeded {
+				t.Errorf("error %v, want DEADLINE_EXCEEDED", err)
+			}
+			reserved := shop.count(shop.calls, "Reserve")
+			if n := shop.count(shop.calls, "Release"); n != reserved {
+				t.Errorf("Release called %d times after %d reservations, want as many", n, reserved)
+			}
+			if reserved > 0 {
+				break
+			}
+			t.Logf("the %v deadline passed before the reservation; again with a longer one", timeout)
 		}
 	})
 
@@ -421,14 +462,21 @@ func TestAggregate(t *testing.T) {
 		shop := newFakeShop()
 		shop.handlers["Charge"] = shop.handlers["Release"]
 		getProduct := shop.handlers["GetProduct"]
+		// Item "b" fails once item "a" is in flight (the two run at once).
+		waitA, aEntered := signalling(waitForCancel)
+		gone := after(aEntered, func(context.Context, []byte) (proto.Message, error) {
+			return nil, status.Error(codes.NotFound, "gone")
+		})
 		shop.handlers["GetProduct"] = func(ctx context.Context, b []byte) (proto.Message, error) {
 			req := &orderv1.GetProductRequest{}
 			proto.Unmarshal(b, req)
 			switch req.Id {
+			case "a":
+				return waitA(ctx, b) // still running when "b" fails
 			case "b":
-				return nil, status.Error(codes.NotFound, "gone")
-			case "a", "c", "d", "e":
-				return waitForCancel(ctx, b) // still running when "b" fails
+				return gone(ctx, b)
+			case "c", "d", "e":
+				return waitForCancel(ctx, b)
 			}
 			return getProduct(ctx, b)
 		}

@@ -9,12 +9,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	ws "github.com/coder/websocket"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -23,12 +25,15 @@ import (
 )
 
 // startShop serves the order example's services in the test process, with
-// delay applied, and returns them with the example's configuration
-// (examples/order/rosetta.yaml) pointing at them.
-func startShop(t testing.TB, delay map[string]time.Duration) (*order.Shop, string) {
+// delay applied and gate (when not nil) holding calls, and returns them with
+// the example's configuration (examples/order/rosetta.yaml) pointing at them.
+func startShop(t testing.TB, delay map[string]time.Duration, gate ...func(context.Context, string, proto.Message) error) (*order.Shop, string) {
 	t.Helper()
 	shop := order.New()
 	shop.Delay = delay
+	if len(gate) > 0 {
+		shop.Gate = gate[0]
+	}
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -79,17 +84,50 @@ func field(v any, keys ...string) any {
 	return v
 }
 
-// waitCanceled polls until the shop has recorded a cancelled call of method.
-func waitCanceled(t *testing.T, shop *order.Shop, method string) {
+// wantNotCalledOrCanceled asserts that every call of method the shop
+// received was cancelled by its caller. Whether the call was made at all is
+// not promised: when the step's context ends before its call leaves the
+// gateway, the call is never made. It waits for the calls the shop is
+// serving to end (a call that is not cancelled holds far longer than the
+// wait, failing the test).
+func wantNotCalledOrCanceled(t *testing.T, shop *order.Shop, method string) {
 	t.Helper()
-	waitFor(t, method+" to see its call cancelled", func() bool {
-		for _, c := range shop.CallsOf(method) {
-			if c.Canceled {
-				return true
+	waitFor(t, "the calls of "+method+" in flight to end", func() bool { return shop.InFlight(method) == 0 })
+	for _, c := range shop.CallsOf(method) {
+		if !c.Canceled {
+			t.Errorf("%s was called and answered (%v to %v) instead of being cancelled", method, c.Start, c.End)
+		}
+	}
+}
+
+// rendezvous returns a shop gate that holds the first call of each of the
+// methods whose request is accepted by match until every one of them has
+// arrived (or its caller gives up): calls that the gateway makes in
+// parallel pass it, calls it makes one after the other never do.
+func rendezvous(match map[string]func(proto.Message) bool) func(context.Context, string, proto.Message) error {
+	var mu sync.Mutex
+	arrived := map[string]bool{}
+	all := make(chan struct{})
+	return func(ctx context.Context, method string, req proto.Message) error {
+		m, ok := match[method]
+		if !ok || !m(req) {
+			return nil
+		}
+		mu.Lock()
+		if !arrived[method] {
+			arrived[method] = true
+			if len(arrived) == len(match) {
+				close(all)
 			}
 		}
-		return false
-	})
+		mu.Unlock()
+		select {
+		case <-all:
+			return nil
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
 }
 
 // maxOverlap is the largest number of calls whose [Start, End] intervals
@@ -110,10 +148,16 @@ func maxOverlap(calls []order.Call) int {
 
 func TestAggregateOrder(t *testing.T) {
 	t.Parallel()
-	// Each call holds 250ms, so calls that run in parallel overlap clearly
-	// even on a busy machine.
-	shop, cfg := startShop(t, map[string]time.Duration{"GetProduct": 250 * time.Millisecond, "ListRelated": 250 * time.Millisecond})
-	r := startRosetta(t, cfg)
+	// GetProduct(kb-1) and ListRelated wait for each other at the shop, so
+	// they pass only if the gateway runs them in parallel. Each call then
+	// holds 250ms, so that fanned-out calls beyond the bound would overlap.
+	isKB := func(m proto.Message) bool { return m.(*orderv1.GetProductRequest).GetId() == "kb-1" }
+	shop, cfg := startShop(t, map[string]time.Duration{"GetProduct": 250 * time.Millisecond, "ListRelated": 250 * time.Millisecond},
+		rendezvous(map[string]func(proto.Message) bool{"GetProduct": isKB, "ListRelated": func(proto.Message) bool { return true }}))
+	// No route or step timeout races the calls of a busy machine (the
+	// related step's 500ms held the rendezvous and the delay: it expired
+	// under load); the client's requestTimeout bounds the call.
+	r := startRosetta(t, edit(t, cfg, "    timeout: 3s\n", "    timeout: 1h\n", "          timeout: 500ms\n", ""))
 	resp := placeOrder(t, r, `{"orderId":"o-1","productId":"kb-1","quantity":2,"card":"4242"}`)
 	if resp.status != http.StatusOK {
 		t.Fatalf("status %d, want 200\n%s", resp.status, resp.body)
@@ -217,14 +261,21 @@ func TestAggregateFailures(t *testing.T) {
 
 	t.Run("failed required step cancels the rest", func(t *testing.T) {
 		t.Parallel()
+		// ListRelated would hold for a minute, and no timeout (route, step
+		// or upstream) ends it sooner: only the product step's failure can
+		// end it before the client gives up (requestTimeout), so the answer
+		// arriving at all shows that it did not wait for the slow step.
 		shop, cfg := startShop(t, map[string]time.Duration{"ListRelated": time.Minute})
-		r := startRosetta(t, cfg)
+		r := startRosetta(t, edit(t, cfg, "    timeout: 3s\n", "    timeout: 1h\n", "          timeout: 500ms\n", "", "timeout: 5s}", "timeout: 1h}"))
 		resp := placeOrder(t, r, `{"orderId":"o-3","productId":"nope","quantity":1}`)
 		st := decodeJSON(t, "error", resp.body)
 		if resp.status != http.StatusNotFound || field(st, "code") != json.Number("5") || !strings.Contains(fmt.Sprint(field(st, "message")), "step product") {
 			t.Errorf("status %d %s, want 404 with code 5 naming step product", resp.status, resp.body)
 		}
-		waitCanceled(t, shop, "ListRelated")
+		// The slow step may not have been called at all (the product step
+		// can fail before its call leaves the gateway); if it was, it was
+		// cancelled.
+		wantNotCalledOrCanceled(t, shop, "ListRelated")
 		if n := len(shop.CallsOf("Reserve")); n != 0 {
 			t.Errorf("Reserve called %d times after the product step failed", n)
 		}
@@ -234,8 +285,12 @@ func TestAggregateFailures(t *testing.T) {
 		name  string
 		edits []string
 	}{
-		{"slow optional step times out", nil},
-		{"route timeout cuts a slow optional step", []string{"    timeout: 3s\n", "    timeout: 1s\n", "          timeout: 500ms\n", ""}},
+		// The step's own timeout cuts it; the route's leaves the required
+		// steps all the time the client gives them.
+		{"slow optional step times out", []string{"    timeout: 3s\n", "    timeout: 1h\n"}},
+		// The route's timeout is the only one left shorter than the slow
+		// step; it leaves the required steps seconds to finish first.
+		{"route timeout cuts a slow optional step", []string{"    timeout: 3s\n", "    timeout: 4s\n", "          timeout: 500ms\n", "", "timeout: 5s}", "timeout: 1h}"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -255,7 +310,7 @@ func TestAggregateFailures(t *testing.T) {
 			if field(got, "suggestions") != nil || field(got, "charge", "chargeId") == nil {
 				t.Errorf("want the required steps' keys and no suggestions:\n%s", resp.body)
 			}
-			waitCanceled(t, shop, "ListRelated")
+			wantNotCalledOrCanceled(t, shop, "ListRelated")
 		})
 	}
 }

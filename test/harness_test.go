@@ -30,6 +30,9 @@ var (
 	repoRoot string
 	// rosettaBin and libraryBin are the binaries built for this run.
 	rosettaBin, libraryBin string
+	// raceBuild builds them with the race detector (set when the tests
+	// themselves run with -race; see race_test.go).
+	raceBuild bool
 )
 
 // Bounds of every wait in the harness.
@@ -69,7 +72,11 @@ func runMain(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
 	for out, pkg := range map[string]string{rosettaBin: "./cmd/rosetta", libraryBin: "./examples/library/cmd/library-server"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+		args := []string{"build", "-o", out}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args, pkg)...)
 		cmd.Dir = repoRoot
 		if b, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: go build %s: %v\n%s", pkg, err, b)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -214,9 +215,15 @@ func subscribe(t testing.TB, broker, version, topic string, extra ...string) *su
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	})
-	waitFor(t, "mosquitto_sub "+topic+" subscribed", func() bool { return strings.Contains(s.out.String(), "received SUBACK") })
+	// mosquitto_sub logs "received SUBACK" and then, in a write of its
+	// own, the line with the granted QoS ("Subscribed (mid: 1): 1", or 128
+	// when refused): wait for that whole line, which callers read.
+	waitFor(t, "mosquitto_sub "+topic+" subscribed", func() bool { return subackLine.MatchString(s.out.String()) })
 	return s
 }
+
+// subackLine is mosquitto_sub's debug line of a SUBACK's granted QoS.
+var subackLine = regexp.MustCompile(`(?m)^Subscribed \(mid: \d+\): [^\n]*\n`)
 
 // messages returns the payloads received so far.
 func (s *subscriber) messages() []string {

@@ -811,10 +811,16 @@ security:
 
 // TestRateLimitShared runs two gateways sharing one Redis limit: across a
 // flood of requests from concurrent clients to both, they admit no more
-// than the burst plus the rate over the time taken, and not fewer than the
-// rate over that time less one emission interval. Refusals are 429 with
-// Retry-After, the RateLimit headers and a RESOURCE_EXHAUSTED status with a
-// RetryInfo; refused calls never reach the upstream.
+// than the burst plus the rate over the time taken, and no refusal asks to
+// wait longer than one emission interval (a limiter admitting less than the
+// rate would). Refusals are 429 with Retry-After, the RateLimit headers and
+// a RESOURCE_EXHAUSTED status with a RetryInfo; refused calls never reach
+// the upstream.
+//
+// The count of admitted calls has no lower bound: the limiter admits the
+// rate only while calls keep arriving, and on a busy machine the clients or
+// the gateways stall for longer than the burst lasts (seen: 557 admitted
+// where the rate over the flooded window gave 581).
 func TestRateLimitShared(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -831,6 +837,7 @@ redis: {addr: %q, timeout: 5s}   # a loaded machine must not push decisions to t
 	var mu sync.Mutex
 	admitted, refused := 0, 0
 	var firstRefusal *response
+	var longestRetry time.Duration // of every refusal's RetryInfo
 	// The decisions all fall between the first send and the last answer
 	// (the outer window); the inner window, from the first answer to the
 	// last send, is flooded throughout.
@@ -866,6 +873,7 @@ redis: {addr: %q, timeout: 5s}   # a loaded machine must not push decisions to t
 					if firstRefusal == nil {
 						firstRefusal = r
 					}
+					longestRetry = max(longestRetry, retryDelay(t, r))
 				default:
 					t.Errorf("status %d: %s", r.status, r.body)
 				}
@@ -879,10 +887,15 @@ redis: {addr: %q, timeout: 5s}   # a loaded machine must not push decisions to t
 	}
 	outer, inner := lastAnswer.Sub(firstSend).Seconds(), lastSend.Sub(firstAnswer).Seconds()
 	hi := float64(burst) + rate*outer
-	lo := rate*inner - 1
-	t.Logf("%d admitted, %d refused; windows %.3fs..%.3fs; bounds %.1f..%.1f", admitted, refused, inner, outer, lo, hi)
-	if float64(admitted) > hi || float64(admitted) < lo {
-		t.Errorf("%d admitted, want between %.1f and %.1f", admitted, lo, hi)
+	t.Logf("%d admitted, %d refused; windows %.3fs..%.3fs; the rate over the flooded window %.1f, the bound %.1f; longest RetryInfo %v",
+		admitted, refused, inner, outer, rate*inner, hi, longestRetry)
+	if float64(admitted) > hi {
+		t.Errorf("%d admitted, want at most %.1f (the burst and the rate over %.3fs)", admitted, hi, outer)
+	}
+	// A refused call may go again once the next emission interval starts:
+	// never later than one interval (Redis counts in microseconds).
+	if interval := time.Duration(float64(time.Second) / rate); longestRetry > interval+10*time.Microsecond {
+		t.Errorf("a refusal's RetryInfo asks to wait %v, longer than one emission interval %v", longestRetry, interval)
 	}
 	if n := up.callCount(); n != admitted {
 		t.Errorf("the upstream saw %d calls, want the %d admitted", n, admitted)
@@ -910,6 +923,30 @@ redis: {addr: %q, timeout: 5s}   # a loaded machine must not push decisions to t
 		}
 		return r.status == http.StatusOK
 	})
+}
+
+// retryDelay returns the RetryInfo delay of a refusal's google.rpc.Status.
+func retryDelay(t testing.TB, r *response) time.Duration {
+	var st struct {
+		Details []struct {
+			Type       string `json:"@type"`
+			RetryDelay string `json:"retryDelay"`
+		} `json:"details"`
+	}
+	if err := json.Unmarshal(r.body, &st); err != nil {
+		t.Errorf("refusal body is not a google.rpc.Status: %v\n%s", err, r.body)
+		return 0
+	}
+	for _, d := range st.Details {
+		if d.Type == "type.googleapis.com/google.rpc.RetryInfo" {
+			delay, err := time.ParseDuration(d.RetryDelay)
+			if err != nil {
+				t.Errorf("RetryInfo delay %q: %v", d.RetryDelay, err)
+			}
+			return delay
+		}
+	}
+	return 0
 }
 
 // TestRateLimitProtocols checks the refusal of a local limit over gRPC and

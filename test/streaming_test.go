@@ -585,7 +585,11 @@ func TestWebSocketOrigins(t *testing.T) {
 }
 
 func TestWebSocketLimits(t *testing.T) {
-	_, ros := startStreaming(t, "websocket: {max_message_bytes: 1KiB, idle_timeout: 300ms, ping_interval: 100ms}\n")
+	// The idle timeout leaves seconds for the echo to come back before it
+	// (a busy machine may hold a loopback round trip for a while); the
+	// pings keep their default interval: a client that is not reading at
+	// the moment (between its calls) cannot answer one.
+	_, ros := startStreaming(t, "websocket: {max_message_bytes: 1KiB, idle_timeout: 2s}\n")
 
 	t.Run("oversize message", func(t *testing.T) {
 		c := dialWS(t, ros, "Chat", nil)

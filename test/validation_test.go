@@ -201,14 +201,18 @@ func TestValidationWebSocket(t *testing.T) {
 	}
 	t.Run("per message of a stream", func(t *testing.T) {
 		// ImportBooks streams CreateBook requests: the valid first one is
-		// created, the invalid second one ends the call and is not.
+		// forwarded (the upstream creates it as it arrives), the invalid
+		// second one ends the call and is not. The second is sent only once
+		// the first book exists: ending the call cancels the upstream
+		// stream, and a first message still on its way would be lost with
+		// it (nothing promises the upstream reads it before the cancel).
 		c := dialWS(t, gw, "ImportBooks", nil)
 		c.send(validationCase{book: validBook}.requestJSON("ws-first"))
-		c.send(validationCases[0].requestJSON("ws-second"))
-		wantViolations(t, jsonStatus(t, c.finish(codes.InvalidArgument)), validationCases[0].want)
 		waitFor(t, "the first book", func() bool {
 			return do(t, gw.base, request{method: "GET", path: "/v1/shelves/1/books/ws-first"}).status == http.StatusOK
 		})
+		c.send(validationCases[0].requestJSON("ws-second"))
+		wantViolations(t, jsonStatus(t, c.finish(codes.InvalidArgument)), validationCases[0].want)
 		wantStatus(t, get(t, gw.base, "/v1/shelves/1/books/ws-second"), http.StatusNotFound, codeNotFound, "")
 	})
 }

@@ -40,6 +40,10 @@ type Shop struct {
 	// Delay holds every call of the named method for that long, or until
 	// the caller cancels it. Set it before serving.
 	Delay map[string]time.Duration
+	// Gate, when set, is called as each call arrives (after it counts as
+	// in flight, before its delay); an error answers the call with it.
+	// Tests use it to hold calls until an event. Set it before serving.
+	Gate func(ctx context.Context, method string, req proto.Message) error
 
 	mu           sync.Mutex
 	calls        []Call
@@ -101,6 +105,14 @@ func (s *Shop) MaxInFlight(method string) int {
 	return s.maxInFlight[method]
 }
 
+// InFlight returns the number of calls of method the shop is serving now:
+// received and not yet answered (so not yet in Calls).
+func (s *Shop) InFlight(method string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inFlight[method]
+}
+
 // Reservations returns the reservations held (made and not released).
 func (s *Shop) Reservations() int {
 	s.mu.Lock()
@@ -123,6 +135,12 @@ func serve[T proto.Message](ctx context.Context, s *Shop, method string, req pro
 		s.calls = append(s.calls, c)
 		s.mu.Unlock()
 	}()
+	if s.Gate != nil {
+		if err := s.Gate(ctx, method, req); err != nil {
+			var zero T
+			return zero, err
+		}
+	}
 	if d := s.Delay[method]; d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()

@@ -205,9 +205,13 @@ func TestRedisFailure(t *testing.T) {
 	for _, mode := range modes {
 		l := limiters[mode]
 		var got []codes.Code
+		start := time.Now()
 		for range 3 {
 			got = append(got, call(t, l, fromIP("192.0.2.1")).code)
 		}
+		// Redis is tried again a second after it failed: only calls made
+		// within that second are sure to skip it.
+		quick := time.Since(start) < time.Second
 		want := map[string][]codes.Code{
 			"open":   {codes.OK, codes.OK, codes.OK},
 			"closed": {codes.Unavailable, codes.Unavailable, codes.Unavailable},
@@ -216,7 +220,7 @@ func TestRedisFailure(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s, Redis down: %v, want %v", mode, got, want)
 		}
-		if s := l.Stats(); s.StoreErrors != 1 {
+		if s := l.Stats(); s.StoreErrors != 1 && (quick || s.StoreErrors < 1 || s.StoreErrors > 3) {
 			t.Errorf("%s: %d store errors, want 1 (later calls skip Redis while it is down)", mode, s.StoreErrors)
 		}
 	}

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -282,15 +283,22 @@ func TestPublisher(t *testing.T) {
 		t.Errorf("reply filter %s", p.ReplyFilter())
 	}
 
-	// Nobody answers: DEADLINE_EXCEEDED; while that call waits, the pending
-	// bound (1) refuses another.
+	// Nobody answers: DEADLINE_EXCEEDED after the wait.
 	br.answer = nil
-	waiting := make(chan error)
+	if _, err := p.Invoke(context.Background(), "devices/d1/commands?wait=50ms", nil, nil); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("unanswered call: %v, want DEADLINE_EXCEEDED", err)
+	}
+
+	// While a call waits (for longer than the test takes: its caller ends
+	// it), the pending bound (1) refuses another.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	waiting := make(chan error, 1)
 	go func() {
-		_, err := p.Invoke(context.Background(), "devices/d1/commands?wait=300ms", nil, nil)
+		_, err := p.Invoke(ctx, "devices/d1/commands?wait=1m", nil, nil)
 		waiting <- err
 	}()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for len(p.pending) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the first call never waited")
@@ -300,8 +308,13 @@ func TestPublisher(t *testing.T) {
 	if _, busy := p.Invoke(context.Background(), "devices/d1/commands?wait=1s", nil, nil); status.Code(busy) != codes.ResourceExhausted {
 		t.Errorf("second waiting call: %v, want RESOURCE_EXHAUSTED", busy)
 	}
-	if err := <-waiting; status.Code(err) != codes.DeadlineExceeded {
-		t.Errorf("unanswered call: %v", err)
+	cancel()
+	if err := <-waiting; !errors.Is(err, context.Canceled) {
+		t.Errorf("waiting call whose caller gave up: %v, want context.Canceled", err)
+	}
+	// Its place is free again.
+	if _, err := p.Invoke(context.Background(), "devices/d1/commands?wait=1ms", nil, nil); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("call after the waiting one ended: %v, want DEADLINE_EXCEEDED", err)
 	}
 }
 

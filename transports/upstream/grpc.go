@@ -30,7 +30,26 @@ type GRPCConfig struct {
 	TLS *tls.Config
 	// MaxMessageBytes bounds response messages (default 4 MiB).
 	MaxMessageBytes int
+	// KeepaliveTime is how long the connection may carry nothing while
+	// calls are open before the gateway pings the upstream (default
+	// DefaultKeepaliveTime). An upstream answers pings that come more
+	// often than its keepalive enforcement policy allows with GOAWAY
+	// too_many_pings, ending every call open on the connection: set it
+	// lower only for upstreams that permit it. gRPC raises values under
+	// 10 s to 10 s.
+	KeepaliveTime time.Duration
+	// KeepaliveTimeout is how long a ping may go unanswered before the
+	// connection is closed (default 10 s).
+	KeepaliveTimeout time.Duration
 }
+
+// DefaultKeepaliveTime is the default GRPCConfig.KeepaliveTime: above the
+// 5 minutes a grpc-go server's default enforcement policy requires between
+// pings (keepalive.EnforcementPolicy.MinTime), with a margin for a ping
+// delayed on the way (each ping that arrives early is a strike, and the
+// third closes the connection). Pinging every 30 s, as the gateway once
+// did, ended idle streams after about two minutes.
+const DefaultKeepaliveTime = 5*time.Minute + 30*time.Second
 
 // GRPC is a gRPC upstream: one client connection shared by every route that
 // targets it. Requests and responses cross it as raw protobuf bytes, never
@@ -59,6 +78,13 @@ func DialGRPC(cfg GRPCConfig) (*GRPC, error) {
 	if maxMsg <= 0 {
 		maxMsg = 4 << 20
 	}
+	ka := keepalive.ClientParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}
+	if ka.Time <= 0 {
+		ka.Time = DefaultKeepaliveTime
+	}
+	if ka.Timeout <= 0 {
+		ka.Timeout = 10 * time.Second
+	}
 	conn, err := grpc.NewClient(r.Scheme()+":///upstream",
 		grpc.WithResolvers(r),
 		grpc.WithTransportCredentials(creds),
@@ -69,7 +95,7 @@ func DialGRPC(cfg GRPCConfig) (*GRPC, error) {
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
 			MinConnectTimeout: 5 * time.Second,
 		}),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.WithKeepaliveParams(ka),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg)),
 	)
 	if err != nil {
