@@ -48,13 +48,8 @@ go test -count=1 -timeout 15m ./...
 # The packages with concurrency again under the race detector; the
 # end-to-end tests then build and start race-enabled binaries, so a race in
 # the gateway fails the test whose traffic found it (the process exits 66).
-# TestMQTTPersistentSession is left out of this run only: it finds a race in
-# cmd/rosetta/mqtt.go (brokerRef.Broker is set after the external broker
-# has started delivering a persistent session's queued messages, whose
-# replies read it), fixed by the gateway/ refactor (brokerRef over an
-# atomic.Value); drop the -skip when that lands. It still runs above.
-echo "== go test -race (router, transports, security, end-to-end)"
-go test -race -count=1 -timeout 15m -skip '^TestMQTTPersistentSession$' ./router/... ./transports/... ./security/... ./test/
+echo "== go test -race (router, gateway, transports, security, end-to-end)"
+go test -race -count=1 -timeout 15m ./router/... ./gateway/... ./transports/... ./security/... ./test/
 
 echo "== fuzz (security: token parsing, Forwarded parser; short runs)"
 go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 10s ./security/jwt
