@@ -47,8 +47,6 @@ const (
 	BearerProtocolPrefix = "rosetta.bearer."
 )
 
-// closeTimeout bounds the writing of the final status and close frame.
-const closeTimeout = 5 * time.Second
 
 // Options configure the WebSocket ingress.
 type Options struct {
@@ -60,6 +58,10 @@ type Options struct {
 	// IdleTimeout ends a call that has exchanged no message for that long
 	// (default 30s).
 	IdleTimeout time.Duration
+	// CloseTimeout bounds, once a call has ended, the writing of a message
+	// still in progress and of the final status and close frame, to a
+	// client that stopped reading (default 5s).
+	CloseTimeout time.Duration
 	// MaxMessageBytes bounds each client message (default 4 MiB); a larger
 	// one ends the call with RESOURCE_EXHAUSTED.
 	MaxMessageBytes int64
@@ -96,6 +98,9 @@ func New(routes func(context.Context) *router.Routes, opts Options) *Handler {
 	}
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = 4 << 20
+	}
+	if opts.CloseTimeout <= 0 {
+		opts.CloseTimeout = 5 * time.Second
 	}
 	return &Handler{routes: routes, opts: opts, forward: ingress.NewForwarder(opts.ForwardHeaders), calls: map[*stream]struct{}{}}
 }
@@ -424,7 +429,7 @@ func (s *stream) Send(msg []byte) error {
 // the write returns, so the write does not use the call's context: a call
 // failed during a write (by Shutdown, the idle timeout ...) would lose its
 // socket, and the client its final status. A write in progress gets
-// closeTimeout after the call ends instead, which still unblocks one to a
+// CloseTimeout after the call ends instead, which still unblocks one to a
 // client that stopped reading.
 func (s *stream) write(typ ws.MessageType, p []byte) error {
 	if err := s.ctx.Err(); err != nil {
@@ -433,7 +438,7 @@ func (s *stream) write(typ ws.MessageType, p []byte) error {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(s.ctx))
 	defer cancel()
 	stop := context.AfterFunc(s.ctx, func() {
-		grace := time.NewTimer(closeTimeout)
+		grace := time.NewTimer(s.h.opts.CloseTimeout)
 		defer grace.Stop()
 		select {
 		case <-grace.C:
@@ -477,7 +482,7 @@ func (s *stream) finish(err error) *spb.Status {
 	if err != nil {
 		st = translate.CallStatus(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.h.opts.CloseTimeout)
 	defer cancel()
 	body := append(append([]byte(`{"status":`), translate.StatusJSON(st, s.resolver())...), '}')
 	if s.conn.Write(ctx, ws.MessageText, body) != nil {

@@ -24,8 +24,8 @@ const chat = "/example.library.v1.LibraryService/Chat"
 const bigMessage = 32 << 20
 
 // bigSender serves Chat by sending a message of bigMessage bytes and then
-// waiting for the call to end.
-func bigSender() *websocket.Handler {
+// waiting for the call to end; closeTimeout is the handler's.
+func bigSender(closeTimeout time.Duration) *websocket.Handler {
 	big := bytes.Repeat([]byte{0x0a}, bigMessage)
 	routes := &router.Routes{WebSocket: map[string]*router.Route{chat: {
 		Method: libraryv1.File_example_library_v1_library_proto.Services().ByName("LibraryService").Methods().ByName("Chat"),
@@ -37,7 +37,7 @@ func bigSender() *websocket.Handler {
 			return ctx.Err()
 		}),
 	}}}
-	return websocket.New(func(context.Context) *router.Routes { return routes }, websocket.Options{})
+	return websocket.New(func(context.Context) *router.Routes { return routes }, websocket.Options{CloseTimeout: closeTimeout})
 }
 
 // dialProto opens a Chat socket with the rosetta.proto subprotocol.
@@ -57,10 +57,12 @@ func dialProto(ctx context.Context, t *testing.T, srv *httptest.Server) *ws.Conn
 // message must go out whole, followed by the UNAVAILABLE status and close
 // code 4014, rather than the write's cancellation cutting the socket.
 func TestStreamShutdownDuringWrite(t *testing.T) {
-	h := bigSender()
+	// A 32 MiB message takes seconds to cross under the race detector on a
+	// busy machine: the outcome must not depend on the close bound.
+	h := bigSender(time.Minute)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	conn := dialProto(ctx, t, srv)
 
@@ -108,7 +110,7 @@ func TestStreamShutdownDuringWrite(t *testing.T) {
 // message waits for a client that never reads: the write must still end
 // (the socket is cut after the grace for writes), and Shutdown return.
 func TestStreamShutdownStuckClient(t *testing.T) {
-	h := bigSender()
+	h := bigSender(100 * time.Millisecond) // the client never reads: the bound is what ends the write
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
