@@ -47,7 +47,6 @@ const (
 	BearerProtocolPrefix = "rosetta.bearer."
 )
 
-
 // Options configure the WebSocket ingress.
 type Options struct {
 	// Prefix is the path prefix of every method (default "/ws").
