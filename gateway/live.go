@@ -121,6 +121,13 @@ func (l *Live) acquire() (*held, *Generation) {
 		if n > 0 && h.refs.CompareAndSwap(n, n+1) {
 			return h, h.gen
 		}
+		if n <= 0 && l.cur.Load() == h {
+			// Live is closed (the process is ending): hand the last
+			// generation out as it is rather than spin; its release
+			// closes nothing twice.
+			h.refs.Add(1)
+			return h, h.gen
+		}
 		// h was replaced and has drained: load the current one again.
 	}
 }

@@ -63,3 +63,50 @@ func TestPoolCarriesOver(t *testing.T) {
 		t.Fatalf("closed %d values, want 3", closed)
 	}
 }
+
+// TestLiveHoldsGenerations: a generation stays open while a call holds it,
+// after it is replaced, and is closed by the last release.
+func TestLiveHoldsGenerations(t *testing.T) {
+	closed := 0
+	gen := func(seq uint64) *held {
+		g := &Generation{Seq: seq}
+		p := &pooled{pool: NewPool(), refs: 1, closeFn: func() { closed++ }}
+		g.held = []*pooled{p}
+		h := &held{gen: g}
+		h.refs.Store(1)
+		return h
+	}
+	l := &Live{}
+	l.cur.Store(gen(1))
+	h1, g1 := l.acquire()
+	if g1.Seq != 1 {
+		t.Fatalf("acquired generation %d", g1.Seq)
+	}
+	old := l.cur.Swap(gen(2))
+	old.release() // the swap gives up Live's own hold
+	if closed != 0 {
+		t.Fatal("a generation was closed while a call held it")
+	}
+	h2, g2 := l.acquire()
+	if g2.Seq != 2 {
+		t.Errorf("after the swap, acquired generation %d, want 2", g2.Seq)
+	}
+	h2.release()
+	h1.release()
+	if closed != 1 {
+		t.Fatalf("closed %d generations after the last call on the old one, want 1", closed)
+	}
+	// A closed Live hands its last generation out rather than spin.
+	l.Close()
+	if closed != 2 {
+		t.Fatalf("closed %d generations after Close, want 2", closed)
+	}
+	h, g := l.acquire()
+	if g.Seq != 2 {
+		t.Fatalf("acquired generation %d after Close", g.Seq)
+	}
+	h.release()
+	if closed != 2 {
+		t.Errorf("a release after Close closed the generation again")
+	}
+}

@@ -424,3 +424,29 @@ func TestReloadExternalBrokerSubscriptions(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadNamesRestartSettings: a reload that changes a setting read only
+// at start (here the body limit of the HTTP listener) swaps the rest in and
+// names that setting, in the answer and in GET /admin/reload.
+func TestReloadNamesRestartSettings(t *testing.T) {
+	t.Parallel()
+	lib := startLibrary(t)
+	admin := freePort(t)
+	gw := startRosettaListen(t, fmt.Sprintf("admin: %q", admin), libraryConfig(descriptorSetSchema(), lib, "", ""))
+	first, err := os.ReadFile(gw.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := string(first) + "http: {max_body_bytes: 1KiB}\nroutes:\n  - get: /v2/{name=shelves/*}\n    call: example.library.v1.LibraryService/GetShelf\n"
+	if err := os.WriteFile(gw.config, []byte(next), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, body := postReload(t, admin)
+	var st struct{ Restart []string }
+	if err := json.Unmarshal([]byte(body), &st); code != 200 || err != nil || len(st.Restart) != 1 || st.Restart[0] != "http" {
+		t.Fatalf("reload: %d %s, want 200 naming http as needing a restart", code, body)
+	}
+	if r := get(t, gw.base, "/v2/shelves/1"); r.status != http.StatusOK {
+		t.Errorf("the new route: %d %s", r.status, r.body)
+	}
+}
