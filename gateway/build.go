@@ -70,14 +70,6 @@ type Generation struct {
 // Routes returns the compiled routes the ingresses read.
 func (g *Generation) Routes() *router.Routes { return g.routes }
 
-// Config returns the configuration the generation was built from.
-func (g *Generation) Config() *Config { return g.cfg }
-
-// Files lists the files the configuration named and the generation was
-// built from: the configuration file, descriptor sets, .proto sources,
-// keys, certificates and password files.
-func (g *Generation) Files() []string { return g.files }
-
 // MQTTAddr is the embedded MQTT broker's address while it serves, or "".
 func (g *Generation) MQTTAddr() string {
 	if g.mqtt == nil {

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"reflect"
 	"sort"
@@ -263,6 +262,3 @@ func (l *Live) MQTTRules() (*mqtt.Rules, func()) {
 	}
 	return rs, h.release
 }
-
-// String names the generation for logs.
-func (g *Generation) String() string { return fmt.Sprintf("generation %d", g.Seq) }
