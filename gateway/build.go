@@ -18,6 +18,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -104,6 +105,8 @@ type builder struct {
 	// uses records, for every route, which chain it runs and the route
 	// configuration that made it (nil for a service's own bindings).
 	uses []use
+	// retries are the retry policies of the upstreams that have one.
+	retries map[string]*router.Retry
 	// aggregateWS holds the composed routes' WebSocket paths, by path
 	// under the prefix.
 	aggregateWS map[string]*router.Route
@@ -168,6 +171,20 @@ func (g *builder) build(ctx context.Context) error {
 			continue
 		}
 		g.upstreams[name] = inv
+		if rc := cfg.Upstreams[name].Retry; rc != nil {
+			if rc.Attempts < 0 || rc.BudgetPercent < 0 || rc.MinRetryConcurrency < 0 {
+				fail("upstream %q: retry: the bounds must not be negative", name)
+				continue
+			}
+			if g.retries == nil {
+				g.retries = map[string]*router.Retry{}
+			}
+			g.retries[name] = &router.Retry{
+				Attempts: cmp.Or(rc.Attempts, 2), Backoff: cmp.Or(time.Duration(rc.Backoff), 25*time.Millisecond),
+				MaxBackoff: cmp.Or(time.Duration(rc.MaxBackoff), 250*time.Millisecond), UnavailableOnly: true,
+				Budget: &router.RetryBudget{Percent: int64(rc.BudgetPercent), MinConcurrent: int64(rc.MinRetryConcurrency)},
+			}
+		}
 	}
 
 	var sources []descriptors.Source

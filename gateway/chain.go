@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/security"
@@ -258,6 +259,9 @@ func (g *builder) buildChains() error {
 		for _, r := range s.routes {
 			r.Handler, r.CredentialParams = h, params
 			g.sec.cors[r] = cp
+			if !s.aggregate {
+				r.Retry = g.retry(r)
+			}
 		}
 		g.methods[s.name] = &methodInfo{Method: s.name, Ways: s.ways, Chain: steps}
 	}
@@ -442,4 +446,21 @@ type use struct {
 	way string
 	// own is set for a route with a chain of its own (no schema method).
 	own bool
+}
+
+// retry returns the retry policy of route's upstream when the route's calls
+// are safe to repeat (see RetryConfig), else nil.
+func (g *builder) retry(r *router.Route) *router.Retry {
+	p := g.retries[r.Upstream]
+	if p == nil || r.Method == nil || r.Method.IsStreamingClient() || r.Method.IsStreamingServer() {
+		return nil
+	}
+	level := descriptorpb.MethodOptions_IDEMPOTENCY_UNKNOWN
+	if opts, ok := r.Method.Options().(*descriptorpb.MethodOptions); ok {
+		level = opts.GetIdempotencyLevel()
+	}
+	if level != descriptorpb.MethodOptions_IDEMPOTENCY_UNKNOWN || r.HTTPMethod == "GET" || r.HTTPMethod == "HEAD" {
+		return p
+	}
+	return nil
 }

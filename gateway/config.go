@@ -205,6 +205,26 @@ type Upstream struct {
 	HTTP *HTTPUpstream `yaml:"http"`
 	// Timeout is the default deadline of calls to this upstream.
 	Timeout Duration `yaml:"timeout"`
+	// Retry retries the calls that are safe to repeat (default: none).
+	Retry *RetryConfig `yaml:"retry"`
+}
+
+// RetryConfig retries the upstream's calls that are safe to repeat: those
+// of methods marked idempotency_level NO_SIDE_EFFECTS or IDEMPOTENT, and
+// those made by a GET (or HEAD) binding; on UNAVAILABLE only (a connection
+// that failed, a server going away), with exponential backoff and jitter,
+// within a budget shared by the upstream's calls.
+type RetryConfig struct {
+	// Attempts bounds the attempts, the first included (default 2).
+	Attempts int `yaml:"attempts"`
+	// Backoff before the first retry (default 25ms), doubling up to
+	// MaxBackoff (default 250ms).
+	Backoff    Duration `yaml:"backoff"`
+	MaxBackoff Duration `yaml:"max_backoff"`
+	// BudgetPercent of the upstream's calls in flight may be retrying at
+	// once (default 20), and always MinRetryConcurrency (default 3).
+	BudgetPercent       int `yaml:"budget_percent"`
+	MinRetryConcurrency int `yaml:"min_retry_concurrency"`
 }
 
 // GRPCUpstream lists the static targets of a gRPC upstream.

@@ -1,12 +1,15 @@
 package router
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -69,7 +72,7 @@ type Call struct {
 	// the messages in both directions; Decode is then unused.
 	Stream Stream
 	// Retry, set by the ingress, lets Dispatch retry the upstream call of
-	// a unary call (nil: one attempt).
+	// a unary call (nil: the route's Retry).
 	Retry *Retry
 	// Attempts is the number of upstream attempts Dispatch made.
 	Attempts int
@@ -177,19 +180,34 @@ var Dispatch Handler = HandlerFunc(func(ctx context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	backoff := c.Retry.backoff()
+	r := c.Retry
+	if r == nil {
+		r = c.Route.Retry
+	}
+	if b := r.budget(); b != nil {
+		b.active.Add(1)
+		defer b.active.Add(-1)
+	}
+	backoff := r.backoff()
 	for {
 		c.Attempts++
 		c.Reply, err = invoke(ctx, c, req) // on error too: its header and trailer metadata go back to the client
-		if c.Attempts >= c.Retry.attempts() || !transient(c.Reply, err) {
+		if c.Attempts >= r.attempts() || !r.retries(c.Reply, err) {
 			return err
 		}
+		release, ok := r.budget().take()
+		if !ok {
+			return err // retries would multiply an outage: the budget says no
+		}
+		wait := backoff/2 + rand.N(backoff/2+1) // jitter, so that callers do not retry in step
 		select {
 		case <-ctx.Done():
+			release()
 			return err
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, c.Retry.maxBackoff())
+		release()
+		backoff = min(2*backoff, r.maxBackoff())
 	}
 })
 
@@ -208,13 +226,70 @@ func invoke(ctx context.Context, c *Call, req []byte) (*Reply, error) {
 // own policies (an exhausted rate limit, a denied token) is never retried.
 // Only transient upstream failures are: UNAVAILABLE, DEADLINE_EXCEEDED and
 // RESOURCE_EXHAUSTED from a gRPC upstream, 429, 502, 503 and 504 from an
-// HTTP one.
+// HTTP one; with UnavailableOnly, UNAVAILABLE (a connection that failed or
+// a server going away) and 502, 503 alone.
 type Retry struct {
 	// Attempts bounds the attempts, the first included (at most 1: none).
 	Attempts int
 	// Backoff is the wait before the first retry (default 100ms); it
-	// doubles at each retry, up to MaxBackoff (default 5s).
+	// doubles at each retry, up to MaxBackoff (default 5s), each wait
+	// drawn at random between half and all of it.
 	Backoff, MaxBackoff time.Duration
+	// UnavailableOnly retries UNAVAILABLE only: what a call that may have
+	// reached its upstream can be retried on when its method is
+	// idempotent.
+	UnavailableOnly bool
+	// Budget, when set, bounds the retries in flight (see RetryBudget).
+	Budget *RetryBudget
+}
+
+// RetryBudget bounds the retries in flight to a share of the calls in
+// flight, as Envoy's retry budget does, so that retries never multiply an
+// outage: at most Percent of the active calls may be waiting to retry, and
+// always MinConcurrent. One budget is shared by the routes of an upstream.
+type RetryBudget struct {
+	// Percent of the active calls that may retry at once (default 20).
+	Percent int64
+	// MinConcurrent retries are always allowed (default 3).
+	MinConcurrent int64
+
+	active, retrying atomic.Int64
+}
+
+// take reserves a retry, and returns the function that gives it back;
+// false when the budget is spent. A nil budget allows every retry.
+func (b *RetryBudget) take() (func(), bool) {
+	if b == nil {
+		return func() {}, true
+	}
+	percent, floor := cmp.Or(b.Percent, 20), cmp.Or(b.MinConcurrent, 3)
+	allowed := max(floor, b.active.Load()*percent/100)
+	if b.retrying.Add(1) > allowed {
+		b.retrying.Add(-1)
+		return nil, false
+	}
+	return func() { b.retrying.Add(-1) }, true
+}
+
+// Retrying is the number of calls waiting to retry.
+func (b *RetryBudget) Retrying() int64 { return b.retrying.Load() }
+
+func (r *Retry) budget() *RetryBudget {
+	if r == nil {
+		return nil
+	}
+	return r.Budget
+}
+
+// retries reports whether an attempt's outcome is one r retries.
+func (r *Retry) retries(reply *Reply, err error) bool {
+	if r != nil && r.UnavailableOnly {
+		if err != nil {
+			return status.Code(err) == codes.Unavailable
+		}
+		return reply != nil && (reply.HTTPStatus == http.StatusBadGateway || reply.HTTPStatus == http.StatusServiceUnavailable)
+	}
+	return transient(reply, err)
 }
 
 func (r *Retry) attempts() int {

@@ -29,6 +29,9 @@ type Route struct {
 	Invoker Invoker
 	// Timeout bounds the upstream call; zero means no route deadline.
 	Timeout time.Duration
+	// Retry is how Dispatch retries the route's unary upstream calls
+	// (nil: one attempt); a Call's own Retry takes precedence.
+	Retry *Retry
 	// Handler is the chain of the route's method, shared by every route
 	// that reaches the method (or the route's own, for a route without a
 	// method of the schema): its policies, then Dispatch or an Aggregate.
