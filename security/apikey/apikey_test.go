@@ -118,7 +118,9 @@ func TestQueryParam(t *testing.T) {
 		{"allowed", allowed, "", url.Values{"api_key": {"s3cret-one"}}, "svc-a", codes.OK},
 		{"allowed, unknown key", allowed, "", url.Values{"api_key": {"guess"}}, "", codes.Unauthenticated},
 		{"allowed, other parameter", allowed, "", url.Values{"key": {"s3cret-one"}}, "", codes.OK},
-		{"allowed, header wins", allowed, "s3cret-two", url.Values{"api_key": {"s3cret-one"}}, "svc-b", codes.OK},
+		{"allowed, header and query: two keys", allowed, "s3cret-two", url.Values{"api_key": {"s3cret-one"}}, "", codes.InvalidArgument},
+		{"allowed, two query keys", allowed, "", url.Values{"api_key": {"s3cret-one", "s3cret-two"}}, "", codes.InvalidArgument},
+		{"header", refused, "s3cret-two", nil, "svc-b", codes.OK},
 		{"not allowed", refused, "", url.Values{"api_key": {"s3cret-one"}}, "", codes.OK},
 		{"not allowed, unknown key ignored", refused, "", url.Values{"api_key": {"guess"}}, "", codes.OK},
 	}
