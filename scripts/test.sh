@@ -45,9 +45,10 @@ fi
 echo "== go test"
 go test -count=1 -timeout 15m ./...
 
-echo "== fuzz (security: token parsing, Forwarded parser; short runs)"
+echo "== fuzz (security: token parsing, Forwarded parser, header forwarding; short runs)"
 go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 10s ./security/jwt
 go test -run '^$' -fuzz '^FuzzParseForwarded$' -fuzztime 10s ./security/clientip
+go test -run '^$' -fuzz '^FuzzForwarding$' -fuzztime 10s ./transports/ingress
 
 echo "== fuzz (translate: the JSON transcoder against protojson; short runs)"
 go test -run '^$' -fuzz '^FuzzDecodeJSON$' -fuzztime 10s ./translate
