@@ -310,7 +310,7 @@ func TestAttackSuite(t *testing.T) {
 		// except holds the ways whose outcome differs (the gRPC family
 		// drops Grpc-Metadata-* headers: they are REST's convention).
 		except map[string]codes.Code
-		field  string     // the header a refusal names
+		field  string // the header a refusal names
 		// upstream checks what the upstream received (want OK).
 		upstream func(t *testing.T, md metadata.MD)
 	}
@@ -427,6 +427,22 @@ func TestAttackSuite(t *testing.T) {
 				}
 				if tc.upstream != nil {
 					tc.upstream(t, a.up.lastCall(tc.target.method))
+				}
+			})
+		}
+	}
+
+	// The forged-token corpus, on every way: refused, never forwarded.
+	for _, at := range a.is.attacks(t) {
+		a.secret(at.token)
+		for _, w := range attackWays {
+			t.Run("forged token "+at.name+"/"+w.name, func(t *testing.T) {
+				before := a.up.callCount()
+				if o := w.call(t, a.gw, jwtTarget, http.Header{"Authorization": {"Bearer " + at.token}}); o.code != codes.Unauthenticated {
+					t.Errorf("code %v (HTTP %d: %.200s), want Unauthenticated", o.code, o.status, o.answer)
+				}
+				if n := a.up.callCount(); n != before {
+					t.Errorf("the upstream saw %d calls", n-before)
 				}
 			})
 		}
