@@ -448,6 +448,32 @@ func TestAttackSuite(t *testing.T) {
 		}
 	}
 
+	t.Run("WebSocket subprotocol token, verified", func(t *testing.T) {
+		before := a.up.callCount()
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		defer cancel()
+		conn, _, err := ws.Dial(ctx, wsURL(a.gw, "ListBooks"), &ws.DialOptions{Subprotocols: []string{"rosetta.json", "rosetta.bearer." + a.good}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.CloseNow()
+		if err := conn.Write(ctx, ws.MessageText, []byte(jwtTarget.json)); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			if _, _, err := conn.Read(ctx); err != nil {
+				if ws.CloseStatus(err) != ws.StatusNormalClosure {
+					t.Fatalf("call: %v", err)
+				}
+				break
+			}
+		}
+		if a.up.callCount() != before+1 {
+			t.Fatalf("the upstream saw %d calls, want 1", a.up.callCount()-before)
+		}
+		auth("Bearer "+a.good)(t, a.up.lastCall("ListBooks"))
+	})
+
 	t.Run("WebSocket subprotocol token beside an Authorization header", func(t *testing.T) {
 		before := a.up.callCount()
 		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
