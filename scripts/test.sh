@@ -49,6 +49,7 @@ echo "== fuzz (security: token parsing, Forwarded parser, header forwarding; sho
 go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 10s ./security/jwt
 go test -run '^$' -fuzz '^FuzzParseForwarded$' -fuzztime 10s ./security/clientip
 go test -run '^$' -fuzz '^FuzzForwarding$' -fuzztime 10s ./transports/ingress
+go test -run '^$' -fuzz '^FuzzRESTForwarding$' -fuzztime 10s ./transports/rest
 
 echo "== fuzz (translate: the JSON transcoder against protojson; short runs)"
 go test -run '^$' -fuzz '^FuzzDecodeJSON$' -fuzztime 10s ./translate
