@@ -63,8 +63,11 @@ func (f *Forwarder) Incoming(r *http.Request) metadata.MD {
 // metadata cannot carry (not printable ASCII), is refused with
 // INVALID_ARGUMENT naming the header.
 func (f *Forwarder) Metadata(r *http.Request) (metadata.MD, error) {
-	if err := CheckCredentials(Incoming(r)); err != nil {
-		return nil, err
+	for _, k := range Credentials {
+		c := http.CanonicalHeaderKey(k)
+		if len(r.Header[c])+len(r.Header["Grpc-Metadata-"+c]) > 1 {
+			return nil, badHeader(k, "more than one "+k+" credential: send one")
+		}
 	}
 	md, err := f.collect(r.Header, true)
 	if err != nil {
