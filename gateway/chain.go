@@ -66,7 +66,11 @@ func (g *builder) buildSecurity() (*securityParts, error) {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("security.trusted_proxies: %v", err))
 	}
-	ips := clientip.New(trusted)
+	ips, err := clientip.NewHeader(trusted, sc.ClientIPHeader)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("security.client_ip_header: %v", err))
+		ips = clientip.New(trusted)
+	}
 	if len(sc.IdentityHeaders) > 0 {
 		if s.identity, err = identity.New(sc.IdentityHeaders); err != nil {
 			errs = append(errs, fmt.Errorf("security.identity_headers: %v", err))
@@ -118,7 +122,8 @@ func (g *builder) buildSecurity() (*securityParts, error) {
 			Config  any
 			Redis   RedisConfig
 			Trusted []string
-		}{pc.Kind, pc.Config, cfg.Redis, sc.TrustedProxies}
+			IPFrom  string
+		}{pc.Kind, pc.Config, cfg.Redis, sc.TrustedProxies, sc.ClientIPHeader}
 		p, err := g.pool.acquire(cfg, "policy "+name, spec, func(env *poolEnv) (any, func(), error) {
 			pol, err := kind.Build(pc.Config, security.Env{
 				Name: name, Path: env.path, IPs: ips, Redis: redisClient,

@@ -73,6 +73,10 @@ type SecurityConfig struct {
 	// TrustedProxies are the prefixes of the proxies whose Forwarded and
 	// X-Forwarded-For headers are believed.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ClientIPHeader is the one header the client address is read from,
+	// when the peer is a trusted proxy: X-Forwarded-For (the default) or
+	// Forwarded. Its right-most untrusted hop is the client.
+	ClientIPHeader string `yaml:"client_ip_header"`
 	// IdentityHeaders maps upstream metadata keys to identity fields
 	// ("subject", "method", "scopes", "claim:NAME"); clients' copies of
 	// these keys are dropped on every route.

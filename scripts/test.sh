@@ -51,9 +51,11 @@ go test -count=1 -timeout 15m ./...
 echo "== go test -race (router, gateway, transports, security, end-to-end)"
 go test -race -count=1 -timeout 15m ./router/... ./gateway/... ./transports/... ./security/... ./test/
 
-echo "== fuzz (security: token parsing, Forwarded parser; short runs)"
+echo "== fuzz (security: token parsing, Forwarded parser, header forwarding; short runs)"
 go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 10s ./security/jwt
 go test -run '^$' -fuzz '^FuzzParseForwarded$' -fuzztime 10s ./security/clientip
+go test -run '^$' -fuzz '^FuzzForwarding$' -fuzztime 10s ./transports/ingress
+go test -run '^$' -fuzz '^FuzzRESTForwarding$' -fuzztime 10s ./transports/rest
 
 echo "== fuzz (translate: the JSON transcoder against protojson; short runs)"
 go test -run '^$' -fuzz '^FuzzDecodeJSON$' -fuzztime 10s ./translate

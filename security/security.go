@@ -29,6 +29,16 @@ import (
 // return.
 const Domain = "security.rosetta"
 
+// ForwardAuthorization is the key of a router.Call's Incoming entry that an
+// ingress adds when its protocol forwards an Authorization header upstream
+// (the gRPC family always; REST and WebSocket when http.forward_headers
+// names Authorization). The ingresses never forward a client's
+// Authorization themselves: the jwt policy forwards the one it verified,
+// and only when the call is so marked. No client can send the key (header
+// and metadata names never start with a colon, but the HTTP/2 pseudo-headers)
+// and the ingresses drop any copy.
+const ForwardAuthorization = ":rosetta-forward-authorization"
+
 // Deny returns the error a policy refuses a call with: a gRPC status with
 // code and message, a google.rpc.ErrorInfo detail carrying reason (an
 // UPPER_SNAKE_CASE constant such as "TOKEN_EXPIRED"), and any further

@@ -483,10 +483,11 @@ policies:
 			{proxied, "/v1/lan/shelves/1", map[string]string{"X-Forwarded-For": "10.1.2.3"}, true},               // through a trusted proxy
 			{proxied, "/v1/lan/shelves/1", map[string]string{"X-Forwarded-For": "10.1.2.3, 203.0.113.9"}, false}, // the nearest untrusted hop counts
 			{proxied, "/v1/local/shelves/1", map[string]string{"X-Forwarded-For": "10.1.2.3"}, false},            // deny list
-			{proxied, "/v1/v6/shelves/1", map[string]string{"Forwarded": `for="[2001:db8::7]:443"`}, true},
-			{proxied, "/v1/v6/shelves/1", map[string]string{"Forwarded": `for="[2001:db9::7]"`}, false},
-			{proxied, "/v1/v6/shelves/1", map[string]string{"Forwarded": `for=[2001:db8::7]`}, false},     // malformed: unknown client
-			{proxied, "/v1/lan/shelves/1", map[string]string{"X-Forwarded-For": "::ffff:10.9.9.9"}, true}, // mapped, unmapped
+			{proxied, "/v1/v6/shelves/1", map[string]string{"X-Forwarded-For": "[2001:db8::7]:443"}, true},
+			{proxied, "/v1/v6/shelves/1", map[string]string{"X-Forwarded-For": "2001:db9::7"}, false},
+			{proxied, "/v1/v6/shelves/1", map[string]string{"X-Forwarded-For": "2001:db8::7%eth0"}, false},  // malformed: unknown client
+			{proxied, "/v1/v6/shelves/1", map[string]string{"Forwarded": `for="[2001:db8::7]:443"`}, false}, // not the configured header (TestAttackClientIP)
+			{proxied, "/v1/lan/shelves/1", map[string]string{"X-Forwarded-For": "::ffff:10.9.9.9"}, true},   // mapped, unmapped
 		}
 		for i, tt := range tests {
 			before := up.callCount()

@@ -526,8 +526,10 @@ func TestWebSocket(t *testing.T) {
 			result(t, c.recv())
 		}
 		c.finish(codes.OK)
-		if got := *u.auth.Load(); len(got) != 1 || got[0] != "Bearer tok-123" {
-			t.Errorf("the upstream got authorization %q, want the subprotocol's token", got)
+		// No policy verified the token: it is never forwarded (issue 14;
+		// TestAttackSuite has a verified one reach the upstream).
+		if got := *u.auth.Load(); len(got) != 0 {
+			t.Errorf("the upstream got authorization %q, want none", got)
 		}
 	})
 

@@ -396,6 +396,12 @@ func TestDecodeQueryErrors(t *testing.T) {
 		{"max_read_time=1s&maxReadTime.seconds=2", "max_read_time"},
 		{"tags.x=1", "tags.x"},
 		{"page_token.x=1", "page_token.x"},
+		// Invalid UTF-8 in a value or map key bound to a string: the
+		// client's mistake, not a failure to marshal (issue 14).
+		{"page_token=%ff", "page_token"},
+		{"filter.author.name=a%c3", "filter.author.name"},
+		{"labels[%ff]=v", "labels[\xff]"},
+		{"labels[k]=%fe%ff", "labels[k]"},
 	}
 	b := libBinding(t, "ListBooks")
 	for _, tt := range tests {
@@ -471,6 +477,8 @@ func TestDecodePath(t *testing.T) {
 		{typed, []string{"x", "GENRE_POETRY"}, "page_size"},
 		{typed, []string{"1", "NOPE"}, "filter.genre"},
 		{newBinding(t, "UpdateBook", "GET", "/v2/{book.page_count}", "", "", translate.JSONOptions{}), []string{"%zz"}, "book.page_count"},
+		{libBinding(t, "GetBook"), []string{"shelves/1/books/%ff"}, "name"},
+		{newBinding(t, "GetShelf", "GET", "/v2/shelves/{name}", "", "", translate.JSONOptions{}), []string{"%c3%28"}, "name"},
 	} {
 		t.Run("bad "+strings.Join(tt.values, ","), func(t *testing.T) {
 			checkBadRequest(t, tt.binding, &translate.Request{PathValues: tt.values}, tt.field)

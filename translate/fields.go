@@ -72,6 +72,9 @@ func isWellKnownScalar(md protoreflect.MessageDescriptor) bool {
 func parseScalar(fd protoreflect.FieldDescriptor, s string) (protoreflect.Value, error) {
 	switch fd.Kind() {
 	case protoreflect.StringKind:
+		if !utf8.ValidString(s) { // proto3 strings are UTF-8: refuse it here, as the client's mistake
+			return protoreflect.Value{}, fmt.Errorf("invalid UTF-8 in a string value")
+		}
 		return protoreflect.ValueOfString(s), nil
 	case protoreflect.BytesKind:
 		b, err := decodeBase64(s)

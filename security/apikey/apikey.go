@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 
 	"github.com/rosettagw/rosetta/router"
@@ -43,10 +44,23 @@ func (k *Keys) CredentialParams() []string {
 // the authz policy to judge.
 func (k *Keys) Wrap(next router.Handler) router.Handler {
 	return router.HandlerFunc(func(ctx context.Context, c *router.Call) error {
+		// The key is never forwarded, whichever way it came.
+		delete(c.Metadata, k.header)
 		var kc *KeyConfig
-		v := c.Incoming.Get(k.header)
-		if len(v) == 0 && k.query != "" {
-			v = c.Query[k.query]
+		var v []string
+		if c.Protocol != router.MQTT { // an MQTT message's credential is its CONNECT's
+			v = c.Incoming.Get(k.header)
+			n := len(v) + len(c.Incoming.Get("grpc-metadata-"+k.header))
+			if k.query != "" {
+				n += len(c.Query[k.query])
+				if len(v) == 0 {
+					v = c.Query[k.query]
+				}
+			}
+			if n > 1 {
+				return security.Deny(codes.InvalidArgument, "CREDENTIALS_AMBIGUOUS", "more than one API key: send one",
+					&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: k.header, Description: "sent more than once"}}})
+			}
 		}
 		if len(v) > 0 {
 			if kc = k.byHash[sha256.Sum256([]byte(v[0]))]; kc == nil {

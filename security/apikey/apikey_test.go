@@ -118,7 +118,9 @@ func TestQueryParam(t *testing.T) {
 		{"allowed", allowed, "", url.Values{"api_key": {"s3cret-one"}}, "svc-a", codes.OK},
 		{"allowed, unknown key", allowed, "", url.Values{"api_key": {"guess"}}, "", codes.Unauthenticated},
 		{"allowed, other parameter", allowed, "", url.Values{"key": {"s3cret-one"}}, "", codes.OK},
-		{"allowed, header wins", allowed, "s3cret-two", url.Values{"api_key": {"s3cret-one"}}, "svc-b", codes.OK},
+		{"allowed, header and query: two keys", allowed, "s3cret-two", url.Values{"api_key": {"s3cret-one"}}, "", codes.InvalidArgument},
+		{"allowed, two query keys", allowed, "", url.Values{"api_key": {"s3cret-one", "s3cret-two"}}, "", codes.InvalidArgument},
+		{"header", refused, "s3cret-two", nil, "svc-b", codes.OK},
 		{"not allowed", refused, "", url.Values{"api_key": {"s3cret-one"}}, "", codes.OK},
 		{"not allowed, unknown key ignored", refused, "", url.Values{"api_key": {"guess"}}, "", codes.OK},
 	}
@@ -147,5 +149,40 @@ func TestQueryParam(t *testing.T) {
 				t.Errorf("the error quotes the key: %v", err)
 			}
 		})
+	}
+}
+
+// TestCredentialsOfACall: the key is never forwarded, whatever the
+// header's name; two keys are refused; an MQTT message's key is its
+// CONNECT password, never a user property.
+func TestCredentialsOfACall(t *testing.T) {
+	k, err := apikey.New(apikey.Config{Header: "X-Service-Key", Keys: []apikey.KeyConfig{{SHA256: hash("s3cret-one"), Identity: "svc-a"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(c *router.Call) (*router.Identity, error) {
+		var seen *router.Identity
+		err := k.Wrap(router.HandlerFunc(func(_ context.Context, c *router.Call) error { seen = c.Identity; return nil })).Handle(context.Background(), c)
+		return seen, err
+	}
+	c := &router.Call{Incoming: metadata.Pairs("x-service-key", "s3cret-one"), Metadata: metadata.Pairs("x-service-key", "s3cret-one", "x-request-id", "r1")}
+	if id, err := run(c); err != nil || id == nil || id.Subject != "svc-a" {
+		t.Fatalf("identity %v, error %v", id, err)
+	}
+	if want := metadata.Pairs("x-request-id", "r1"); !reflect.DeepEqual(c.Metadata, want) {
+		t.Errorf("metadata %v, want %v: the key went upstream", c.Metadata, want)
+	}
+	for _, in := range []metadata.MD{
+		{"x-service-key": {"s3cret-one", "guess"}},
+		{"x-service-key": {"s3cret-one"}, "grpc-metadata-x-service-key": {"guess"}},
+	} {
+		if _, err := run(&router.Call{Incoming: in}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%v: %v, want INVALID_ARGUMENT", in, err)
+		}
+	}
+	id, err := run(&router.Call{Protocol: router.MQTT, Incoming: metadata.Pairs("x-service-key", "s3cret-one"),
+		Credentials: &router.Credentials{ClientID: "d1", Password: []byte("not-a-key")}})
+	if err != nil || id != nil {
+		t.Errorf("MQTT with a key user property: identity %v, error %v; want unauthenticated", id, err)
 	}
 }

@@ -1,9 +1,13 @@
 // Package clientip finds a call's client address: the connection's peer, or,
-// when the peer is a trusted proxy, the address the proxies recorded in the
-// Forwarded (RFC 7239) or X-Forwarded-For header.
+// when the peer is a trusted proxy, the address the proxies recorded in one
+// header, chosen by the configuration: X-Forwarded-For (the default, the one
+// common proxies append to) or Forwarded (RFC 7239). The other header is
+// never read: a client could otherwise put its own hops in the header the
+// proxy does not touch.
 package clientip
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 
@@ -13,17 +17,38 @@ import (
 // Resolver finds client addresses. The zero Resolver trusts no proxy: the
 // client is always the connection's peer.
 type Resolver struct {
-	trusted []netip.Prefix
+	trusted   []netip.Prefix
+	forwarded bool // read Forwarded rather than X-Forwarded-For
 }
 
-// New returns a Resolver that believes the forwarding headers only when
-// they come from, and only for the hops that are, inside trusted.
+// The headers a Resolver may read hops from.
+const (
+	XForwardedFor = "x-forwarded-for"
+	Forwarded     = "forwarded"
+)
+
+// New returns a Resolver that believes X-Forwarded-For only when it comes
+// from, and only for the hops that are, inside trusted.
 func New(trusted []netip.Prefix) *Resolver {
+	r, _ := NewHeader(trusted, XForwardedFor)
+	return r
+}
+
+// NewHeader is New reading the hops from header: "x-forwarded-for" (also
+// the default, "") or "forwarded", case-insensitive.
+func NewHeader(trusted []netip.Prefix, header string) (*Resolver, error) {
 	r := &Resolver{}
+	switch strings.ToLower(header) {
+	case "", XForwardedFor:
+	case Forwarded:
+		r.forwarded = true
+	default:
+		return nil, fmt.Errorf("client IP header %q: want X-Forwarded-For or Forwarded", header)
+	}
 	for _, p := range trusted {
 		r.trusted = append(r.trusted, Unmap(p))
 	}
-	return r
+	return r, nil
 }
 
 // Unmap turns a prefix of IPv4-mapped IPv6 addresses (::ffff:10.0.0.0/104)
@@ -47,10 +72,11 @@ func (r *Resolver) Trusted(a netip.Addr) bool {
 }
 
 // ClientIP returns the client's address, IPv4-mapped IPv6 addresses
-// unmapped and IPv6 zones dropped. When the peer is a trusted proxy, it walks the hops of the
-// Forwarded header (or, without one, X-Forwarded-For) from the nearest and
-// returns the first that is not a trusted proxy, or the farthest when all
-// are. It returns the zero Addr when that hop names no address (unknown,
+// unmapped and IPv6 zones dropped. When the peer is a trusted proxy, it walks
+// the hops of the configured header (every line of it, in order) from the
+// nearest and returns the first that is not a trusted proxy (the right-most
+// untrusted hop), or the farthest when all are; the peer itself when the
+// header is absent. It returns the zero Addr when that hop names no address (unknown,
 // obfuscated or malformed) or when the header does not parse: callers must
 // treat an invalid address as unknown and deny what needs one.
 func (r *Resolver) ClientIP(c *router.Call) netip.Addr {
@@ -58,7 +84,7 @@ func (r *Resolver) ClientIP(c *router.Call) netip.Addr {
 	if !r.Trusted(peer) {
 		return peer
 	}
-	hops, ok := forwardedHops(c)
+	hops, ok := r.hops(c)
 	if !ok {
 		return netip.Addr{}
 	}
@@ -72,11 +98,15 @@ func (r *Resolver) ClientIP(c *router.Call) netip.Addr {
 	return client
 }
 
-// forwardedHops lists the addresses of the forwarding headers, farthest
-// first; an entry naming no address is the zero Addr. ok is false when a
-// header is present but malformed.
-func forwardedHops(c *router.Call) (hops []netip.Addr, ok bool) {
-	if fwd := c.Incoming.Get("forwarded"); len(fwd) > 0 {
+// hops lists the addresses of the configured header, farthest first; an
+// entry naming no address is the zero Addr. ok is false when the header is
+// present but malformed.
+func (r *Resolver) hops(c *router.Call) (hops []netip.Addr, ok bool) {
+	if r.forwarded {
+		fwd := c.Incoming.Get("forwarded")
+		if len(fwd) == 0 {
+			return nil, true
+		}
 		els, err := ParseForwarded(strings.Join(fwd, ","))
 		if err != nil {
 			return nil, false

@@ -13,39 +13,55 @@ import (
 )
 
 func TestClientIP(t *testing.T) {
-	r := clientip.New([]netip.Prefix{
+	trusted := []netip.Prefix{
 		netip.MustParsePrefix("10.0.0.0/8"),
 		netip.MustParsePrefix("::ffff:192.168.0.0/112"), // mapped form of 192.168.0.0/16
 		netip.MustParsePrefix("fd00::/8"),
-	})
+	}
+	xff := clientip.New(trusted)
+	fwd, err := clientip.NewHeader(trusted, "Forwarded")
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name   string
 		peer   string
 		header map[string][]string
 		want   string // "" for the zero Addr
+		fwd    bool   // the resolver reading Forwarded
 	}{
-		{"untrusted peer, XFF ignored", "203.0.113.5:1234", map[string][]string{"x-forwarded-for": {"10.1.1.1"}}, "203.0.113.5"},
-		{"untrusted peer, Forwarded ignored", "203.0.113.5:1234", map[string][]string{"forwarded": {"for=198.51.100.1"}}, "203.0.113.5"},
-		{"mapped peer unmapped", "[::ffff:203.0.113.5]:1234", nil, "203.0.113.5"},
-		{"trusted peer, no header", "10.0.0.1:1", nil, "10.0.0.1"},
-		{"trusted peer, XFF", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"198.51.100.7"}}, "198.51.100.7"},
-		{"spoofed left entries skipped", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"1.2.3.4, 198.51.100.7, 10.9.9.9"}}, "198.51.100.7"},
-		{"several XFF lines", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"1.2.3.4", "198.51.100.7"}}, "198.51.100.7"},
-		{"all hops trusted", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"10.2.2.2, 10.3.3.3"}}, "10.2.2.2"},
-		{"mapped trusted peer", "[::ffff:192.168.1.1]:1", map[string][]string{"x-forwarded-for": {"198.51.100.7"}}, "198.51.100.7"},
-		{"IPv4 trusted via mapped prefix", "192.168.1.1:1", map[string][]string{"x-forwarded-for": {"::ffff:198.51.100.7"}}, "198.51.100.7"},
-		{"zoned peer", "[fe80::1%eth0]:1", nil, "fe80::1"},
-		{"IPv6 hop", "[fd00::1]:1", map[string][]string{"x-forwarded-for": {"2001:db8::7"}}, "2001:db8::7"},
-		{"XFF with port", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"[2001:db8::7]:443"}}, "2001:db8::7"},
-		{"XFF junk hop", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"not-an-ip"}}, ""},
-		{"Forwarded wins over XFF", "10.0.0.1:1", map[string][]string{"forwarded": {`for="[2001:db8::9]:80";proto=https`}, "x-forwarded-for": {"198.51.100.7"}}, "2001:db8::9"},
-		{"Forwarded chain", "10.0.0.1:1", map[string][]string{"forwarded": {"for=192.0.2.60, for=198.51.100.17, for=10.4.4.4"}}, "198.51.100.17"},
-		{"Forwarded unknown", "10.0.0.1:1", map[string][]string{"forwarded": {"for=unknown"}}, ""},
-		{"Forwarded malformed", "10.0.0.1:1", map[string][]string{"forwarded": {`for="192.0.2.1`}}, ""},
+		{"untrusted peer, XFF ignored", "203.0.113.5:1234", map[string][]string{"x-forwarded-for": {"10.1.1.1"}}, "203.0.113.5", false},
+		{"untrusted peer, Forwarded ignored", "203.0.113.5:1234", map[string][]string{"forwarded": {"for=198.51.100.1"}}, "203.0.113.5", false},
+		{"mapped peer unmapped", "[::ffff:203.0.113.5]:1234", nil, "203.0.113.5", false},
+		{"trusted peer, no header", "10.0.0.1:1", nil, "10.0.0.1", false},
+		{"trusted peer, XFF", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"198.51.100.7"}}, "198.51.100.7", false},
+		{"spoofed left entries skipped", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"1.2.3.4, 198.51.100.7, 10.9.9.9"}}, "198.51.100.7", false},
+		{"several XFF lines", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"1.2.3.4", "198.51.100.7"}}, "198.51.100.7", false},
+		{"all hops trusted", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"10.2.2.2, 10.3.3.3"}}, "10.2.2.2", false},
+		{"mapped trusted peer", "[::ffff:192.168.1.1]:1", map[string][]string{"x-forwarded-for": {"198.51.100.7"}}, "198.51.100.7", false},
+		{"IPv4 trusted via mapped prefix", "192.168.1.1:1", map[string][]string{"x-forwarded-for": {"::ffff:198.51.100.7"}}, "198.51.100.7", false},
+		{"zoned peer", "[fe80::1%eth0]:1", nil, "fe80::1", false},
+		{"IPv6 hop", "[fd00::1]:1", map[string][]string{"x-forwarded-for": {"2001:db8::7"}}, "2001:db8::7", false},
+		{"XFF with port", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"[2001:db8::7]:443"}}, "2001:db8::7", false},
+		{"XFF junk hop", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"not-an-ip"}}, "", false},
+		// The issue-14 attack: the proxy appends X-Forwarded-For only, the
+		// client sends its own Forwarded.
+		{"XFF resolver ignores Forwarded", "10.0.0.1:1", map[string][]string{"forwarded": {`for="[2001:db8::9]:80";proto=https`}, "x-forwarded-for": {"198.51.100.7"}}, "198.51.100.7", false},
+		{"XFF resolver, Forwarded alone", "10.0.0.1:1", map[string][]string{"forwarded": {"for=198.51.100.1"}}, "10.0.0.1", false},
+		{"Forwarded resolver ignores XFF", "10.0.0.1:1", map[string][]string{"forwarded": {`for="[2001:db8::9]:80";proto=https`}, "x-forwarded-for": {"198.51.100.7"}}, "2001:db8::9", true},
+		{"Forwarded resolver, XFF alone", "10.0.0.1:1", map[string][]string{"x-forwarded-for": {"198.51.100.7"}}, "10.0.0.1", true},
+		{"Forwarded chain", "10.0.0.1:1", map[string][]string{"forwarded": {"for=192.0.2.60, for=198.51.100.17, for=10.4.4.4"}}, "198.51.100.17", true},
+		{"Forwarded lines", "10.0.0.1:1", map[string][]string{"forwarded": {"for=192.0.2.60", "for=198.51.100.17"}}, "198.51.100.17", true},
+		{"Forwarded unknown", "10.0.0.1:1", map[string][]string{"forwarded": {"for=unknown"}}, "", true},
+		{"Forwarded malformed", "10.0.0.1:1", map[string][]string{"forwarded": {`for="192.0.2.1`}}, "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := &router.Call{Peer: netip.MustParseAddrPort(tt.peer), Incoming: metadata.MD(tt.header)}
+			r := xff
+			if tt.fwd {
+				r = fwd
+			}
 			got := r.ClientIP(c)
 			if tt.want == "" {
 				if got.IsValid() {
@@ -57,6 +73,19 @@ func TestClientIP(t *testing.T) {
 				t.Errorf("ClientIP = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestNewHeader(t *testing.T) {
+	for _, h := range []string{"", "X-Forwarded-For", "x-forwarded-for", "forwarded", "FORWARDED"} {
+		if _, err := clientip.NewHeader(nil, h); err != nil {
+			t.Errorf("NewHeader(%q): %v", h, err)
+		}
+	}
+	for _, h := range []string{"X-Real-Ip", "True-Client-Ip", "x-forwarded"} {
+		if _, err := clientip.NewHeader(nil, h); err == nil {
+			t.Errorf("NewHeader(%q) accepted", h)
+		}
 	}
 }
 

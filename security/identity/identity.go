@@ -1,6 +1,12 @@
 // Package identity forwards who the caller is to the upstream, as the
 // metadata entries (headers) the configuration names, after removing any
 // copies of them the client sent.
+//
+// A value is sent percent-encoded (see Encode): a token's claims may hold
+// any Unicode, and CR, LF or a non-ASCII byte cannot travel in a header or
+// gRPC metadata. Printable ASCII but '%' is sent as it is, so the common
+// value is unchanged; an upstream reads any value with a URL
+// percent-decoder (Go url.PathUnescape, JavaScript decodeURIComponent).
 package identity
 
 import (
@@ -37,12 +43,37 @@ func (h *Headers) Wrap(next router.Handler) router.Handler {
 			}
 			for _, hd := range h.headers {
 				if v, ok := hd.value(id); ok {
-					c.Metadata[hd.key] = []string{v}
+					c.Metadata[hd.key] = []string{Encode(v)}
 				}
 			}
 		}
 		return next.Handle(ctx, c)
 	})
+}
+
+// Encode percent-encodes (as %XX, upper-case hex) each byte of v that is
+// not printable ASCII (below 0x20, 0x7F and above, so each byte of a
+// non-ASCII UTF-8 character) and '%' itself; every other byte is kept.
+func Encode(v string) string {
+	n := 0
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c > 0x7e || c == '%' {
+			n++
+		}
+	}
+	if n == 0 {
+		return v
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(v)+2*n)
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c > 0x7e || c == '%' {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 func (hd *header) value(id *router.Identity) (string, bool) {

@@ -2,6 +2,7 @@ package identity_test
 
 import (
 	"context"
+	"net/url"
 	"reflect"
 	"testing"
 
@@ -53,5 +54,30 @@ func TestHeaders(t *testing.T) {
 		if _, err := identity.New(bad); err == nil {
 			t.Errorf("New(%v) accepted", bad)
 		}
+	}
+}
+
+func TestEncode(t *testing.T) {
+	for in, want := range map[string]string{
+		"alice":                 "alice",
+		"a b/c:d@e.f":           "a b/c:d@e.f",
+		"50%":                   "50%25",
+		"José":                  "Jos%C3%A9",
+		"evil\r\nX-Admin: true": "evil%0D%0AX-Admin: true",
+		"\x00\x7f\xff":          "%00%7F%FF",
+	} {
+		if got := identity.Encode(in); got != want {
+			t.Errorf("Encode(%q) = %q, want %q", in, got, want)
+		}
+		if dec, err := url.PathUnescape(identity.Encode(in)); err != nil || dec != in {
+			t.Errorf("PathUnescape(Encode(%q)) = %q, %v", in, dec, err)
+		}
+	}
+	h, _ := identity.New(identity.Config{"x-user-id": "subject", "x-email": "claim:email"})
+	var md metadata.MD
+	h.Wrap(router.HandlerFunc(func(_ context.Context, c *router.Call) error { md = c.Metadata; return nil })).Handle(context.Background(),
+		&router.Call{Identity: &router.Identity{Subject: "Zoë", Claims: map[string]any{"email": "a\nb@example.com"}}})
+	if want := (metadata.MD{"x-user-id": {"Zo%C3%AB"}, "x-email": {"a%0Ab@example.com"}}); !reflect.DeepEqual(md, want) {
+		t.Errorf("metadata %v, want %v", md, want)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	gojwt "github.com/golang-jwt/jwt/v5"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 
 	"github.com/rosettagw/rosetta/router"
@@ -51,8 +52,11 @@ func (v *Verifier) Challenge() string { return `Bearer realm="` + v.realm + `"` 
 // Wrap is the verifier as a router.Middleware.
 func (v *Verifier) Wrap(next router.Handler) router.Handler {
 	return router.HandlerFunc(func(ctx context.Context, c *router.Call) error {
-		tok, ok := bearer(c)
-		if !ok {
+		tok, found, fromHeader, err := bearer(c)
+		if err != nil {
+			return err
+		}
+		if !found {
 			return next.Handle(ctx, c)
 		}
 		id, reason, msg := v.verify(ctx, tok)
@@ -66,23 +70,41 @@ func (v *Verifier) Wrap(next router.Handler) router.Handler {
 		if c.Identity == nil {
 			c.Identity = id
 		}
+		if fromHeader && len(c.Incoming[security.ForwardAuthorization]) > 0 {
+			// The one authorization value an upstream ever receives: the
+			// token just verified (the ingresses forward none).
+			if c.Metadata == nil {
+				c.Metadata = map[string][]string{}
+			}
+			c.Metadata["authorization"] = []string{"Bearer " + tok}
+		}
 		return next.Handle(ctx, c)
 	})
 }
 
 // bearer finds the call's token: an Authorization Bearer header, or an MQTT
-// password that looks like a JWT.
-func bearer(c *router.Call) (string, bool) {
-	if h := c.Incoming.Get("authorization"); len(h) > 0 {
-		scheme, tok, ok := strings.Cut(h[0], " ")
-		if ok && strings.EqualFold(scheme, "bearer") {
-			return strings.TrimSpace(tok), true
+// password that looks like a JWT; fromHeader says which. An MQTT message's
+// credential is its CONNECT's: what its user properties say is not read.
+// A call with more than one Authorization value (a Grpc-Metadata copy
+// counts) is refused with INVALID_ARGUMENT.
+func bearer(c *router.Call) (tok string, found, fromHeader bool, err error) {
+	if c.Protocol != router.MQTT {
+		h := c.Incoming.Get("authorization")
+		if len(h)+len(c.Incoming.Get("grpc-metadata-authorization")) > 1 {
+			return "", false, false, security.Deny(codes.InvalidArgument, "CREDENTIALS_AMBIGUOUS", "more than one authorization credential: send one",
+				&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "authorization", Description: "sent more than once"}}})
+		}
+		if len(h) > 0 {
+			scheme, tok, ok := strings.Cut(h[0], " ")
+			if ok && strings.EqualFold(scheme, "bearer") {
+				return strings.TrimSpace(tok), true, true, nil
+			}
 		}
 	}
 	if c.Credentials != nil && strings.IndexByte(string(c.Credentials.Password), '.') >= 0 {
-		return string(c.Credentials.Password), true
+		return string(c.Credentials.Password), true, false, nil
 	}
-	return "", false
+	return "", false, false, nil
 }
 
 // verify checks tok and returns the identity it proves, or the reason and

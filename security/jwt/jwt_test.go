@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/security"
 	"github.com/rosettagw/rosetta/security/jwt"
 )
 
@@ -315,6 +316,55 @@ func TestMQTTPassword(t *testing.T) {
 	_, err = run(v, &router.Call{Incoming: metadata.MD{}, Credentials: &router.Credentials{Password: []byte(tok[:len(tok)-4])}})
 	if status.Code(err) != codes.Unauthenticated {
 		t.Errorf("truncated token as password: %v", err)
+	}
+}
+
+// TestCredentialsOfACall: one Authorization at most; an MQTT message's
+// credential is its CONNECT's, never a user property; the upstream
+// receives the token verified, and only when the ingress marked the call.
+func TestCredentialsOfACall(t *testing.T) {
+	keys(t)
+	v, err := jwt.New(jwt.Config{IssuerConfig: jwt.IssuerConfig{Issuer: iss, Audience: []string{aud}, Algorithms: []string{"EdDSA"}, KeyFiles: []string{writeFile(t, "ed.pem", pemPublic(t, edKey.Public()))}}},
+		jwt.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := sign(t, gojwt.SigningMethodEdDSA, edKey, "", claims(nil))
+	for _, in := range []metadata.MD{
+		{"authorization": {"Bearer " + tok, "Bearer forged.forged.forged"}},
+		{"authorization": {"Bearer " + tok}, "grpc-metadata-authorization": {"Bearer forged.forged.forged"}},
+	} {
+		if _, err := run(v, &router.Call{Incoming: in}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%v: %v, want INVALID_ARGUMENT", in, err)
+		}
+	}
+	// MQTT: an authorization user property is not a credential.
+	id, err := run(v, &router.Call{Protocol: router.MQTT, Incoming: metadata.Pairs("authorization", "Bearer "+tok),
+		Credentials: &router.Credentials{ClientID: "dev1", Username: "dev1", Password: []byte("plain-password")}})
+	if err != nil || id != nil {
+		t.Errorf("MQTT with a token user property: identity %v, error %v; want unauthenticated", id, err)
+	}
+	// Forwarding: the verified token, only when marked.
+	for _, marked := range []bool{false, true} {
+		c := &router.Call{Incoming: metadata.Pairs("authorization", "bearer   "+tok), Metadata: metadata.MD{}}
+		if marked {
+			c.Incoming[security.ForwardAuthorization] = []string{"1"}
+		}
+		if _, err := run(v, c); err != nil {
+			t.Fatal(err)
+		}
+		got := c.Metadata["authorization"]
+		if marked && (len(got) != 1 || got[0] != "Bearer "+tok) {
+			t.Errorf("marked call forwards %q, want the verified token", got)
+		}
+		if !marked && len(got) != 0 {
+			t.Errorf("unmarked call forwards %q", got)
+		}
+	}
+	// An MQTT password is verified, and never forwarded.
+	c := &router.Call{Protocol: router.MQTT, Incoming: metadata.MD{security.ForwardAuthorization: {"1"}}, Metadata: metadata.MD{}, Credentials: &router.Credentials{Password: []byte(tok)}}
+	if id, err := run(v, c); err != nil || id == nil || len(c.Metadata["authorization"]) != 0 {
+		t.Errorf("MQTT password: identity %v, error %v, metadata %v", id, err, c.Metadata)
 	}
 }
 

@@ -21,9 +21,11 @@ const Param = "access_token"
 
 // Step returns the rule's step. With allow, a WebSocket call's access_token
 // becomes its Authorization ("Bearer TOKEN") for the authentication
-// policies, unless the call has one already; forward also sends it
-// upstream, as an Authorization header would be. Without allow, a
-// WebSocket call carrying one is refused with INVALID_ARGUMENT. Calls of
+// policies; a call that also has an Authorization header (or subprotocol
+// token) is refused with INVALID_ARGUMENT, as is, without allow, any
+// WebSocket call carrying one. forward lets the jwt policy send the token
+// upstream once it verified it, as an Authorization header would be (see
+// security.ForwardAuthorization); nothing sends it unverified. Calls of
 // other protocols pass untouched.
 func Step(allow, forward bool) router.Middleware {
 	return func(next router.Handler) router.Handler {
@@ -34,10 +36,15 @@ func Step(allow, forward bool) router.Middleware {
 			if !allow {
 				return security.Deny(codes.InvalidArgument, "QUERY_TOKEN_REFUSED", "a token in the query string is not accepted; send it in the Authorization header or as the subprotocol rosetta.bearer.TOKEN")
 			}
-			if token := c.Query.Get(Param); token != "" && len(c.Incoming["authorization"]) == 0 {
+			if len(c.Query[Param]) > 1 || len(c.Incoming["authorization"]) > 0 {
+				return security.Deny(codes.InvalidArgument, "CREDENTIALS_AMBIGUOUS", "more than one authorization credential: send one")
+			}
+			if token := c.Query.Get(Param); token != "" {
 				c.Incoming["authorization"] = []string{"Bearer " + token}
 				if forward {
-					c.Metadata["authorization"] = []string{"Bearer " + token}
+					c.Incoming[security.ForwardAuthorization] = []string{"1"}
+				} else {
+					delete(c.Incoming, security.ForwardAuthorization)
 				}
 			}
 			return next.Handle(ctx, c)

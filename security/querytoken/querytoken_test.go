@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/security"
 	"github.com/rosettagw/rosetta/security/querytoken"
 )
 
@@ -26,7 +27,8 @@ func TestStep(t *testing.T) {
 	}{
 		{"refused by default", false, router.WebSocket, "access_token=t", "", codes.InvalidArgument, ""},
 		{"allowed", true, router.WebSocket, "access_token=t", "", codes.OK, "Bearer t"},
-		{"header wins", true, router.WebSocket, "access_token=t", "Bearer h", codes.OK, "Bearer h"},
+		{"header and query token: two credentials", true, router.WebSocket, "access_token=t", "Bearer h", codes.InvalidArgument, ""},
+		{"two query tokens", true, router.WebSocket, "access_token=t&access_token=u", "", codes.InvalidArgument, ""},
 		{"no token", false, router.WebSocket, "x=1", "", codes.OK, ""},
 		{"other protocols untouched", false, router.HTTP, "access_token=t", "", codes.OK, ""},
 	}
@@ -45,6 +47,9 @@ func TestStep(t *testing.T) {
 			if err == nil {
 				if got := seen.Get("authorization"); (len(got) == 0 && tt.auth != "") || (len(got) > 0 && got[0] != tt.auth) {
 					t.Errorf("authorization %v, want %q", got, tt.auth)
+				}
+				if tt.auth != "" && len(seen[security.ForwardAuthorization]) == 0 {
+					t.Error("the token is not marked for the jwt policy to forward once verified")
 				}
 			}
 		})

@@ -99,11 +99,16 @@ func (s *Server) proxy(ctx context.Context, fullMethod string, ss grpc.ServerStr
 			certs = ti.State.PeerCertificates // verified by the listener
 		}
 	}
+	delete(in, ingress.ForwardAuthorization) // never the client's
+	md, err := ingress.PassThrough(in, addr, first(in[":authority"]))
+	if err != nil {
+		return err
+	}
 	call := &router.Call{
 		Route:            route,
 		Protocol:         router.GRPC,
 		Incoming:         in,
-		Metadata:         ingress.PassThrough(in, addr, first(in[":authority"])),
+		Metadata:         md,
 		Target:           route.Target,
 		PeerCertificates: certs,
 	}
@@ -114,7 +119,7 @@ func (s *Server) proxy(ctx context.Context, fullMethod string, ss grpc.ServerStr
 	} else {
 		call.Decode = st.single
 	}
-	err := route.Handler.Handle(ctx, call)
+	err = route.Handler.Handle(ctx, call)
 	if len(call.ResponseHeader) > 0 {
 		ss.SetHeader(call.ResponseHeader)
 	}

@@ -31,7 +31,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/rosettagw/rosetta/descriptors"
 	"github.com/rosettagw/rosetta/router"
@@ -164,13 +166,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p protocol, rout
 	}
 	defer cancel()
 	in := ingress.Incoming(r)
+	// gRPC-Web and Connect headers are gRPC metadata: passed through.
+	md, err := ingress.PassThrough(in, r.RemoteAddr, r.Host)
+	if err != nil {
+		return out.end(err, nil)
+	}
 	call := &router.Call{
 		Route:    route,
 		Protocol: router.GRPCWeb,
 		Peer:     ingress.Peer(r),
 		Incoming: in,
-		// gRPC-Web and Connect headers are gRPC metadata: passed through.
-		Metadata: ingress.PassThrough(in, r.RemoteAddr, r.Host),
+		Metadata: md,
 		Target:   route.Target,
 	}
 	if r.URL.RawQuery != "" {
@@ -179,7 +185,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p protocol, rout
 	if r.TLS != nil {
 		call.PeerCertificates = r.TLS.PeerCertificates
 	}
-	decode := func() ([]byte, error) { return msg, nil }
+	decode := func() ([]byte, error) { return checkWire(route, msg) }
 	if p.json {
 		decode = func() ([]byte, error) {
 			return route.Binding.DecodeRequest(&translate.Request{Body: msg, ContentType: "application/json"})
@@ -476,3 +482,18 @@ func (s *stream) SetHeader(md metadata.MD) error {
 }
 
 func (s *stream) Send(msg []byte) error { return s.out.send(msg) }
+
+// checkWire returns msg, a binary request message, once it parses as the
+// method's input: malformed bytes are the client's mistake, refused here
+// with INVALID_ARGUMENT, rather than the upstream's parse failure (gRPC
+// INTERNAL, HTTP 500 over Connect). It runs in Dispatch, after every policy
+// passed, so a refused call costs no parse.
+func checkWire(route *router.Route, msg []byte) ([]byte, error) {
+	if len(msg) == 0 {
+		return msg, nil
+	}
+	if err := proto.Unmarshal(msg, dynamicpb.NewMessage(route.Method.Input())); err != nil {
+		return nil, &translate.BadRequestError{Description: "the request is not a valid " + string(route.Method.Input().FullName()) + " message in protobuf wire format"}
+	}
+	return msg, nil
+}

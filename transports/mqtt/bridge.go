@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -150,9 +151,16 @@ func (b *Bridge) call(ctx context.Context, rules *Rules, rule *Rule, vals []stri
 // newCall builds the protocol-neutral call of a message: with the topic's
 // owner segment, when the rule names one, for the chain's owner step.
 func (b *Bridge) newCall(rule *Rule, vals []string, m *Message, decode func() ([]byte, error)) *router.Call {
+	// A message's credentials are its CONNECT's (c.Credentials, the
+	// certificate): user properties that would be credentials, or the
+	// forwarding headers the client address is read from, are not shown to
+	// the policies.
 	in := metadata.MD{"mqtt-topic": {m.Topic}}
 	for _, p := range m.UserProperties {
 		k := strings.ToLower(p.Key)
+		if strings.HasPrefix(k, ":") || ingress.GatewaySet(k) || slices.Contains(ingress.Credentials, k) || k == "mqtt-topic" {
+			continue
+		}
 		in[k] = append(in[k], p.Value)
 	}
 	c := &router.Call{
@@ -185,9 +193,11 @@ func (b *Bridge) newCall(rule *Rule, vals []string, m *Message, decode func() ([
 }
 
 // forwarded is the metadata the user properties props give the upstream:
-// those the forward list allows, as HTTP headers are chosen, except
-// credentials, the gateway's own x-mqtt-* keys, and properties gRPC
-// metadata cannot carry (a key or a text value outside printable ASCII).
+// those the forward list allows, as HTTP headers are chosen (see
+// ingress.Forwarder.Properties: never a credential, a reserved key or one
+// the gateway sets, such as x-mqtt-* and x-forwarded-*), less cookies and
+// properties gRPC metadata cannot carry (a key or a text value outside
+// printable ASCII).
 func (b *Bridge) forwarded(props []UserProperty) metadata.MD {
 	if len(props) == 0 {
 		return metadata.MD{}
@@ -196,33 +206,9 @@ func (b *Bridge) forwarded(props []UserProperty) metadata.MD {
 	for _, p := range props {
 		h.Add(p.Key, p.Value)
 	}
-	md := b.forward.Metadata(&http.Request{Header: h})
-	for k, vs := range md {
-		if k == "authorization" || k == "proxy-authorization" || k == "cookie" || strings.HasPrefix(k, "x-mqtt-") || !validMetadata(k, vs) {
-			delete(md, k)
-		}
-	}
+	md := b.forward.Properties(h)
+	delete(md, "cookie")
 	return md
-}
-
-// validMetadata reports whether gRPC metadata can carry key with values.
-func validMetadata(key string, values []string) bool {
-	for _, r := range key {
-		if !('a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return false
-		}
-	}
-	if strings.HasSuffix(key, "-bin") {
-		return true
-	}
-	for _, v := range values {
-		for i := 0; i < len(v); i++ {
-			if v[i] < 0x20 || v[i] > 0x7e {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // errorStatus turns the errors the chain may return into ones carrying a

@@ -172,8 +172,11 @@ func message(pk packets.Packet) *Message {
 }
 
 // brokerLog passes on the broker's own warnings and errors, less its log of
-// every refused PUBLISH (which dumps the packet, payload included): the
-// bridge logs each message itself.
+// every refused PUBLISH (the bridge logs each message itself), and less any
+// packet: the broker logs whole packets ("error processing packet" with
+// pk=...), which hold CONNECT passwords, user properties and payloads. A
+// packet attribute is replaced by its type; only attributes known to hold
+// no client data are kept as they are.
 type brokerLog struct{ slog.Handler }
 
 func (h brokerLog) Enabled(ctx context.Context, l slog.Level) bool {
@@ -184,10 +187,41 @@ func (h brokerLog) Handle(ctx context.Context, r slog.Record) error {
 	if r.Message == "publish packet error" {
 		return nil
 	}
-	return h.Handler.Handle(ctx, r)
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(safeBrokerAttr(a))
+		return true
+	})
+	return h.Handler.Handle(ctx, out)
 }
 
-func (h brokerLog) WithAttrs(as []slog.Attr) slog.Handler { return brokerLog{h.Handler.WithAttrs(as)} }
+// safeBrokerAttr is a as it may be logged: packets become their type, and
+// any attribute whose key is not known to be harmless loses its value.
+func safeBrokerAttr(a slog.Attr) slog.Attr {
+	if pk, ok := a.Value.Any().(packets.Packet); ok {
+		return slog.String(a.Key+"_type", packets.PacketNames[pk.FixedHeader.Type])
+	}
+	if pk, ok := a.Value.Any().(*packets.Packet); ok && pk != nil {
+		return slog.String(a.Key+"_type", packets.PacketNames[pk.FixedHeader.Type])
+	}
+	switch a.Key {
+	case "error", "client", "listener", "remote", "id", "hook", "protocol", "address", "version",
+		"old_remote", "new_remote", "len", "queue", "dropped":
+		if a.Value.Kind() == slog.KindAny {
+			return slog.String(a.Key, fmt.Sprint(a.Value.Any()))
+		}
+		return a
+	}
+	return slog.String(a.Key, "[redacted]")
+}
+
+func (h brokerLog) WithAttrs(as []slog.Attr) slog.Handler {
+	safe := make([]slog.Attr, len(as))
+	for i, a := range as {
+		safe[i] = safeBrokerAttr(a)
+	}
+	return brokerLog{h.Handler.WithAttrs(safe)}
+}
 
 func (h brokerLog) WithGroup(name string) slog.Handler { return brokerLog{h.Handler.WithGroup(name)} }
 

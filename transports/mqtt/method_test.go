@@ -119,7 +119,8 @@ func TestForwardedUserProperties(t *testing.T) {
 	m := &Message{Topic: "devices/d1/telemetry", Payload: []byte(`{}`), UserProperties: []UserProperty{
 		{"X-Tenant", "acme"}, {"x-tenant", "beta"}, {"Authorization", "Bearer secret"}, {"grpc-metadata-trace", "t1"},
 		{"x-other", "dropped"}, {"grpc-metadata-x-mqtt-topic", "spoofed"}, {"grpc-metadata-cookie", "c"}, {"grpc-metadata-bad key", "v"},
-		{"grpc-metadata-utf", "caf\u00e9"},
+		{"grpc-metadata-utf", "caf\u00e9"}, {"X-Api-Key", "k"}, {"X-Forwarded-For", "1.2.3.4"}, {"Forwarded", "for=1.2.3.4"},
+		{":rosetta-forward-authorization", "1"}, {"grpc-metadata-x-forwarded-for", "1.2.3.4"},
 	}}
 	if err := b.Uplink(context.Background(), m); err != nil {
 		t.Fatal(err)
@@ -128,8 +129,12 @@ func TestForwardedUserProperties(t *testing.T) {
 	if got := (*seen)[0].Metadata; !reflect.DeepEqual(got, want) {
 		t.Errorf("metadata %v, want %v", got, want)
 	}
-	if got := (*seen)[0].Incoming["authorization"]; len(got) != 1 {
-		t.Errorf("the policies do not see the credentials: %v", (*seen)[0].Incoming)
+	// A message's credential is its CONNECT's: a credential or forwarding
+	// user property is not shown to the policies either (issue 14).
+	for _, k := range []string{"authorization", "x-api-key", "x-forwarded-for", "forwarded", ":rosetta-forward-authorization"} {
+		if got := (*seen)[0].Incoming[k]; len(got) != 0 {
+			t.Errorf("the policies see the user property %s: %v", k, (*seen)[0].Incoming)
+		}
 	}
 }
 

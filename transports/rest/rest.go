@@ -86,12 +86,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *router.Rout
 		return h.writeStatus(w, gen, http.StatusBadRequest, st)
 	}
 	defer cancel()
+	md, err := h.forward.Metadata(r)
+	if err != nil {
+		return h.writeError(w, gen, err)
+	}
 	call := &router.Call{
 		Route:    route,
 		Protocol: router.HTTP,
 		Peer:     ingress.Peer(r),
-		Incoming: ingress.Incoming(r),
-		Metadata: h.forward.Metadata(r),
+		Incoming: h.forward.Incoming(r),
+		Metadata: md,
 		Target:   route.Target,
 	}
 	if r.TLS != nil {
@@ -118,7 +122,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *router.Rout
 	if route.IsStreaming() {
 		return h.serveStream(ctx, w, r, gen, call, decodeMessage)
 	}
-	err := route.Handler.Handle(ctx, call)
+	err = route.Handler.Handle(ctx, call)
 	for k, vs := range call.ResponseHeader {
 		w.Header()[http.CanonicalHeaderKey(k)] = vs
 	}

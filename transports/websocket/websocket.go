@@ -132,20 +132,26 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *spb.Status {
 		return h.refuse(w, http.StatusUpgradeRequired, codes.FailedPrecondition, "a WebSocket method needs a GET upgrade request")
 	}
 	token := bearerProtocol(r)
-
+	md, err := h.forward.Metadata(r)
+	if err != nil {
+		st := status.Convert(err)
+		return h.refuse(w, http.StatusBadRequest, st.Code(), st.Message())
+	}
 	call := &router.Call{
 		Route:    route,
 		Protocol: router.WebSocket,
 		Peer:     ingress.Peer(r),
-		Incoming: ingress.Incoming(r),
-		Metadata: h.forward.Metadata(r),
+		Incoming: h.forward.Incoming(r),
+		Metadata: md,
 		Target:   route.Target,
 	}
-	if token != "" && r.Header.Get("Authorization") == "" {
-		call.Incoming["authorization"] = []string{"Bearer " + token}
-		if h.forward.Forwards("Authorization") {
-			call.Metadata["authorization"] = []string{"Bearer " + token}
+	if token != "" {
+		if r.Header.Get("Authorization") != "" {
+			return h.refuse(w, http.StatusBadRequest, codes.InvalidArgument, "more than one authorization credential: send the token in the Authorization header or as the subprotocol, not both")
 		}
+		// The jwt policy verifies it, and forwards it when the call is
+		// marked (Authorization is in http.forward_headers).
+		call.Incoming["authorization"] = []string{"Bearer " + token}
 	}
 	delete(call.Incoming, "sec-websocket-protocol") // it may carry the token
 	if r.URL.RawQuery != "" {
@@ -162,7 +168,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *spb.Status {
 	}
 	defer h.untrack(s)
 	call.Stream = s
-	err := route.Handler.Handle(ctx, call)
+	err = route.Handler.Handle(ctx, call)
 	return s.finish(err)
 }
 
