@@ -25,8 +25,8 @@ func TestOpenAPIExamplesValidate(t *testing.T) {
 		ops    []string // "METHOD path operationId"
 	}{
 		{"../examples/library/rosetta.yaml", []string{
-			"GET /v1/shelves/{name.shelves} LibraryService_GetShelf",
-			"GET /v1/shelves/{name.shelves}/books/{name.books} LibraryService_GetBook",
+			"GET /v1/shelves/{name_shelves} LibraryService_GetShelf",
+			"GET /v1/shelves/{name_shelves}/books/{name_books} LibraryService_GetBook",
 			"POST /example.library.v1.LibraryService/Ping LibraryService_Ping",
 		}},
 		{"../examples/order/rosetta.yaml", []string{"POST /api/order/create post_api_order_create"}},
@@ -175,15 +175,15 @@ policies:
 		}
 		return out
 	}
-	if got := sec("GET", "/v1/shelves/{name.shelves}"); !slices.Equal(got, []string{"bearer", "keys", "keys.query"}) {
+	if got := sec("GET", "/v1/shelves/{name_shelves}"); !slices.Equal(got, []string{"bearer", "keys", "keys.query"}) {
 		t.Errorf("GetShelf security %v, want any of bearer, keys, keys.query", got)
 	}
 	// ListBooks is also reached by a route naming "open": anonymous calls
 	// pass on each of its bindings.
-	if got := sec("GET", "/v1/shelves/{parent.shelves}/books"); !slices.Equal(got, []string{"bearer", "keys", "keys.query", ""}) {
+	if got := sec("GET", "/v1/shelves/{parent_shelves}/books"); !slices.Equal(got, []string{"bearer", "keys", "keys.query", ""}) {
 		t.Errorf("ListBooks security %v, want bearer, keys, keys.query or none", got)
 	}
-	if got := sec("GET", "/v1/open/shelves/{parent.shelves}/books"); len(got) != 4 {
+	if got := sec("GET", "/v1/open/shelves/{parent_shelves}/books"); len(got) != 4 {
 		t.Errorf("ListBooks (open route) security %v", got)
 	}
 

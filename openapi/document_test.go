@@ -27,31 +27,31 @@ func TestLibraryOperations(t *testing.T) {
 		body             string   // media type of the request body, "" for none
 		ok               string   // media types of the 200 answer
 	}{
-		{"GET", "/v1/shelves/{name.shelves}", "LibraryService_GetShelf", []string{"path:name.shelves"}, "", "application/json"},
-		{"HEAD", "/v1/shelves/{name.shelves}", "LibraryService_GetShelf_2", []string{"path:name.shelves"}, "", "application/json"},
-		{"GET", "/v1/shelves/{parent.shelves}/books", "LibraryService_ListBooks", []string{
-			"path:parent.shelves", "query:pageSize", "query:pageToken", "query:filter.author.name", "query:filter.author.born",
+		{"GET", "/v1/shelves/{name_shelves}", "LibraryService_GetShelf", []string{"path:name_shelves"}, "", "application/json"},
+		{"HEAD", "/v1/shelves/{name_shelves}", "LibraryService_GetShelf_2", []string{"path:name_shelves"}, "", "application/json"},
+		{"GET", "/v1/shelves/{parent_shelves}/books", "LibraryService_ListBooks", []string{
+			"path:parent_shelves", "query:pageSize", "query:pageToken", "query:filter.author.name", "query:filter.author.born",
 			"query:filter.genre", "query:filter.minPages", "query:filter.publishedAfter", "query:tags", "query:genres",
 			"query:readMask", "query:maxReadTime", "query:showUnavailable", "query:minPriceCents", "query:minRating",
 			"query:cursor", "query:labels"}, "", "application/json"},
-		{"POST", "/v1/shelves/{parent.shelves}/books", "LibraryService_CreateBook", []string{"path:parent.shelves", "query:bookId"}, "application/json", "application/json"},
+		{"POST", "/v1/shelves/{parent_shelves}/books", "LibraryService_CreateBook", []string{"path:parent_shelves", "query:bookId"}, "application/json", "application/json"},
 		// PATCH with body: "book" leaves update_mask to the query; PUT with
 		// body: "*" takes no query parameter at all.
-		{"GET", "/v1/shelves/{name.shelves}/books/{name.books}", "LibraryService_GetBook", []string{"path:name.shelves", "path:name.books"}, "", "application/json"},
-		{"PATCH", "/v1/shelves/{name.shelves}/books/{name.books}", "LibraryService_UpdateBook", []string{"path:name.shelves", "path:name.books", "query:updateMask"}, "application/json", "application/json"},
-		{"PUT", "/v1/shelves/{name.shelves}/books/{name.books}", "LibraryService_UpdateBook_2", []string{"path:name.shelves", "path:name.books"}, "application/json", "application/json"},
-		{"DELETE", "/v1/shelves/{name.shelves}/books/{name.books}", "LibraryService_DeleteBook", []string{"path:name.shelves", "path:name.books"}, "", "application/json"},
-		{"GET", "/v1/shelves/{parent.shelves}/books:batchGet", "LibraryService_BatchGetBooks", []string{"path:parent.shelves", "query:names"}, "", "application/json"},
-		{"POST", "/v1/shelves/{name.shelves}/books/{name.books}:move", "LibraryService_MoveBook", []string{"path:name.shelves", "path:name.books"}, "application/json", "application/json"},
-		{"GET", "/v1/shelves/{name.shelves}/books/{name.books}/title", "LibraryService_GetBookTitle", []string{"path:name.shelves", "path:name.books"}, "", "application/json"},
-		{"GET", "/v1/shelves/{name.shelves}/books/{name.books}:download", "LibraryService_DownloadBook", []string{"path:name.shelves", "path:name.books"}, "", "*/*"},
-		{"PUT", "/v1/shelves/{name.shelves}/books/{name.books}/text", "LibraryService_UploadBookText", []string{"path:name.shelves", "path:name.books"}, "*/*", "application/json"},
+		{"GET", "/v1/shelves/{name_shelves}/books/{name_books}", "LibraryService_GetBook", []string{"path:name_shelves", "path:name_books"}, "", "application/json"},
+		{"PATCH", "/v1/shelves/{name_shelves}/books/{name_books}", "LibraryService_UpdateBook", []string{"path:name_shelves", "path:name_books", "query:updateMask"}, "application/json", "application/json"},
+		{"PUT", "/v1/shelves/{name_shelves}/books/{name_books}", "LibraryService_UpdateBook_2", []string{"path:name_shelves", "path:name_books"}, "application/json", "application/json"},
+		{"DELETE", "/v1/shelves/{name_shelves}/books/{name_books}", "LibraryService_DeleteBook", []string{"path:name_shelves", "path:name_books"}, "", "application/json"},
+		{"GET", "/v1/shelves/{parent_shelves}/books:batchGet", "LibraryService_BatchGetBooks", []string{"path:parent_shelves", "query:names"}, "", "application/json"},
+		{"POST", "/v1/shelves/{name_shelves}/books/{name_books}:move", "LibraryService_MoveBook", []string{"path:name_shelves", "path:name_books"}, "application/json", "application/json"},
+		{"GET", "/v1/shelves/{name_shelves}/books/{name_books}/title", "LibraryService_GetBookTitle", []string{"path:name_shelves", "path:name_books"}, "", "application/json"},
+		{"GET", "/v1/shelves/{name_shelves}/books/{name_books}:download", "LibraryService_DownloadBook", []string{"path:name_shelves", "path:name_books"}, "", "*/*"},
+		{"PUT", "/v1/shelves/{name_shelves}/books/{name_books}/text", "LibraryService_UploadBookText", []string{"path:name_shelves", "path:name_books"}, "*/*", "application/json"},
 		{"GET", "/v1/assets/{path}", "LibraryService_GetAsset", []string{"path:path"}, "", "application/json"},
-		{"GET", "/v1/shelves/{parent.shelves}/books:stream", "LibraryService_StreamBooks", nil, "", "application/x-ndjson text/event-stream"},
+		{"GET", "/v1/shelves/{parent_shelves}/books:stream", "LibraryService_StreamBooks", nil, "", "application/x-ndjson text/event-stream"},
 		{"POST", "/example.library.v1.LibraryService/Ping", "LibraryService_Ping", nil, "application/json", "application/json"},
 	}
 	// CreateBook's body is its book, which buf.validate requires.
-	if body := doc.Paths.Value("/v1/shelves/{parent.shelves}/books").Post.RequestBody.Value; !body.Required ||
+	if body := doc.Paths.Value("/v1/shelves/{parent_shelves}/books").Post.RequestBody.Value; !body.Required ||
 		body.Content.Get("application/json").Schema.Value.AllOf[0].Ref != "#/components/schemas/example.library.v1.Book" {
 		t.Errorf("CreateBook body: required %v, %+v", body.Required, body.Content.Get("application/json").Schema.Value)
 	}
@@ -130,12 +130,12 @@ func param(t *testing.T, doc *openapi3.T, method, path, name string) *openapi3.P
 // their strings, buf.validate bounds.
 func TestLibraryParameters(t *testing.T) {
 	doc := build(t, libraryEndpoints(t, librarySchema(t, false), translate.JSONOptions{}), Options{})
-	books := "/v1/shelves/{parent.shelves}/books"
+	books := "/v1/shelves/{parent_shelves}/books"
 	tests := []struct {
 		path, name string
 		check      func(p *openapi3.Parameter) bool
 	}{
-		{"/v1/shelves/{name.shelves}/books/{name.books}", "name.books", func(p *openapi3.Parameter) bool {
+		{"/v1/shelves/{name_shelves}/books/{name_books}", "name_books", func(p *openapi3.Parameter) bool {
 			return p.Required && p.Schema.Value.Pattern == "^[^/]+$" && p.Extensions["x-rosetta-field"] == "name" && p.Extensions["x-rosetta-field-pattern"] == "shelves/*/books/*"
 		}},
 		{"/v1/assets/{path}", "path", func(p *openapi3.Parameter) bool {

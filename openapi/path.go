@@ -16,7 +16,7 @@ import (
 // parameter of that name. A variable whose pattern spans segments
 // ("{name=shelves/*/books/*}") is written out: its literals stay in the
 // path and each of its wildcards is a parameter named after the variable
-// and the literal before it ("/v1/shelves/{name.shelves}/books/{name.books}").
+// and the literal before it ("/v1/shelves/{name_shelves}/books/{name_books}").
 // OpenAPI clients percent-encode a "/" inside a parameter, which such a
 // route would not match, and two such routes ("/v1/{name=shelves/*}" and
 // "/v1/{name=shelves/*/books/*}") would otherwise share one OpenAPI path.
@@ -40,6 +40,9 @@ func pathOf(t *translate.Template, b *translate.Binding, m mapping) (string, ope
 		if vi < len(t.Variables) && t.Variables[vi].Start == i {
 			v := t.Variables[vi]
 			field := strings.Join(v.FieldPath, ".")
+			// Parameter names avoid dots: clients build paths with
+			// templating that takes only identifier-like names.
+			pname := strings.Join(v.FieldPath, "_")
 			var leaf protoreflect.FieldDescriptor
 			if b != nil && vi < len(b.PathFields()) {
 				fds := b.PathFields()[vi]
@@ -48,9 +51,12 @@ func pathOf(t *translate.Template, b *translate.Binding, m mapping) (string, ope
 			segs := t.Segments[v.Start:v.End]
 			whole := patternText(segs)
 			if len(segs) == 1 && segs[0].Kind == translate.Wildcard {
-				p := openapi3.NewPathParameter(unique(field))
+				p := openapi3.NewPathParameter(unique(pname))
 				p.Schema = openapi3.NewSchemaRef("", paramSchema(leaf))
 				p.Description = fieldDoc(leaf)
+				if pname != field {
+					p.Extensions = map[string]any{"x-rosetta-field": field}
+				}
 				params = append(params, &openapi3.ParameterRef{Value: p})
 				sb.WriteString("{" + p.Name + "}")
 			} else {
@@ -65,11 +71,11 @@ func pathOf(t *translate.Template, b *translate.Binding, m mapping) (string, ope
 						prev = s.Text
 						continue
 					}
-					name := field
+					name := pname
 					if prev != "" {
-						name += "." + prev
+						name += "_" + strings.ReplaceAll(prev, ".", "_")
 					} else if len(segs) > 1 {
-						name += fmt.Sprintf(".%d", j+1)
+						name += fmt.Sprintf("_%d", j+1)
 					}
 					p := openapi3.NewPathParameter(unique(name))
 					ps := openapi3.NewStringSchema().WithPattern(`^[^/]+$`)
