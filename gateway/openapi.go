@@ -141,7 +141,7 @@ func (g *builder) addOpenAPI() error {
 		if err != nil || len(tmpl.Variables) > 0 || tmpl.Verb != "" || strings.Contains(p.path, "*") {
 			return fmt.Errorf("openapi: path %q: want a literal path such as /openapi.json", p.path)
 		}
-		r := &router.Route{HTTPMethod: "GET", Template: tmpl, Target: "openapi document", Invoker: openAPIInvoker{doc: doc, contentType: p.ct, yaml: p.yaml}}
+		r := &router.Route{HTTPMethod: "GET", Template: tmpl, Target: "openapi:" + strings.TrimPrefix(p.ct, "application/"), Invoker: openAPIInvoker{doc: doc, contentType: p.ct, yaml: p.yaml}}
 		if err := g.routes.HTTP.Add(r); err != nil {
 			return fmt.Errorf("openapi: %v (set openapi.path, or openapi.enabled: false)", err)
 		}

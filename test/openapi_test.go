@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,9 @@ import (
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -32,10 +37,50 @@ func openAPIDoc(t *testing.T, gw *rosetta) (*openapi3.T, []byte) {
 	return doc, r.body
 }
 
+// validateCall makes one call and validates the request and the answer
+// against the document's operation.
+func validateCall(t *testing.T, rt routers.Router, base, method, path, body string) {
+	t.Helper()
+	ctx := context.Background()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	route, params, err := rt.FindRoute(req)
+	if err != nil {
+		t.Errorf("%s %s: no operation in the document: %v", method, path, err)
+		return
+	}
+	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route}
+	if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
+		t.Errorf("%s %s: the request breaks the document: %v", method, path, err)
+	}
+	req, _ = http.NewRequest(method, base+path, strings.NewReader(body))
+	req.Header = in.Request.Header
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header}
+	out.SetBodyBytes(b)
+	if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
+		t.Errorf("%s %s: the answer (%d) breaks the document: %v\n%s", method, path, resp.StatusCode, err, b)
+	}
+}
+
 // TestOpenAPIDocument runs the gateway over the example library and reads
 // its OpenAPI document: it validates (kin-openapi, and an npm validator of
-// the OpenAPI 3.1 JSON Schema), describes the bindings, changes with a
-// reload, and an independent client (openapi-client-axios, run by node)
+// the OpenAPI 3.1 JSON Schema), describes the bindings, real requests and
+// answers match it (openapi3filter), it changes with a reload, and an
+// independent client (openapi-client-axios, run by node)
 // calls the library through it.
 func TestOpenAPIDocument(t *testing.T) {
 	t.Parallel()
@@ -73,6 +118,25 @@ func TestOpenAPIDocument(t *testing.T) {
 	var ydoc map[string]any
 	if err := yaml.Unmarshal(y.body, &ydoc); y.status != 200 || err != nil || ydoc["openapi"] != "3.1.0" {
 		t.Errorf("/openapi.yaml: %d, %v, openapi %v", y.status, err, ydoc["openapi"])
+	}
+
+	// Real calls match the document: kin-openapi's openapi3filter checks
+	// each request and the gateway's answer against their operation.
+	doc.Servers = openapi3.Servers{{URL: gw.base}}
+	rt, err := legacy.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/v1/shelves/1", ""},
+		{"GET", "/v1/shelves/1/books/dune", ""},
+		{"GET", "/v1/shelves/1/books?pageSize=2&filter.genre=GENRE_FICTION&tags=classic", ""},
+		{"GET", "/v1/shelves/1/books/dune/title", ""},
+		{"POST", "/v1/shelves/2/books?bookId=filtered", `{"title": "Checked", "pageCount": 10, "tags": ["a"], "isbn": ""}`},
+		{"POST", "/example.library.v1.LibraryService/Ping", `{"message": "hi"}`},
+		{"GET", "/v1/shelves/nope", ""}, // an error: google.rpc.Status
+	} {
+		validateCall(t, rt, gw.base, c.method, c.path, c.body)
 	}
 
 	// The independent client: validates the document, then calls.
