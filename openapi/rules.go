@@ -72,12 +72,15 @@ func applyFieldOptions(prop *openapi3.SchemaRef, fd protoreflect.FieldDescriptor
 	if rules == nil {
 		return facts
 	}
+	text := prototext.MarshalOptions{}.Format(rules)
+	s.Description = joinText(s.Description, "Validation rules (buf.validate): "+strings.Join(strings.Fields(text), " "))
+	if rules.GetIgnore() == validate.Ignore_IGNORE_ALWAYS {
+		return facts // the rules are switched off
+	}
+	ignoreZero := rules.GetIgnore() == validate.Ignore_IGNORE_IF_ZERO_VALUE
 	if rules.GetRequired() {
 		facts.required = true
 	}
-	text := prototext.MarshalOptions{}.Format(rules)
-	s.Description = joinText(s.Description, "Validation rules (buf.validate): "+strings.Join(strings.Fields(text), " "))
-	ignoreZero := rules.GetIgnore() == validate.Ignore_IGNORE_IF_ZERO_VALUE
 	switch {
 	case fd.IsMap():
 		if m := rules.GetMap(); m != nil {
