@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/rosettagw/rosetta/explorer"
 	"github.com/rosettagw/rosetta/openapi"
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/security/apikey"
@@ -37,8 +38,15 @@ type OpenAPIConfig struct {
 	// gateway" and "1").
 	Title   string `yaml:"title"`
 	Version string `yaml:"version"`
-	// Policies guard the document, after security.policies.
+	// Policies guard the document and the explorer, after
+	// security.policies.
 	Policies []string `yaml:"policies"`
+	// Explorer serves the API explorer page, Swagger UI on the document
+	// (default true, when the document is served).
+	Explorer *bool `yaml:"explorer"`
+	// ExplorerPath is the explorer page's path (default /docs); its files
+	// are served under it.
+	ExplorerPath string `yaml:"explorer_path"`
 }
 
 // paths are the JSON and YAML paths of the document.
@@ -95,28 +103,37 @@ func (d *openAPIDoc) get() *openAPIDoc {
 	return d
 }
 
-// openAPIInvoker answers the document's routes: what dispatch calls at the
-// end of their chain.
-type openAPIInvoker struct {
-	doc         *openAPIDoc
+// staticInvoker answers the document's and the explorer's routes: what
+// dispatch calls at the end of their chain.
+type staticInvoker struct {
 	contentType string
-	yaml        bool
+	body        func() ([]byte, error)
 }
 
-func (i openAPIInvoker) Invoke(ctx context.Context, target string, req []byte, md metadata.MD) (*router.Reply, error) {
-	d := i.doc.get()
-	if d.err != nil {
-		return nil, status.Error(codes.Internal, "the OpenAPI document could not be built; the log says why")
-	}
-	body := d.json
-	if i.yaml {
-		body = d.yaml
+func (i staticInvoker) Invoke(ctx context.Context, target string, req []byte, md metadata.MD) (*router.Reply, error) {
+	body, err := i.body()
+	if err != nil {
+		return nil, err
 	}
 	return &router.Reply{Message: body, HTTPStatus: 200, ContentType: i.contentType}, nil
 }
 
-// addOpenAPI adds the document's GET routes, each with its chain: the
-// global policies, then openapi.policies. It runs after buildChains, so that the
+// body returns the document as JSON or YAML.
+func (d *openAPIDoc) body(asYAML bool) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		d := d.get()
+		if d.err != nil {
+			return nil, status.Error(codes.Internal, "the OpenAPI document could not be built; the log says why")
+		}
+		if asYAML {
+			return d.yaml, nil
+		}
+		return d.json, nil
+	}
+}
+
+// addOpenAPI adds the GET routes of the document and of the explorer page,
+// each with its chain: the global policies, then openapi.policies. It runs after buildChains, so that the
 // document can say which policies guard each operation.
 func (g *builder) addOpenAPI() error {
 	oc := g.cfg.OpenAPI
@@ -133,30 +150,43 @@ func (g *builder) addOpenAPI() error {
 	doc.opts.Title, doc.opts.Version = oc.Title, oc.Version
 	doc.opts.Extensions = map[string]any{"x-rosetta-generation": g.Seq}
 	jsonPath, yamlPath := oc.paths()
-	for _, p := range []struct {
-		path, ct string
-		yaml     bool
-	}{{jsonPath, "application/json", false}, {yamlPath, "application/yaml", true}} {
-		tmpl, err := translate.ParseTemplate(p.path)
-		if err != nil || len(tmpl.Variables) > 0 || tmpl.Verb != "" || strings.Contains(p.path, "*") {
-			return fmt.Errorf("openapi: path %q: want a literal path such as /openapi.json", p.path)
+	if err := g.addStatic(jsonPath, staticInvoker{"application/json", doc.body(false)}); err != nil {
+		return err
+	}
+	if err := g.addStatic(yamlPath, staticInvoker{"application/yaml", doc.body(true)}); err != nil {
+		return err
+	}
+	if oc.Explorer == nil || *oc.Explorer {
+		for _, a := range explorer.Page(cmp.Or(oc.ExplorerPath, "/docs"), jsonPath) {
+			if err := g.addStatic(a.Path, staticInvoker{a.ContentType, func() ([]byte, error) { return a.Body, nil }}); err != nil {
+				return err
+			}
 		}
-		r := &router.Route{HTTPMethod: "GET", Template: tmpl, Target: "openapi:" + strings.TrimPrefix(p.ct, "application/"), Invoker: openAPIInvoker{doc: doc, contentType: p.ct, yaml: p.yaml}}
-		if err := g.routes.HTTP.Add(r); err != nil {
-			return fmt.Errorf("openapi: %v (set openapi.path, or openapi.enabled: false)", err)
-		}
-		// Like every route without a method of the schema, each has a
-		// chain of its own, named by its method and path.
-		spec := &chainSpec{name: "GET " + tmpl.Source, names: slices.Concat(g.cfg.Security.Policies, oc.Policies), final: router.Dispatch}
-		h, params, cp, steps, err := g.chain(spec)
-		if err != nil {
-			return fmt.Errorf("openapi: %v", err)
-		}
-		r.Handler, r.CredentialParams = h, params
-		g.sec.cors[r] = cp
-		g.methods[spec.name] = &methodInfo{Method: spec.name, Ways: []string{"REST GET " + tmpl.Source}, Chain: steps}
 	}
 	g.openapi = doc
+	return nil
+}
+
+// addStatic adds a GET route answered by inv, with a chain of its own (as
+// every route without a method of the schema), named by its method and
+// path: the global policies, then openapi.policies.
+func (g *builder) addStatic(path string, inv staticInvoker) error {
+	tmpl, err := translate.ParseTemplate(path)
+	if err != nil || len(tmpl.Variables) > 0 || tmpl.Verb != "" || strings.Contains(path, "*") {
+		return fmt.Errorf("openapi: path %q: want a literal path such as /openapi.json", path)
+	}
+	r := &router.Route{HTTPMethod: "GET", Template: tmpl, Target: "openapi:" + tmpl.Source, Invoker: inv}
+	if err := g.routes.HTTP.Add(r); err != nil {
+		return fmt.Errorf("openapi: %v (set openapi.path, or openapi.enabled: false)", err)
+	}
+	spec := &chainSpec{name: "GET " + tmpl.Source, names: slices.Concat(g.cfg.Security.Policies, g.cfg.OpenAPI.Policies), final: router.Dispatch}
+	h, params, cp, steps, err := g.chain(spec)
+	if err != nil {
+		return fmt.Errorf("openapi: %v", err)
+	}
+	r.Handler, r.CredentialParams = h, params
+	g.sec.cors[r] = cp
+	g.methods[spec.name] = &methodInfo{Method: spec.name, Ways: []string{"REST GET " + tmpl.Source}, Chain: steps}
 	return nil
 }
 

@@ -226,3 +226,55 @@ func abs(t *testing.T, p string) string {
 	}
 	return a
 }
+
+// TestExplorerPage checks the explorer's files: the page loads Swagger UI
+// from the gateway itself and points it at the document.
+func TestExplorerPage(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`
+schemas: [{descriptor_set: ` + abs(t, "../proto/library.binpb") + `}]
+upstreams: {library: {grpc: {targets: [127.0.0.1:1]}}}
+services: [{name: example.library.v1.LibraryService, upstream: library}]
+openapi: {path: /spec.json, explorer_path: /explore}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := Build(context.Background(), cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	get := func(path string) (string, string) {
+		m := g.routes.HTTP.Lookup("GET", path, nil)
+		if m.Route == nil {
+			t.Fatalf("no route GET %s", path)
+		}
+		c := &router.Call{Route: m.Route, Protocol: router.HTTP, Target: m.Route.Target, Decode: func() ([]byte, error) { return nil, nil }}
+		if err := m.Route.Handler.Handle(context.Background(), c); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		return c.Reply.ContentType, string(c.Reply.Message)
+	}
+	ct, page := get("/explore")
+	if !strings.HasPrefix(ct, "text/html") || !strings.Contains(page, `src="/explore/swagger-ui-bundle.js"`) || strings.Contains(page, "https://") {
+		t.Errorf("page %s:\n%s", ct, page)
+	}
+	if _, init := get("/explore/init.js"); !strings.Contains(init, `url: "/spec.json"`) {
+		t.Errorf("init.js:\n%s", init)
+	}
+	if ct, js := get("/explore/swagger-ui-bundle.js"); !strings.HasPrefix(ct, "text/javascript") || !strings.Contains(js, "SwaggerUIBundle") {
+		t.Errorf("swagger-ui-bundle.js: %s, %d bytes", ct, len(js))
+	}
+	if ct, _ := get("/explore/swagger-ui.css"); !strings.HasPrefix(ct, "text/css") {
+		t.Errorf("swagger-ui.css: %s", ct)
+	}
+	cfg.OpenAPI.Explorer = new(bool)
+	g2, err := Build(context.Background(), cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g2.Close()
+	if m := g2.routes.HTTP.Lookup("GET", "/explore", nil); m.Route != nil {
+		t.Error("explorer: false still serves the page")
+	}
+}
