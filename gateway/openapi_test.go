@@ -96,7 +96,11 @@ routes:
   - get: /v1/open/{parent=shelves/*}/books
     call: example.library.v1.LibraryService/ListBooks
     policies: [open]
+  - get: /v1/certified/{name=shelves/*/books/*}
+    call: example.library.v1.LibraryService/GetBook
+    policies: [certs, admins]
 policies:
+  certs: {mtls: {identity: subject_cn}}
   bearer: {jwt: {issuer: https://id.test, audience: [rosetta], algorithms: [HS256], key_files: [` + key + `]}}
   keys: {api_key: {header: X-Key, query_param: key, keys: [{sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, identity: ci}]}}
   open: {authorize: {anonymous: true}}
@@ -185,6 +189,18 @@ policies:
 	}
 	if got := sec("GET", "/v1/open/shelves/{parent_shelves}/books"); len(got) != 4 {
 		t.Errorf("ListBooks (open route) security %v", got)
+	}
+	// GetBook adds a client certificate, and the scopes of "admins".
+	if got := sec("GET", "/v1/shelves/{name_shelves}/books/{name_books}"); !slices.Equal(got, []string{"bearer", "keys", "keys.query", "certs"}) {
+		t.Errorf("GetBook security %v, want any of bearer, keys, keys.query, certs", got)
+	}
+	if s := schemes["certs"]; s == nil || s.Value.Type != "mutualTLS" {
+		t.Errorf("certs scheme: %+v", s)
+	}
+	if op := loaded.Paths.Value("/v1/shelves/{name_shelves}/books/{name_books}").Get; op.Security != nil && len(*op.Security) > 0 {
+		if scopes := (*op.Security)[0]["bearer"]; !slices.Equal(scopes, []string{"library.admin"}) {
+			t.Errorf("GetBook bearer scopes %v, want [library.admin]", scopes)
+		}
 	}
 
 	// The global policies guard the document: a refused call gets no
