@@ -28,7 +28,7 @@ func TestLibraryOperations(t *testing.T) {
 		ok               string   // media types of the 200 answer
 	}{
 		{"GET", "/v1/shelves/{name_shelves}", "LibraryService_GetShelf", []string{"path:name_shelves"}, "", "application/json"},
-		{"HEAD", "/v1/shelves/{name_shelves}", "LibraryService_GetShelf_2", []string{"path:name_shelves"}, "", "application/json"},
+		{"HEAD", "/v1/shelves/{name_shelves}", "LibraryService_GetShelf_2", []string{"path:name_shelves"}, "", ""},
 		{"GET", "/v1/shelves/{parent_shelves}/books", "LibraryService_ListBooks", []string{
 			"path:parent_shelves", "query:pageSize", "query:pageToken", "query:filter.author.name", "query:filter.author.born",
 			"query:filter.genre", "query:filter.minPages", "query:filter.publishedAfter", "query:tags", "query:genres",

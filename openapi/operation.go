@@ -146,6 +146,8 @@ func (b *builder) describeMethod(op *openapi3.Operation, e Endpoint, bind *trans
 	}
 	ok := openapi3.NewResponse()
 	switch {
+	case r.HTTPMethod == http.MethodHead:
+		ok.WithDescription("The headers the GET answer would have; no body.")
 	case md.IsStreamingServer():
 		line := openapi3.NewObjectSchema()
 		line.Properties = openapi3.Schemas{
