@@ -133,8 +133,9 @@ func (d *openAPIDoc) body(asYAML bool) func() ([]byte, error) {
 }
 
 // addOpenAPI adds the GET routes of the document and of the explorer page,
-// each with its chain: the global policies, then openapi.policies. It runs after buildChains, so that the
-// document can say which policies guard each operation.
+// each with its chain: the global policies, then openapi.policies. It runs
+// after buildChains, so that the document can say which policies guard
+// each operation.
 func (g *builder) addOpenAPI() error {
 	oc := g.cfg.OpenAPI
 	if oc.Enabled != nil && !*oc.Enabled {
