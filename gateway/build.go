@@ -66,6 +66,8 @@ type Generation struct {
 	held []*pooled
 	// files are the files the configuration named, watched for reload.
 	files []string
+	// openapi is the OpenAPI document (nil: openapi.enabled is false).
+	openapi *openAPIDoc
 }
 
 // Routes returns the compiled routes the ingresses read.
@@ -253,6 +255,9 @@ func (g *builder) build(ctx context.Context) error {
 	}
 	g.routes.WebSocket = g.webSocketRoutes()
 	if err := g.buildChains(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := g.addOpenAPI(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

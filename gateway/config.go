@@ -42,6 +42,8 @@ type Config struct {
 
 	// Reload configures live reload.
 	Reload ReloadConfig `yaml:"reload"`
+	// OpenAPI serves the OpenAPI document of the HTTP routes.
+	OpenAPI OpenAPIConfig `yaml:"openapi"`
 
 	// dir is the directory of the config file; relative paths resolve there.
 	dir string

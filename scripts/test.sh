@@ -31,6 +31,9 @@ fi
 echo "== gRPC client peers (@grpc/grpc-js)"
 (cd test/grpcjs && npm ci --no-audit --no-fund)
 
+echo "== OpenAPI client peers (an OpenAPI 3.1 schema validator, openapi-client-axios)"
+(cd test/openapi && npm ci --no-audit --no-fund)
+
 echo "== MQTT test peers (mosquitto, mosquitto_pub, mosquitto_sub)"
 if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ] || ! command -v mosquitto_pub >/dev/null; then
   apt-get update && apt-get install -y mosquitto mosquitto-clients

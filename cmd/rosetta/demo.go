@@ -82,6 +82,8 @@ Try:
   curl -s -i -X POST %[2]s/v1/shelves/1/books -H 'Content-Type: application/json' -d '{"title":"Solaris","isbn":"12-34"}'   # 400: breaks the ISBN rule
   curl -s -i -X DELETE %[2]s/v1/shelves/1                                       # 405 with Allow
 
+The API, described: %[2]s/openapi.json (OpenAPI 3.1, also .yaml), explored: %[2]s/docs
+
 Routes: %[2]s is serving %d routes; stop with Ctrl-C.
 `, upstream, base, len(g.Routes().HTTP.Routes()))
 	fmt.Fprint(out, demoOrderTry(base))
