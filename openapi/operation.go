@@ -142,6 +142,9 @@ func (b *builder) describeMethod(op *openapi3.Operation, e Endpoint, bind *trans
 	}
 	op.Parameters = append(op.Parameters, b.queryParams(bind, m)...)
 	if body := b.requestBody(bind, m); body != nil {
+		if md.IsStreamingClient() {
+			body.Description = "A client stream: the request messages one after another, as concatenated or newline-delimited JSON values, each of this schema and each within the body limit."
+		}
 		op.RequestBody = &openapi3.RequestBodyRef{Value: body}
 	}
 	ok := openapi3.NewResponse()

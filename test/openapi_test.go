@@ -94,7 +94,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 	lib := startLibrary(t)
 	admin := freePort(t)
-	gw := startRosettaListen(t, fmt.Sprintf("admin: %q", admin), libraryConfig(descriptorSetSchema(), lib, "", ""))
+	gw := startRosettaListen(t, fmt.Sprintf("admin: %q", admin), libraryConfig(descriptorSetSchema(), lib, "    auto_mapping: true\n", ""))
 
 	doc, _ := openAPIDoc(t, gw)
 	if doc.OpenAPI != "3.1.0" {
@@ -193,7 +193,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 
 	// A reload that adds a binding changes the document.
-	cfg := libraryConfig(descriptorSetSchema(), lib, "", `routes:
+	cfg := libraryConfig(descriptorSetSchema(), lib, "    auto_mapping: true\n", `routes:
   - get: /v2/{name=shelves/*}
     call: example.library.v1.LibraryService/GetShelf
 `)
