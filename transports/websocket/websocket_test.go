@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,8 +22,17 @@ import (
 const chat = "/example.library.v1.LibraryService/Chat"
 
 // bigMessage is the size of a message that a client not reading leaves
-// blocked in the gateway's write: more than loopback socket buffers hold.
-const bigMessage = 32 << 20
+// blocked in the gateway's write: more than the socket buffers hold between
+// the two (the client's receive buffer is fixed at clientRcvBuf by
+// dialProto, the server's send buffer grows to 4 MiB by default). It is no
+// larger than that needs: once Shutdown has ended the call, what is left of
+// it must go out within the gateway's write grace (5 s), which a busy
+// machine running the race detector did not manage for 32 MiB.
+const bigMessage = 8 << 20
+
+// clientRcvBuf is the receive buffer of the test's client sockets: fixed,
+// so that the kernel does not grow it to hold a whole message.
+const clientRcvBuf = 64 << 10
 
 // bigSender serves Chat by sending a message of bigMessage bytes and then
 // waiting for the call to end; closeTimeout is the handler's.
@@ -43,7 +54,17 @@ func bigSender(closeTimeout time.Duration) *websocket.Handler {
 // dialProto opens a Chat socket with the rosetta.proto subprotocol.
 func dialProto(ctx context.Context, t *testing.T, srv *httptest.Server) *ws.Conn {
 	t.Helper()
-	conn, _, err := ws.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws"+chat, &ws.DialOptions{Subprotocols: []string{websocket.ProtoProtocol}})
+	dialer := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, clientRcvBuf)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
+	conn, _, err := ws.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws"+chat, &ws.DialOptions{Subprotocols: []string{websocket.ProtoProtocol}, HTTPClient: hc})
 	if err != nil {
 		t.Fatal(err)
 	}
