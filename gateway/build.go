@@ -78,7 +78,7 @@ func (g *Generation) MQTTAddr() string {
 	if g.mqtt == nil {
 		return ""
 	}
-	if emb, ok := g.mqtt.broker.get().(*mqtt.Embedded); ok {
+	if emb, ok := g.mqtt.broker.current().(*mqtt.Embedded); ok {
 		return emb.Addr()
 	}
 	return ""
@@ -281,7 +281,8 @@ func (g *builder) dialUpstream(name string, u *Upstream) (router.Invoker, error)
 					return nil, nil, err
 				}
 			}
-			c, err := upstream.DialGRPC(upstream.GRPCConfig{Targets: u.GRPC.Targets, TLS: tlsCfg})
+			c, err := upstream.DialGRPC(upstream.GRPCConfig{Targets: u.GRPC.Targets, TLS: tlsCfg,
+				KeepaliveTime: time.Duration(u.GRPC.KeepaliveTime), KeepaliveTimeout: time.Duration(u.GRPC.KeepaliveTimeout)})
 			if err != nil {
 				return nil, nil, err
 			}

@@ -237,6 +237,12 @@ type RetryConfig struct {
 type GRPCUpstream struct {
 	Targets []string   `yaml:"targets"`
 	TLS     *TLSClient `yaml:"tls"`
+	// KeepaliveTime is how long a connection may carry nothing before the
+	// gateway pings it (default 5m30s: a default grpc-go server refuses
+	// pings more often than every 5 minutes); KeepaliveTimeout how long a
+	// ping may go unanswered (default 10s).
+	KeepaliveTime    Duration `yaml:"keepalive_time"`
+	KeepaliveTimeout Duration `yaml:"keepalive_timeout"`
 }
 
 // TLSClient configures TLS to an upstream.

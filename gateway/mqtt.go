@@ -9,7 +9,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -158,25 +158,54 @@ type mqttSettings struct {
 }
 
 // brokerRef is the broker the generations publish on and subscribe to.
-type brokerRef struct{ b atomic.Value } // of brokerBox
-
-type brokerBox struct{ mqtt.Broker }
+// Until serving has started it, a publish or subscription waits for it (an
+// external broker delivers a persistent session's queued messages, whose
+// replies publish, as soon as it connects), bounded by the caller's context.
+type brokerRef struct {
+	once  sync.Once
+	ready chan struct{}
+	b     mqtt.Broker // set once, before ready is closed
+}
 
 var errNoBroker = errors.New("the MQTT broker is not running")
 
-func (r *brokerRef) get() mqtt.Broker {
-	if b, ok := r.b.Load().(brokerBox); ok {
-		return b.Broker
-	}
-	return nil
+func (r *brokerRef) readyChan() chan struct{} {
+	r.once.Do(func() { r.ready = make(chan struct{}) })
+	return r.ready
 }
 
-func (r *brokerRef) set(b mqtt.Broker) { r.b.Store(brokerBox{b}) }
+// current returns the broker, or nil before it is set.
+func (r *brokerRef) current() mqtt.Broker {
+	select {
+	case <-r.readyChan():
+		return r.b
+	default:
+		return nil
+	}
+}
+
+// get returns the broker, waiting for it until ctx ends.
+func (r *brokerRef) get(ctx context.Context) (mqtt.Broker, error) {
+	select {
+	case <-r.readyChan():
+	case <-ctx.Done():
+	}
+	if b := r.current(); b != nil {
+		return b, nil
+	}
+	return nil, errNoBroker
+}
+
+// set makes b the broker; it is called once.
+func (r *brokerRef) set(b mqtt.Broker) {
+	r.b = b
+	close(r.readyChan())
+}
 
 func (r *brokerRef) Publish(ctx context.Context, m *mqtt.Message) error {
-	b := r.get()
-	if b == nil {
-		return errNoBroker
+	b, err := r.get(ctx)
+	if err != nil {
+		return err
 	}
 	return b.Publish(ctx, m)
 }
@@ -186,9 +215,9 @@ func (r *brokerRef) Publish(ctx context.Context, m *mqtt.Message) error {
 func (r *brokerRef) Close() error { return nil }
 
 func (r *brokerRef) Subscribe(ctx context.Context, filter string, fn func(*mqtt.Message)) (func(), error) {
-	b := r.get()
-	if b == nil {
-		return nil, errNoBroker
+	b, err := r.get(ctx)
+	if err != nil {
+		return nil, err
 	}
 	return b.Subscribe(ctx, filter, fn)
 }

@@ -25,9 +25,8 @@ const chat = "/example.library.v1.LibraryService/Chat"
 // blocked in the gateway's write: more than the socket buffers hold between
 // the two (the client's receive buffer is fixed at clientRcvBuf by
 // dialProto, the server's send buffer grows to 4 MiB by default). It is no
-// larger than that needs: once Shutdown has ended the call, what is left of
-// it must go out within the gateway's write grace (5 s), which a busy
-// machine running the race detector did not manage for 32 MiB.
+// larger than that needs, so that the tests stay quick under the race
+// detector.
 const bigMessage = 8 << 20
 
 // clientRcvBuf is the receive buffer of the test's client sockets: fixed,
