@@ -38,3 +38,17 @@ func HTTPRule(m protoreflect.MethodDescriptor) (*annotations.HttpRule, bool, err
 	}
 	return proto.GetExtension(opts, annotations.E_Http).(*annotations.HttpRule), true, nil
 }
+
+// NoSideEffects reports whether m is a unary method that is safe to call
+// by a GET: marked idempotency_level = NO_SIDE_EFFECTS, or bound to an HTTP
+// GET by its google.api.http rule.
+func NoSideEffects(m protoreflect.MethodDescriptor) bool {
+	if m.IsStreamingClient() || m.IsStreamingServer() {
+		return false
+	}
+	if opts, ok := m.Options().(*descriptorpb.MethodOptions); ok && opts.GetIdempotencyLevel() == descriptorpb.MethodOptions_NO_SIDE_EFFECTS {
+		return true
+	}
+	rule, ok, err := HTTPRule(m)
+	return err == nil && ok && rule.GetGet() != ""
+}

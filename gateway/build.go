@@ -421,6 +421,7 @@ func (g *builder) addMethod(md protoreflect.MethodDescriptor, svc *ServiceConfig
 		return err
 	}
 	r := grpcRoute(b, md, up, inv, timeout)
+	r.NoSideEffects = descriptors.NoSideEffects(md)
 	g.routes.Methods[path] = r
 	g.use(r, rc, "gRPC, gRPC-Web, Connect, WebSocket")
 	return nil

@@ -29,6 +29,10 @@ type Route struct {
 	Invoker Invoker
 	// Timeout bounds the upstream call; zero means no route deadline.
 	Timeout time.Duration
+	// NoSideEffects says the route's method may be called by a GET
+	// (Connect's GET form): it is unary and marked NO_SIDE_EFFECTS or
+	// bound to an HTTP GET. Set when the route is compiled.
+	NoSideEffects bool
 	// Retry is how Dispatch retries the route's unary upstream calls
 	// (nil: one attempt); a Call's own Retry takes precedence.
 	Retry *Retry

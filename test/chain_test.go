@@ -112,19 +112,8 @@ var chainWays = []way{
 		for k, v := range h {
 			hdr[k] = v
 		}
-		r := post(t, gw, "ListBooks", append(envelope(msg), msg...), hdr)
-		code := r.header.Get("Grpc-Status")
-		if r.status == http.StatusOK && code == "" {
-			flags, payloads := frames(t, r.body)
-			for i, f := range flags {
-				if f&0x80 != 0 {
-					if m := regexp.MustCompile(`(?i)grpc-status:\s*(\d+)`).FindSubmatch(payloads[i]); m != nil {
-						code = string(m[1])
-					}
-				}
-			}
-		}
-		return r.status == http.StatusOK && code == "0", fmt.Sprintf("HTTP %d grpc-status %s %s", r.status, code, r.header.Get("Grpc-Message"))
+		o := grpcWebOutcome(t, post(t, gw, "ListBooks", append(envelope(msg), msg...), hdr))
+		return o.code == codes.OK, fmt.Sprintf("%v %s", o.code, o.answer)
 	}},
 	{"WebSocket", func(t *testing.T, gw *rosetta, _ string, h map[string]string, pageSize int) (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)

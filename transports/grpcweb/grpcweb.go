@@ -32,10 +32,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 
-	"github.com/rosettagw/rosetta/descriptors"
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/translate"
 	"github.com/rosettagw/rosetta/transports/ingress"
@@ -62,21 +60,6 @@ func New(routes func(context.Context) *router.Routes, opts Options) *Handler {
 		opts.MaxMessageBytes = 4 << 20
 	}
 	return &Handler{routes: routes, opts: opts}
-}
-
-// sideEffectFree reports whether route's method is unary and marked
-// idempotency_level = NO_SIDE_EFFECTS or bound to an HTTP GET: whether
-// Connect's GET form may call it.
-func sideEffectFree(route *router.Route) bool {
-	m := route.Method
-	if m == nil || m.IsStreamingClient() || m.IsStreamingServer() {
-		return false
-	}
-	if opts, ok := m.Options().(*descriptorpb.MethodOptions); ok && opts.GetIdempotencyLevel() == descriptorpb.MethodOptions_NO_SIDE_EFFECTS {
-		return true
-	}
-	rule, ok, err := descriptors.HTTPRule(m)
-	return err == nil && ok && rule.GetGet() != ""
 }
 
 // protocol is how one request is framed.
@@ -221,7 +204,7 @@ func (h *Handler) refuseGet(w http.ResponseWriter, r *http.Request, p protocol, 
 	st, httpStatus := &spb.Status{Code: int32(codes.InvalidArgument)}, http.StatusBadRequest
 	q := r.URL.Query()
 	switch {
-	case !sideEffectFree(route):
+	case !route.NoSideEffects:
 		st.Message, httpStatus = "this method may have side effects: call it with POST", http.StatusMethodNotAllowed
 		w.Header().Set("Allow", "POST")
 	case p.ct != "application/json" && p.ct != "application/proto":

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/rosettagw/rosetta/descriptors"
 	libraryv1 "github.com/rosettagw/rosetta/proto/example/library/v1"
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/security/cors"
@@ -57,7 +58,8 @@ func newHandler(t *testing.T, calls *int, maxBytes int) *grpcweb.Handler {
 		if err != nil {
 			t.Fatal(err)
 		}
-		methods[svc+name] = &router.Route{HTTPMethod: "POST", Binding: b, Method: md, Target: svc + name, Handler: getBookHandler(t, calls)}
+		methods[svc+name] = &router.Route{HTTPMethod: "POST", Binding: b, Method: md, Target: svc + name, Handler: getBookHandler(t, calls),
+			NoSideEffects: descriptors.NoSideEffects(md)}
 	}
 	return grpcweb.New(func(context.Context) *router.Routes { return &router.Routes{Methods: methods} }, grpcweb.Options{MaxMessageBytes: maxBytes})
 }

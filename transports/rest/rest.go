@@ -136,7 +136,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *router.Rout
 	if route.Binding == nil {
 		return writeProxied(w, call.Reply)
 	}
-	resp, err := route.Binding.EncodeResponse(call.Reply.Message)
+	return h.writeMessage(w, gen, route.Binding, call.Reply.Message)
+}
+
+// writeMessage answers 200 with the upstream's response message, encoded
+// as the binding says (JSON, or an HttpBody's bytes).
+func (h *Handler) writeMessage(w http.ResponseWriter, gen *router.Routes, b *translate.Binding, msg []byte) int {
+	resp, err := b.EncodeResponse(msg)
 	if err != nil {
 		return h.writeStatus(w, gen, http.StatusBadGateway, &spb.Status{Code: int32(codes.Internal), Message: "undecodable upstream response: " + err.Error()})
 	}

@@ -219,13 +219,5 @@ func (h *Handler) serveClientStream(ctx context.Context, w http.ResponseWriter, 
 	if err != nil {
 		return h.writeError(w, gen, err)
 	}
-	resp, err := s.binding.EncodeResponse(s.reply)
-	if err != nil {
-		return h.writeStatus(w, gen, http.StatusBadGateway, &spb.Status{Code: int32(codes.Internal), Message: "undecodable upstream response: " + err.Error()})
-	}
-	w.Header().Set("Content-Type", resp.ContentType)
-	w.Header().Set("Content-Length", strconv.Itoa(len(resp.Body)))
-	w.WriteHeader(http.StatusOK)
-	w.Write(resp.Body)
-	return http.StatusOK
+	return h.writeMessage(w, gen, s.binding, s.reply)
 }
