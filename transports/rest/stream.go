@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -49,6 +50,7 @@ func (h *Handler) serveStream(ctx context.Context, w http.ResponseWriter, r *htt
 		}
 	}
 	call.Stream = s
+	defer s.stopReading() // once the answer is written
 	err := call.Route.Handler.Handle(ctx, call)
 	if !s.started {
 		if err != nil {
@@ -112,6 +114,11 @@ type restStream struct {
 	sent    bool   // the request message was handed out
 	// messages are a client stream's request messages (nil: one message).
 	messages *messageReader
+	// readMu is held while a Recv reads the body; stopped, set under it,
+	// ends the reading once the call is over (net/http forbids a read of
+	// the body after the handler returns).
+	readMu  sync.Mutex
+	stopped bool
 	// reply, for a method with one response, holds it until the call ends.
 	reply   []byte
 	replied bool
@@ -121,6 +128,11 @@ type restStream struct {
 // the one decoded from the HTTP request.
 func (s *restStream) Recv() ([]byte, error) {
 	if s.messages != nil {
+		s.readMu.Lock()
+		defer s.readMu.Unlock()
+		if s.stopped {
+			return nil, io.EOF
+		}
 		return s.messages.next()
 	}
 	if s.sent {
@@ -128,6 +140,24 @@ func (s *restStream) Recv() ([]byte, error) {
 	}
 	s.sent = true
 	return s.decode()
+}
+
+// stopReading ends a client stream's reading of the body once the answer
+// is written, before the handler returns: the upstream may end the call
+// while a Recv still waits for the client, and net/http forbids reading
+// the body after the handler has returned. A read deadline unblocks a Recv
+// in progress (only then: it ends the connection's reading), and no Recv
+// reads after it.
+func (s *restStream) stopReading() {
+	if s.messages == nil {
+		return
+	}
+	if !s.readMu.TryLock() { // a Recv waits for the client: unblock it
+		_ = s.rc.SetReadDeadline(time.Now())
+		s.readMu.Lock()
+	}
+	s.stopped = true
+	s.readMu.Unlock()
 }
 
 func (s *restStream) SetHeader(md metadata.MD) error {
@@ -205,6 +235,7 @@ func errorStatus(err error) *spb.Status {
 // unary call's answer, or its error status.
 func (h *Handler) serveClientStream(ctx context.Context, w http.ResponseWriter, gen *router.Routes, call *router.Call, s *restStream) int {
 	call.Stream = s
+	defer s.stopReading() // once the answer is written
 	err := call.Route.Handler.Handle(ctx, call)
 	for k, vs := range call.ResponseHeader {
 		w.Header()[http.CanonicalHeaderKey(k)] = vs
