@@ -19,6 +19,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -35,10 +36,11 @@ var (
 	raceBuild bool
 )
 
-// Bounds of every wait in the harness.
+// Bounds of every wait in the harness: they end a test that would hang,
+// and are far above what the awaited event takes on a loaded machine. The
+// builds have none: go test's -timeout bounds them.
 const (
-	buildTimeout   = 3 * time.Minute
-	startTimeout   = 15 * time.Second
+	startTimeout   = time.Minute
 	stopTimeout    = 10 * time.Second
 	requestTimeout = 10 * time.Second
 )
@@ -69,14 +71,12 @@ func runMain(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	rosettaBin = filepath.Join(dir, "rosetta")
 	libraryBin = filepath.Join(dir, "library-server")
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	defer cancel()
 	for out, pkg := range map[string]string{rosettaBin: "./cmd/rosetta", libraryBin: "./examples/library/cmd/library-server"} {
 		args := []string{"build", "-o", out}
 		if raceBuild {
 			args = append(args, "-race")
 		}
-		cmd := exec.CommandContext(ctx, "go", append(args, pkg)...)
+		cmd := exec.Command("go", append(args, pkg)...)
 		cmd.Dir = repoRoot
 		if b, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: go build %s: %v\n%s", pkg, err, b)
@@ -187,17 +187,38 @@ func startLibrary(t testing.TB) string {
 	return ""
 }
 
-// freePort returns a loopback address that was free a moment ago.
+// freePort returns a loopback address that was free a moment ago and that
+// no other caller in this process has been given.
 func freePort(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range portRangeSize {
+		port := nextPort.Add(1)%portRangeSize + portRangeLow
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // another process holds it
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	t.Fatal("no free port in the test range")
+	return ""
 }
+
+// The ports freePort hands out: below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range, 32768–60999 by default), so that no
+// outgoing connection can take one as its source port between the probe
+// and the process that binds it, and each handed out once per test process
+// (starting at an offset of the process id, so that test processes running
+// side by side start apart).
+const (
+	portRangeLow  = 20000
+	portRangeSize = 12000
+)
+
+var nextPort atomic.Int64
+
+func init() { nextPort.Store(int64(os.Getpid()*97) % portRangeSize) }
 
 // rosetta is a running `rosetta serve`.
 type rosetta struct {
