@@ -147,6 +147,11 @@ type Tried struct{ Endpoints []string }
 
 type triedKey struct{}
 
+// WithTried returns ctx carrying t.
+func WithTried(ctx context.Context, t *Tried) context.Context {
+	return context.WithValue(ctx, triedKey{}, t)
+}
+
 // TriedOf returns the call's Tried, nil when the call makes one attempt.
 func TriedOf(ctx context.Context) *Tried {
 	t, _ := ctx.Value(triedKey{}).(*Tried)
@@ -218,7 +223,7 @@ var Dispatch Handler = HandlerFunc(func(ctx context.Context, c *Call) error {
 	}
 	backoff := r.backoff()
 	if r.attempts() > 1 {
-		ctx = context.WithValue(ctx, triedKey{}, &Tried{})
+		ctx = WithTried(ctx, &Tried{})
 	}
 	for {
 		c.Attempts++
