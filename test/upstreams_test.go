@@ -14,9 +14,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/rosettagw/rosetta/examples/library"
+	libraryv1 "github.com/rosettagw/rosetta/proto/example/library/v1"
 )
 
 // upstreamState is /admin/upstreams' answer, the parts the tests read.
@@ -169,6 +171,9 @@ type countingUpstream struct {
 	failing atomic.Bool
 	hold    bool
 	release chan struct{}
+	// remaining is the time left before the last call's deadline, -1
+	// for a call without one.
+	remaining atomic.Int64
 }
 
 func startCountingUpstream(t *testing.T, hold bool) *countingUpstream {
@@ -181,6 +186,10 @@ func startCountingUpstream(t *testing.T, hold bool) *countingUpstream {
 	u.addr = ln.Addr().String()
 	srv := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		u.calls.Add(1)
+		u.remaining.Store(-1)
+		if dl, ok := ctx.Deadline(); ok {
+			u.remaining.Store(int64(time.Until(dl)))
+		}
 		if u.hold {
 			select {
 			case <-u.release:
@@ -319,4 +328,66 @@ func TestReadyzNamesDownUpstream(t *testing.T) {
 		code, body := adminGet(t, admin, "/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "library")
 	})
+}
+
+// TestCallerDeadline: the caller's deadline (grpc-timeout over gRPC,
+// Grpc-Timeout over REST, Connect-Timeout-Ms over Connect) reaches the
+// upstream when it is shorter than the gateway's own timeout, and the
+// gateway's shortens a longer one: never lengthened.
+func TestCallerDeadline(t *testing.T) {
+	t.Parallel()
+	up := startCountingUpstream(t, false)
+	gw := startRosetta(t, edit(t, libraryConfig(descriptorSetSchema(), up.addr, "", ""), "timeout: 5s}", "timeout: 2s}"))
+	const short, gateway = 500 * time.Millisecond, 2 * time.Second
+
+	conn, err := grpc.NewClient(strings.TrimPrefix(gw.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := libraryv1.NewLibraryServiceClient(conn)
+	viaGRPC := func(d time.Duration) func() error {
+		return func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			defer cancel()
+			_, err := client.GetShelf(ctx, &libraryv1.GetShelfRequest{Name: "shelves/1"})
+			return err
+		}
+	}
+	viaHTTP := func(req request) func() error {
+		return func() error {
+			if r := do(t, gw.base, req); r.status != http.StatusOK {
+				return fmt.Errorf("%d %s", r.status, r.body)
+			}
+			return nil
+		}
+	}
+	rest := func(timeout string) func() error {
+		return viaHTTP(request{method: "GET", path: "/v1/shelves/1", header: map[string]string{"Grpc-Timeout": timeout}})
+	}
+	connect := func(ms string) func() error {
+		return viaHTTP(request{method: "POST", path: "/example.library.v1.LibraryService/GetShelf", body: `{"name":"shelves/1"}`,
+			header: map[string]string{"Content-Type": "application/json", "Connect-Protocol-Version": "1", "Connect-Timeout-Ms": ms}})
+	}
+	for _, tc := range []struct {
+		name string
+		call func() error
+		max  time.Duration
+	}{
+		{"gRPC shorter", viaGRPC(short), short},
+		{"gRPC longer", viaGRPC(time.Minute), gateway},
+		{"REST shorter", rest("500m"), short},
+		{"REST longer", rest("60S"), gateway},
+		{"REST none", rest(""), gateway},
+		{"Connect shorter", connect("500"), short},
+		{"Connect longer", connect("60000"), gateway},
+	} {
+		if err := tc.call(); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if got := time.Duration(up.remaining.Load()); got <= 0 || got > tc.max {
+			t.Errorf("%s: the upstream's deadline was %v away, want within %v", tc.name, got, tc.max)
+		}
+	}
 }
