@@ -255,12 +255,12 @@ type attempt struct {
 
 // begin admits a call (the breaker) and chooses its endpoint, avoiding the
 // ones the call's earlier attempts tried when another is usable.
-func (c *cluster) begin(ctx context.Context) (*attempt, error) {
-	a := &attempt{c: c}
+func (c *cluster) begin(ctx context.Context) (attempt, error) {
+	a := attempt{c: c}
 	if c.breaker != nil {
 		done, err := c.breaker.allow()
 		if err != nil {
-			return nil, err
+			return attempt{}, err
 		}
 		a.breakerDone = done
 	}
@@ -269,7 +269,7 @@ func (c *cluster) begin(ctx context.Context) (*attempt, error) {
 		eps := *c.active.Load()
 		if len(eps) == 0 {
 			a.abandon()
-			return nil, status.Errorf(codes.Unavailable, "upstream %q has no usable endpoint (all unhealthy or ejected)", c.opts.Name)
+			return attempt{}, status.Errorf(codes.Unavailable, "upstream %q has no usable endpoint (all unhealthy or ejected)", c.opts.Name)
 		}
 		e := c.balancer.pick(eps)
 		if tried != nil && len(eps) > 1 {

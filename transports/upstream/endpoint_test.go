@@ -136,7 +136,7 @@ func TestSmoothWeightedSpreadsByWeight(t *testing.T) {
 func TestLeastRequestAvoidsTheBusyEndpoint(t *testing.T) {
 	f := newFake(t, Options{Name: "u", Balancer: LeastRequest}, eps("busy", "idle")...)
 	// Pin a call on "busy" (with both idle, either may be chosen).
-	var held []*attempt
+	var held []attempt
 	for len(held) < 1 {
 		a, err := f.begin(context.Background())
 		if err != nil {
@@ -242,8 +242,8 @@ func TestPanicThreshold(t *testing.T) {
 
 func TestSetEndpointsKeepsStateAndDrains(t *testing.T) {
 	f := newFake(t, Options{Name: "u"}, eps("a", "b")...)
-	var onB *attempt
-	for onB == nil {
+	var onB attempt
+	for onB.e == nil {
 		a, err := f.begin(context.Background())
 		if err != nil {
 			t.Fatal(err)

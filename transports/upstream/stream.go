@@ -55,7 +55,7 @@ func (g *GRPC) newStream(ctx context.Context, desc *grpc.StreamDesc, method stri
 type trackedStream struct {
 	grpc.ClientStream
 	ctx    context.Context
-	a      *attempt
+	a      attempt
 	single bool
 	once   sync.Once
 }
