@@ -264,39 +264,83 @@ func (g *builder) build(ctx context.Context) error {
 }
 
 // dialUpstream returns the client of one upstream: the previous
-// generation's when its configuration (and the files it names) did not
-// change, so that its connections carry over.
+// generation's when its endpoint settings (and the files they name) did not
+// change, so that its connections and endpoint state carry over. A changed
+// upstream is a new client; the old one serves the calls in flight on the
+// generations that hold it, and closes with the last of them.
 func (g *builder) dialUpstream(name string, u *Upstream) (router.Invoker, error) {
 	switch {
 	case u == nil:
 		return nil, fmt.Errorf("empty upstream")
 	case u.GRPC != nil && u.HTTP != nil:
 		return nil, fmt.Errorf("set grpc or http, not both")
-	case u.GRPC != nil:
-		p, err := g.pool.acquire(g.cfg, "upstream "+name, u.GRPC, func(env *poolEnv) (any, func(), error) {
-			var tlsCfg *tls.Config
-			if u.GRPC.TLS != nil {
-				var err error
-				if tlsCfg, err = clientTLS(env.path, u.GRPC.TLS); err != nil {
-					return nil, nil, err
-				}
-			}
-			c, err := upstream.DialGRPC(upstream.GRPCConfig{Targets: u.GRPC.Targets, TLS: tlsCfg,
-				KeepaliveTime: time.Duration(u.GRPC.KeepaliveTime), KeepaliveTimeout: time.Duration(u.GRPC.KeepaliveTimeout)})
+	case u.GRPC == nil && u.HTTP == nil:
+		return nil, fmt.Errorf("set grpc or http")
+	}
+	opts := upstreamOptions(name, u)
+	spec := struct {
+		GRPC             *GRPCUpstream
+		HTTP             *HTTPUpstream
+		Balancer         string
+		HealthCheck      *HealthCheckConfig
+		OutlierDetection *OutlierConfig
+		CircuitBreaker   *BreakerConfig
+		PanicThreshold   *int
+	}{u.GRPC, u.HTTP, u.Balancer, u.HealthCheck, u.OutlierDetection, u.CircuitBreaker, u.PanicThreshold}
+	p, err := g.pool.acquire(g.cfg, "upstream "+name, spec, func(env *poolEnv) (any, func(), error) {
+		if u.HTTP != nil {
+			h, err := upstream.NewHTTP(upstream.HTTPConfig{URL: u.HTTP.URL, Targets: endpoints(u.HTTP.Targets), Options: opts})
 			if err != nil {
 				return nil, nil, err
 			}
-			return c, func() { c.Close() }, nil
-		})
-		if err != nil {
-			return nil, err
+			return h, func() { h.Close() }, nil
 		}
-		g.held = append(g.held, p)
-		return p.value.(*upstream.GRPC), nil
-	case u.HTTP != nil:
-		return upstream.NewHTTP(upstream.HTTPConfig{URL: u.HTTP.URL})
+		var tlsCfg *tls.Config
+		if u.GRPC.TLS != nil {
+			var err error
+			if tlsCfg, err = clientTLS(env.path, u.GRPC.TLS); err != nil {
+				return nil, nil, err
+			}
+		}
+		c, err := upstream.DialGRPC(upstream.GRPCConfig{Targets: endpoints(u.GRPC.Targets), TLS: tlsCfg, Options: opts,
+			KeepaliveTime: time.Duration(u.GRPC.KeepaliveTime), KeepaliveTimeout: time.Duration(u.GRPC.KeepaliveTimeout)})
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, func() { c.Close() }, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("set grpc or http")
+	g.held = append(g.held, p)
+	return p.value.(router.Invoker), nil
+}
+
+// upstreamOptions are the endpoint settings of an upstream's configuration.
+func upstreamOptions(name string, u *Upstream) upstream.Options {
+	o := upstream.Options{Name: name, Balancer: u.Balancer, PanicThreshold: u.PanicThreshold}
+	if h := u.HealthCheck; h != nil {
+		o.Health = &upstream.HealthCheck{Interval: time.Duration(h.Interval), Timeout: time.Duration(h.Timeout),
+			HealthyThreshold: h.HealthyThreshold, UnhealthyThreshold: h.UnhealthyThreshold, Service: h.Service, Path: h.Path}
+	}
+	if d := u.OutlierDetection; d != nil {
+		o.Outlier = &upstream.OutlierDetection{ConsecutiveFailures: d.ConsecutiveFailures, BaseEjectionTime: time.Duration(d.BaseEjectionTime),
+			MaxEjectionTime: time.Duration(d.MaxEjectionTime), MaxEjectionPercent: d.MaxEjectionPercent}
+	}
+	if b := u.CircuitBreaker; b != nil {
+		o.Breaker = &upstream.BreakerConfig{FailureRatio: b.FailureRatio, MinRequests: b.MinRequests, Window: time.Duration(b.Window),
+			OpenDuration: time.Duration(b.OpenDuration), HalfOpenRequests: b.HalfOpenRequests}
+	}
+	return o
+}
+
+// endpoints converts configured targets.
+func endpoints(ts []Target) []upstream.Endpoint {
+	out := make([]upstream.Endpoint, len(ts))
+	for i, t := range ts {
+		out[i] = upstream.Endpoint{Addr: t.Addr, Weight: t.Weight}
+	}
+	return out
 }
 
 func clientTLS(path func(string) string, t *TLSClient) (*tls.Config, error) {

@@ -213,6 +213,98 @@ type Upstream struct {
 	Timeout Duration `yaml:"timeout"`
 	// Retry retries the calls that are safe to repeat (default: none).
 	Retry *RetryConfig `yaml:"retry"`
+	// Balancer spreads the calls over the endpoints: round_robin (the
+	// default), least_request or weighted.
+	Balancer string `yaml:"balancer"`
+	// HealthCheck probes every endpoint (default: none, every endpoint
+	// counts as healthy).
+	HealthCheck *HealthCheckConfig `yaml:"health_check"`
+	// OutlierDetection ejects endpoints whose calls keep failing (default:
+	// none).
+	OutlierDetection *OutlierConfig `yaml:"outlier_detection"`
+	// CircuitBreaker answers UNAVAILABLE at once while most calls fail
+	// (default: none).
+	CircuitBreaker *BreakerConfig `yaml:"circuit_breaker"`
+	// PanicThreshold (percent, default 50): while fewer of the endpoints
+	// are usable, calls go to all of them; 0 answers UNAVAILABLE when none
+	// is usable instead.
+	PanicThreshold *int `yaml:"panic_threshold"`
+}
+
+// HealthCheckConfig is an upstream's active health check: grpc.health.v1
+// Check for a gRPC upstream, a GET of path for an HTTP one.
+type HealthCheckConfig struct {
+	// Interval between probes (default 5s); Timeout of one (default 1s).
+	Interval Duration `yaml:"interval"`
+	Timeout  Duration `yaml:"timeout"`
+	// HealthyThreshold good probes in a row make an endpoint healthy
+	// (default 1), UnhealthyThreshold failed ones unhealthy (default 2).
+	HealthyThreshold   int `yaml:"healthy_threshold"`
+	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
+	// Service is the gRPC health service name (default "": the server).
+	Service string `yaml:"service"`
+	// Path is the HTTP probe's path (default /healthz; a 2xx is healthy).
+	Path string `yaml:"path"`
+}
+
+// OutlierConfig is an upstream's passive outlier detection.
+type OutlierConfig struct {
+	// ConsecutiveFailures eject an endpoint (default 5).
+	ConsecutiveFailures int `yaml:"consecutive_failures"`
+	// BaseEjectionTime times the number of ejections is how long an
+	// ejection lasts (default 30s), at most MaxEjectionTime (default 300s).
+	BaseEjectionTime Duration `yaml:"base_ejection_time"`
+	MaxEjectionTime  Duration `yaml:"max_ejection_time"`
+	// MaxEjectionPercent of the endpoints may be ejected at once (default
+	// 10; one always may).
+	MaxEjectionPercent int `yaml:"max_ejection_percent"`
+}
+
+// BreakerConfig is an upstream's circuit breaker.
+type BreakerConfig struct {
+	// FailureRatio of the calls in Window (default 0.5, over 10s) opens
+	// the breaker, once MinRequests (default 20) were made.
+	FailureRatio float64  `yaml:"failure_ratio"`
+	Window       Duration `yaml:"window"`
+	MinRequests  int      `yaml:"min_requests"`
+	// OpenDuration the breaker answers UNAVAILABLE (default 30s), then lets
+	// HalfOpenRequests probes through (default 3).
+	OpenDuration     Duration `yaml:"open_duration"`
+	HalfOpenRequests int      `yaml:"half_open_requests"`
+}
+
+// Target is one static endpoint: "host:port", or {addr: "host:port",
+// weight: 3} for the weighted balancer.
+type Target struct {
+	Addr   string `yaml:"addr"`
+	Weight int    `yaml:"weight,omitempty"`
+}
+
+// UnmarshalYAML takes "host:port" or {addr, weight}.
+func (t *Target) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		t.Addr = n.Value
+		return nil
+	}
+	type plain Target
+	var p plain
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: a target is \"host:port\" or {addr: \"host:port\", weight: N}", n.Line)
+	}
+	// Strict, as the rest of the file.
+	for i := 0; i < len(n.Content); i += 2 {
+		if k := n.Content[i].Value; k != "addr" && k != "weight" {
+			return fmt.Errorf("line %d: field %s not found in a target (want addr, weight)", n.Content[i].Line, k)
+		}
+	}
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	if p.Addr == "" || p.Weight < 0 {
+		return fmt.Errorf("line %d: a target needs addr, and a weight of 0 or more", n.Line)
+	}
+	*t = Target(p)
+	return nil
 }
 
 // RetryConfig retries the upstream's calls that are safe to repeat: those
@@ -235,7 +327,7 @@ type RetryConfig struct {
 
 // GRPCUpstream lists the static targets of a gRPC upstream.
 type GRPCUpstream struct {
-	Targets []string   `yaml:"targets"`
+	Targets []Target   `yaml:"targets"`
 	TLS     *TLSClient `yaml:"tls"`
 	// KeepaliveTime is how long a connection may carry nothing before the
 	// gateway pings it (default 5m30s: a default grpc-go server refuses
@@ -256,6 +348,9 @@ type TLSClient struct {
 // HTTPUpstream is a plain HTTP/JSON upstream.
 type HTTPUpstream struct {
 	URL string `yaml:"url"`
+	// Targets, when set, are the endpoints the calls go to, with the URL's
+	// scheme and path (default: the URL's host).
+	Targets []Target `yaml:"targets"`
 }
 
 // ServiceConfig exposes one gRPC service from its HTTP rules.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -208,7 +209,7 @@ func (l *Live) reload(ctx context.Context) error {
 
 func (l *Live) setCollectors(g *Generation) {
 	if l.metrics != nil {
-		l.metrics.SetCollectors(g.sec.collectors)
+		l.metrics.SetCollectors(append(slices.Clone(g.sec.collectors), g.upstreamCollectors()...))
 	}
 }
 

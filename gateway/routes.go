@@ -1,12 +1,15 @@
 package gateway
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/rosettagw/rosetta/router"
 )
@@ -34,6 +37,21 @@ type Table struct {
 	Routes []RouteRow `json:"routes"`
 	// Methods are the chains, one per method, with the ways in.
 	Methods []methodInfo `json:"methods"`
+	// Upstreams are the upstreams' endpoint settings.
+	Upstreams []UpstreamRow `json:"upstreams"`
+}
+
+// UpstreamRow is one upstream's endpoint settings, as configured.
+type UpstreamRow struct {
+	Name     string   `json:"name"`
+	Kind     string   `json:"kind"`
+	Targets  []string `json:"targets"`
+	Balancer string   `json:"balancer"`
+	Timeout  string   `json:"timeout,omitempty"`
+	Retry    string   `json:"retry"`
+	Health   string   `json:"health_check"`
+	Outlier  string   `json:"outlier_detection"`
+	Breaker  string   `json:"circuit_breaker"`
 }
 
 // Table returns the generation's route table.
@@ -50,7 +68,57 @@ func (g *Generation) Table() Table {
 	for _, k := range slices.Sorted(maps.Keys(g.methods)) {
 		t.Methods = append(t.Methods, *g.methods[k])
 	}
+	for _, name := range slices.Sorted(maps.Keys(g.cfg.Upstreams)) {
+		t.Upstreams = append(t.Upstreams, upstreamRow(name, g.cfg.Upstreams[name]))
+	}
 	return t
+}
+
+// upstreamRow describes an upstream's settings, defaults filled in.
+func upstreamRow(name string, u *Upstream) UpstreamRow {
+	o := upstreamOptions(name, u)
+	row := UpstreamRow{Name: name, Kind: "grpc", Balancer: cmp.Or(u.Balancer, "round_robin"),
+		Retry: "off", Health: "off", Outlier: "off", Breaker: "off"}
+	targets := []Target{}
+	switch {
+	case u.GRPC != nil:
+		targets = u.GRPC.Targets
+	case u.HTTP != nil:
+		row.Kind, targets = "http", u.HTTP.Targets
+		if len(targets) == 0 {
+			targets = []Target{{Addr: u.HTTP.URL}}
+		}
+	}
+	for _, tg := range targets {
+		if tg.Weight > 0 {
+			row.Targets = append(row.Targets, fmt.Sprintf("%s (weight %d)", tg.Addr, tg.Weight))
+		} else {
+			row.Targets = append(row.Targets, tg.Addr)
+		}
+	}
+	if u.Timeout > 0 {
+		row.Timeout = time.Duration(u.Timeout).String()
+	}
+	if r := u.Retry; r != nil {
+		row.Retry = fmt.Sprintf("%d attempts, budget %d%%", cmp.Or(r.Attempts, 2), cmp.Or(r.BudgetPercent, 20))
+	}
+	if h := o.Health; h != nil {
+		what := "grpc.health.v1 " + strconv.Quote(h.Service)
+		if row.Kind == "http" {
+			what = "GET " + cmp.Or(h.Path, "/healthz")
+		}
+		row.Health = fmt.Sprintf("%s every %v, timeout %v, healthy %d, unhealthy %d", what, cmp.Or(h.Interval, 5*time.Second),
+			cmp.Or(h.Timeout, time.Second), cmp.Or(h.HealthyThreshold, 1), cmp.Or(h.UnhealthyThreshold, 2))
+	}
+	if d := o.Outlier; d != nil {
+		row.Outlier = fmt.Sprintf("%d consecutive failures, ejection %v (max %v), at most %d%%", cmp.Or(d.ConsecutiveFailures, 5),
+			cmp.Or(d.BaseEjectionTime, 30*time.Second), cmp.Or(d.MaxEjectionTime, 300*time.Second), cmp.Or(d.MaxEjectionPercent, 10))
+	}
+	if b := o.Breaker; b != nil {
+		row.Breaker = fmt.Sprintf("ratio %.2g over %v (min %d calls), open %v, %d half-open probes", cmp.Or(b.FailureRatio, 0.5),
+			cmp.Or(b.Window, 10*time.Second), cmp.Or(b.MinRequests, 20), cmp.Or(b.OpenDuration, 30*time.Second), cmp.Or(b.HalfOpenRequests, 3))
+	}
+	return row
 }
 
 // rowTarget is the full name of the method a route calls, or its target
@@ -74,5 +142,10 @@ func (t Table) Print(w io.Writer) {
 	fmt.Fprintln(w, "\nCHAINS (one per method, whichever way a call comes)")
 	for _, m := range t.Methods {
 		fmt.Fprintf(w, "%s\n  ways:  %s\n  chain: %s\n", m.Method, strings.Join(m.Ways, "; "), strings.Join(m.Chain, " → "))
+	}
+	fmt.Fprintln(w, "\nUPSTREAMS")
+	for _, u := range t.Upstreams {
+		fmt.Fprintf(w, "%s (%s): %s\n  balancer: %s; timeout: %s; retry: %s\n  health check: %s\n  outlier detection: %s\n  circuit breaker: %s\n",
+			u.Name, u.Kind, strings.Join(u.Targets, ", "), u.Balancer, cmp.Or(u.Timeout, "none"), u.Retry, u.Health, u.Outlier, u.Breaker)
 	}
 }

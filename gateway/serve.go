@@ -291,7 +291,9 @@ func startAdmin(ctx context.Context, addr string, live *Live, metrics *admin.Met
 				err := live.Reload(ctx)
 				return live.Status(), err
 			},
-			Status: func() any { return live.Status() },
+			Status:    func() any { return live.Status() },
+			Upstreams: func() any { return live.Current().UpstreamStatus() },
+			Down:      func() []string { return live.Current().DownUpstreams() },
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,

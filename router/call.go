@@ -134,7 +134,40 @@ type Reply struct {
 	ContentType string
 	// Header and Trailer are the upstream's response metadata.
 	Header, Trailer metadata.MD
+	// Endpoint is the address of the upstream endpoint the call went to,
+	// set by the Invoker ("" when none was chosen).
+	Endpoint string
 }
+
+// Tried lists the endpoints a call's earlier attempts went to. Dispatch
+// puts one in the context of a call it may retry; an Invoker that balances
+// over endpoints adds each attempt's and sends a retry elsewhere when it
+// can.
+type Tried struct{ Endpoints []string }
+
+type triedKey struct{}
+
+// WithTried returns ctx carrying t.
+func WithTried(ctx context.Context, t *Tried) context.Context {
+	return context.WithValue(ctx, triedKey{}, t)
+}
+
+// TriedOf returns the call's Tried, nil when the call makes one attempt.
+func TriedOf(ctx context.Context) *Tried {
+	t, _ := ctx.Value(triedKey{}).(*Tried)
+	return t
+}
+
+// Refused makes err, an error an Invoker returns without having sent the
+// call (an open circuit breaker), one Dispatch does not retry: retrying
+// would only wait for the same answer.
+func Refused(err error) error { return refusal{err} }
+
+type refusal struct{ error }
+
+func (r refusal) Unwrap() error { return r.error }
+
+func (r refusal) GRPCStatus() *status.Status { return status.Convert(r.error) }
 
 // Invoker calls an upstream. Implementations live in transports/.
 type Invoker interface {
@@ -189,10 +222,13 @@ var Dispatch Handler = HandlerFunc(func(ctx context.Context, c *Call) error {
 		defer b.active.Add(-1)
 	}
 	backoff := r.backoff()
+	if r.attempts() > 1 {
+		ctx = WithTried(ctx, &Tried{})
+	}
 	for {
 		c.Attempts++
 		c.Reply, err = invoke(ctx, c, req) // on error too: its header and trailer metadata go back to the client
-		if c.Attempts >= r.attempts() || !r.retries(c.Reply, err) {
+		if c.Attempts >= r.attempts() || !r.retries(c.Reply, err) || errors.As(err, new(refusal)) {
 			return err
 		}
 		release, ok := r.budget().take()

@@ -149,7 +149,15 @@ func (p *process) stop(t testing.TB) int {
 // its address. The server is stopped when the test ends.
 func startLibrary(t testing.TB) string {
 	t.Helper()
-	cmd := exec.Command(libraryBin, "-listen", "127.0.0.1:0")
+	_, addr := startLibraryAt(t, "127.0.0.1:0")
+	return addr
+}
+
+// startLibraryAt starts a library-server listening on listen and returns
+// the process and its address. The server is stopped when the test ends.
+func startLibraryAt(t testing.TB, listen string) (*process, string) {
+	t.Helper()
+	cmd := exec.Command(libraryBin, "-listen", listen)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -178,13 +186,13 @@ func startLibrary(t testing.TB) string {
 	t.Cleanup(func() { p.stop(t) })
 	select {
 	case addr := <-addrc:
-		return addr
+		return p, addr
 	case <-p.done:
 		t.Fatalf("library-server exited before listening\nstderr:\n%s", p.stderr)
 	case <-time.After(startTimeout):
 		t.Fatalf("library-server did not print its address within %v\nstderr:\n%s", startTimeout, p.stderr)
 	}
-	return ""
+	return nil, ""
 }
 
 // freePort returns a loopback address that was free a moment ago and that

@@ -101,7 +101,7 @@ func demoIoT(srv *grpc.Server, grpcAddr string, cfg *gateway.Config) error {
 	if err != nil {
 		return fmt.Errorf("examples/iot/rosetta.yaml: %w", err)
 	}
-	ic.Upstreams["iot"].GRPC.Targets = []string{grpcAddr}
+	ic.Upstreams["iot"].GRPC.Targets = []gateway.Target{{Addr: grpcAddr}}
 	for name, up := range ic.Upstreams {
 		cfg.Upstreams[name] = up
 	}

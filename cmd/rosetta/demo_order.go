@@ -29,7 +29,7 @@ func demoOrder(srv *grpc.Server, grpcAddr string, cfg *gateway.Config) (stop fun
 	}
 	pay := &http.Server{Handler: shop.PaymentHandler(), ReadHeaderTimeout: 10 * time.Second}
 	go pay.Serve(ln)
-	oc.Upstreams["shop"].GRPC.Targets = []string{grpcAddr}
+	oc.Upstreams["shop"].GRPC.Targets = []gateway.Target{{Addr: grpcAddr}}
 	oc.Upstreams["payments"].HTTP.URL = "http://" + ln.Addr().String()
 	for name, up := range oc.Upstreams {
 		cfg.Upstreams[name] = up

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
@@ -31,6 +32,12 @@ type Options struct {
 	Reload func(ctx context.Context) (any, error)
 	// Status returns the last reload's outcome.
 	Status func() any
+	// Upstreams, when set, returns what /admin/upstreams serves as JSON:
+	// every upstream with its endpoints' state.
+	Upstreams func() any
+	// Down, when set, lists the upstreams with no usable endpoint: while
+	// it lists any, /readyz answers 503 naming them.
+	Down func() []string
 }
 
 // maxScrapes bounds the concurrent /metrics requests; more get 503.
@@ -38,7 +45,7 @@ const maxScrapes = 4
 
 // New returns the admin handler: GET /healthz (200 while the process
 // runs), GET /readyz, GET /routes, GET /metrics (the Prometheus text
-// format), and POST /admin/reload (GET: the last reload's outcome). Any
+// format), GET /admin/upstreams, and POST /admin/reload (GET: the last reload's outcome). Any
 // other path is 404 and any other method 405, as JSON google.rpc.Status.
 func New(o Options) http.Handler {
 	metrics := promhttp.HandlerFor(o.Metrics.registry, promhttp.HandlerOpts{MaxRequestsInFlight: maxScrapes})
@@ -47,16 +54,27 @@ func New(o Options) http.Handler {
 			text(w, http.StatusOK, "ok\n")
 		}),
 		"/readyz": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			if o.Ready() {
-				text(w, http.StatusOK, "ready\n")
+			if !o.Ready() {
+				text(w, http.StatusServiceUnavailable, "not ready\n")
 				return
 			}
-			text(w, http.StatusServiceUnavailable, "not ready\n")
+			if o.Down != nil {
+				if down := o.Down(); len(down) > 0 {
+					text(w, http.StatusServiceUnavailable, "not ready: no usable endpoint in upstreams "+strings.Join(down, ", ")+"\n")
+					return
+				}
+			}
+			text(w, http.StatusOK, "ready\n")
 		}),
 		"/routes": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusOK, o.Routes())
 		}),
 		"/metrics": metrics,
+	}
+	if o.Upstreams != nil {
+		endpoints["/admin/upstreams"] = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, o.Upstreams())
+		})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, ok := endpoints[r.URL.Path]

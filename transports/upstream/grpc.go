@@ -1,6 +1,9 @@
-// Package upstream holds the egress clients: gRPC upstreams (h2c or TLS, one
-// shared connection per upstream, round-robin over static targets) and plain
-// HTTP/JSON upstreams. Both implement router.Invoker.
+// Package upstream holds the egress clients: gRPC upstreams (h2c or TLS)
+// and plain HTTP/JSON upstreams, both implementing router.Invoker. Each is
+// a set of endpoints with a connection apiece, chosen per call by a
+// balancer, kept out while unhealthy (active health checks) or failing
+// (outlier ejection), behind a circuit breaker; SetEndpoints replaces the
+// set while calls run.
 package upstream
 
 import (
@@ -11,12 +14,13 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/resolver"
-	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
 
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/transports/rawcodec"
@@ -24,13 +28,13 @@ import (
 
 // GRPCConfig configures a gRPC upstream.
 type GRPCConfig struct {
-	// Targets are the static "host:port" addresses, balanced round-robin.
-	Targets []string
+	// Targets are the static endpoints (SetEndpoints replaces them).
+	Targets []Endpoint
 	// TLS, when set, dials with TLS; nil means h2c (plaintext HTTP/2).
 	TLS *tls.Config
 	// MaxMessageBytes bounds response messages (default 4 MiB).
 	MaxMessageBytes int
-	// KeepaliveTime is how long the connection may carry nothing while
+	// KeepaliveTime is how long a connection may carry nothing while
 	// calls are open before the gateway pings the upstream (default
 	// DefaultKeepaliveTime). An upstream answers pings that come more
 	// often than its keepalive enforcement policy allows with GOAWAY
@@ -41,6 +45,9 @@ type GRPCConfig struct {
 	// KeepaliveTimeout is how long a ping may go unanswered before the
 	// connection is closed (default 10 s).
 	KeepaliveTimeout time.Duration
+	// Options choose the balancer, health checks, outlier detection and
+	// breaker.
+	Options
 }
 
 // DefaultKeepaliveTime is the default GRPCConfig.KeepaliveTime: above the
@@ -51,25 +58,25 @@ type GRPCConfig struct {
 // did, ended idle streams after about two minutes.
 const DefaultKeepaliveTime = 5*time.Minute + 30*time.Second
 
-// GRPC is a gRPC upstream: one client connection shared by every route that
-// targets it. Requests and responses cross it as raw protobuf bytes, never
+// GRPC is a gRPC upstream: one client connection per endpoint (pick-first
+// to its one address), shared by every route that targets the upstream.
+// Requests and responses cross it as raw protobuf bytes, never
 // re-marshalled.
 type GRPC struct {
-	conn *grpc.ClientConn
+	*cluster
 }
 
-// DialGRPC creates the upstream's connection. It does not wait for the
-// targets to be reachable: calls fail with UNAVAILABLE while they are not.
+// DialGRPC creates the upstream and its endpoints' connections. It does not
+// wait for the targets to be reachable: calls fail with UNAVAILABLE while
+// they are not.
 func DialGRPC(cfg GRPCConfig) (*GRPC, error) {
 	if len(cfg.Targets) == 0 {
 		return nil, fmt.Errorf("no targets")
 	}
-	r := manual.NewBuilderWithScheme("rosetta")
-	addrs := make([]resolver.Address, len(cfg.Targets))
-	for i, t := range cfg.Targets {
-		addrs[i] = resolver.Address{Addr: t}
+	c, err := newCluster("grpc", cfg.Options)
+	if err != nil {
+		return nil, err
 	}
-	r.InitialState(resolver.State{Addresses: addrs})
 	creds := insecure.NewCredentials()
 	if cfg.TLS != nil {
 		creds = credentials.NewTLS(cfg.TLS)
@@ -85,10 +92,8 @@ func DialGRPC(cfg GRPCConfig) (*GRPC, error) {
 	if ka.Timeout <= 0 {
 		ka.Timeout = 10 * time.Second
 	}
-	conn, err := grpc.NewClient(r.Scheme()+":///upstream",
-		grpc.WithResolvers(r),
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 		// Reconnect quickly after an upstream restart (gRPC's default backoff
 		// grows to two minutes, answering UNAVAILABLE all the while).
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -97,32 +102,93 @@ func DialGRPC(cfg GRPCConfig) (*GRPC, error) {
 		}),
 		grpc.WithKeepaliveParams(ka),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg)),
-	)
-	if err != nil {
+	}
+	c.dial = func(addr string) (any, func(), error) {
+		conn, err := grpc.NewClient("passthrough:///"+addr, opts...)
+		if err != nil {
+			return nil, nil, err
+		}
+		conn.Connect()
+		return conn, func() { conn.Close() }, nil
+	}
+	service := ""
+	if cfg.Health != nil {
+		service = cfg.Health.Service
+	}
+	c.check = func(ctx context.Context, e *endpoint) error {
+		resp, err := healthpb.NewHealthClient(e.conn.(*grpc.ClientConn)).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+		if err != nil {
+			return err
+		}
+		if resp.Status != healthpb.HealthCheckResponse_SERVING {
+			return fmt.Errorf("health: %v", resp.Status)
+		}
+		return nil
+	}
+	if err := c.SetEndpoints(cfg.Targets); err != nil {
+		c.Close()
 		return nil, err
 	}
-	return &GRPC{conn: conn}, nil
+	return &GRPC{cluster: c}, nil
 }
 
-// Conn returns the client connection, for schema reflection.
-func (g *GRPC) Conn() *grpc.ClientConn { return g.conn }
+// Conn returns a connection to the upstream for schema reflection and other
+// calls with the default codec: each call or stream goes to an endpoint the
+// balancer chooses, and counts as that endpoint's.
+func (g *GRPC) Conn() grpc.ClientConnInterface { return balancedConn{g} }
 
-// Close closes the connection.
-func (g *GRPC) Close() error { return g.conn.Close() }
+// balancedConn is GRPC as a grpc.ClientConnInterface.
+type balancedConn struct{ g *GRPC }
+
+func (b balancedConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	a, err := b.g.begin(ctx)
+	if err != nil {
+		return err
+	}
+	err = a.e.conn.(*grpc.ClientConn).Invoke(ctx, method, args, reply, opts...)
+	a.endGRPC(ctx, err)
+	return err
+}
+
+func (b balancedConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return b.g.newStream(ctx, desc, method, opts...)
+}
 
 // Invoke makes one unary call of fullMethod with a request in wire form.
 func (g *GRPC) Invoke(ctx context.Context, fullMethod string, req []byte, md metadata.MD) (*router.Reply, error) {
+	reply := &router.Reply{}
+	a, err := g.begin(ctx)
+	if err != nil {
+		return reply, err
+	}
+	reply.Endpoint = a.e.addr
 	if len(md) > 0 {
 		ctx = metadata.NewOutgoingContext(ctx, md)
 	}
-	reply := &router.Reply{}
 	var resp []byte
-	err := g.conn.Invoke(ctx, fullMethod, &req, &resp, rawCall, grpc.Header(&reply.Header), grpc.Trailer(&reply.Trailer))
+	err = a.e.conn.(*grpc.ClientConn).Invoke(ctx, fullMethod, &req, &resp, rawCall, grpc.Header(&reply.Header), grpc.Trailer(&reply.Trailer))
+	a.endGRPC(ctx, err)
 	if err != nil {
 		return reply, err
 	}
 	reply.Message = resp
 	return reply, nil
+}
+
+// endGRPC records a gRPC attempt's outcome. UNAVAILABLE, and the codes
+// an HTTP gateway maps to 500 (INTERNAL, UNKNOWN, DATA_LOSS), count as
+// failures; a call the caller cancelled or let run out of time says
+// nothing about the upstream.
+func (a *attempt) endGRPC(ctx context.Context, err error) {
+	code := status.Code(err)
+	switch code {
+	case codes.Unavailable, codes.Internal, codes.Unknown, codes.DataLoss:
+		a.end(code, ctx.Err() == nil, ctx.Err() != nil)
+	case codes.Canceled, codes.DeadlineExceeded:
+		a.end(code, false, true)
+	default:
+		a.end(code, false, false)
+	}
 }
 
 // rawCall makes a call carry raw bytes (other users of the connection, such

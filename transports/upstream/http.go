@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,22 +16,30 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rosettagw/rosetta/router"
+	"github.com/rosettagw/rosetta/translate"
 )
 
 // HTTPConfig configures a plain HTTP upstream.
 type HTTPConfig struct {
 	// URL is the base URL; request paths are appended to its path.
 	URL string
+	// Targets, when set, are the endpoints ("host:port") the calls go to,
+	// with the URL's scheme and path; by default, the URL's host.
+	Targets []Endpoint
 	// Client sends the requests (default: a client with pooled keep-alive
 	// connections and no overall timeout: route deadlines apply).
 	Client *http.Client
 	// MaxResponseBytes bounds response bodies (default 4 MiB).
 	MaxResponseBytes int64
+	// Options choose the balancer, health checks, outlier detection and
+	// breaker.
+	Options
 }
 
-// HTTP is a plain HTTP/JSON upstream.
+// HTTP is a plain HTTP/JSON upstream: its endpoints share one client,
+// whose connections are kept per endpoint host:port.
 type HTTP struct {
-	base    *url.URL
+	*cluster
 	client  *http.Client
 	maxResp int64
 }
@@ -51,7 +60,49 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	if maxResp <= 0 {
 		maxResp = 4 << 20
 	}
-	return &HTTP{base: u, client: client, maxResp: maxResp}, nil
+	c, err := newCluster("http", cfg.Options)
+	if err != nil {
+		return nil, err
+	}
+	c.dial = func(addr string) (any, func(), error) {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, nil, fmt.Errorf("want host:port")
+		}
+		base := *u
+		base.Host = addr
+		return &base, nil, nil
+	}
+	c.check = func(ctx context.Context, e *endpoint) error {
+		probe := *e.conn.(*url.URL)
+		probe.Path, probe.RawPath, probe.RawQuery = cfg.Health.path(), "", ""
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, probe.String(), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("health: HTTP %d", resp.StatusCode)
+		}
+		return nil
+	}
+	targets := cfg.Targets
+	if len(targets) == 0 {
+		host := u.Host
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+		}
+		targets = []Endpoint{{Addr: host}}
+	}
+	if err := c.SetEndpoints(targets); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &HTTP{cluster: c, client: client, maxResp: maxResp}, nil
 }
 
 // Invoke sends body to target, "METHOD /path?query", and returns the
@@ -63,7 +114,30 @@ func (h *HTTP) Invoke(ctx context.Context, target string, body []byte, md metada
 	if !ok {
 		return nil, status.Errorf(codes.Internal, "bad HTTP target %q", target)
 	}
-	u := *h.base
+	a, err := h.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	reply, err := h.send(ctx, a.e.conn.(*url.URL), method, path, body, md)
+	switch {
+	case err == nil:
+		code := codes.OK
+		if reply.HTTPStatus >= 400 {
+			code = translate.CodeFromHTTP(reply.HTTPStatus)
+		}
+		a.end(code, reply.HTTPStatus >= 500, false)
+		reply.Endpoint = a.e.addr
+	case ctx.Err() != nil:
+		a.end(status.Code(err), false, true)
+	default:
+		a.end(status.Code(err), status.Code(err) == codes.Unavailable, false)
+	}
+	return reply, err
+}
+
+// send makes one request to the endpoint at base.
+func (h *HTTP) send(ctx context.Context, base *url.URL, method, path string, body []byte, md metadata.MD) (*router.Reply, error) {
+	u := *base
 	p, q, _ := strings.Cut(path, "?")
 	// p is already escaped (path variables are substituted raw): join it to
 	// the base's escaped path and let URL keep both forms consistent.

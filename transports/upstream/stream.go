@@ -2,7 +2,9 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"io"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -12,9 +14,10 @@ import (
 )
 
 // NewStream opens a stream calling fullMethod, whose shape (client, server
-// or bidirectional streaming) method describes. Messages cross it as raw
-// protobuf bytes; gRPC's flow control holds the upstream back while the
-// caller does not Recv.
+// or bidirectional streaming) method describes, on an endpoint the balancer
+// chooses. Messages cross it as raw protobuf bytes; gRPC's flow control
+// holds the upstream back while the caller does not Recv. The stream is
+// one call of its endpoint until it ends (or ctx does).
 func (g *GRPC) NewStream(ctx context.Context, fullMethod string, method protoreflect.MethodDescriptor, md metadata.MD) (router.UpstreamStream, error) {
 	if len(md) > 0 {
 		ctx = metadata.NewOutgoingContext(ctx, md)
@@ -24,11 +27,57 @@ func (g *GRPC) NewStream(ctx context.Context, fullMethod string, method protoref
 		ClientStreams: method.IsStreamingClient(),
 		ServerStreams: method.IsStreamingServer(),
 	}
-	cs, err := g.conn.NewStream(ctx, desc, fullMethod, rawCall)
+	cs, err := g.newStream(ctx, desc, fullMethod, rawCall)
 	if err != nil {
 		return nil, err
 	}
 	return &grpcStream{cs: cs, single: !desc.ServerStreams}, nil
+}
+
+// newStream opens a stream on a chosen endpoint, recording its outcome
+// when it ends: at its last message or error, or when ctx ends.
+func (g *GRPC) newStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	a, err := g.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := a.e.conn.(*grpc.ClientConn).NewStream(ctx, desc, method, opts...)
+	if err != nil {
+		a.endGRPC(ctx, err)
+		return nil, err
+	}
+	t := &trackedStream{ClientStream: cs, ctx: ctx, a: a, single: !desc.ServerStreams}
+	context.AfterFunc(ctx, func() { t.finish(ctx.Err()) })
+	return t, nil
+}
+
+// trackedStream ends its attempt once the stream is over.
+type trackedStream struct {
+	grpc.ClientStream
+	ctx    context.Context
+	a      attempt
+	single bool
+	once   sync.Once
+}
+
+func (s *trackedStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	switch {
+	case err != nil:
+		s.finish(err)
+	case s.single:
+		s.finish(nil)
+	}
+	return err
+}
+
+func (s *trackedStream) finish(err error) {
+	s.once.Do(func() {
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		s.a.endGRPC(s.ctx, err)
+	})
 }
 
 // grpcStream adapts a grpc.ClientStream to router.UpstreamStream.

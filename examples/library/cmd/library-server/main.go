@@ -1,5 +1,6 @@
 // Command library-server runs the example LibraryService
-// (examples/library) as a gRPC server with server reflection, the upstream
+// (examples/library) as a gRPC server with server reflection and the
+// grpc.health.v1 health service, the upstream
 // of Rosetta's library example and end-to-end tests.
 //
 // Usage:
@@ -24,6 +25,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/rosettagw/rosetta/examples/library"
@@ -52,6 +55,7 @@ func run(addr string, log *slog.Logger) error {
 	srv := grpc.NewServer()
 	lib := library.Register(srv)
 	reflection.Register(srv)
+	healthpb.RegisterHealthServer(srv, health.NewServer()) // SERVING, for the gateway's health checks
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
