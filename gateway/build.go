@@ -109,6 +109,10 @@ type builder struct {
 	uses []use
 	// retries are the retry policies of the upstreams that have one.
 	retries map[string]*router.Retry
+	// splits are the splits built, by service name or route; their
+	// default deadlines in splitTimeouts.
+	splits        map[string]*router.Split
+	splitTimeouts map[string]time.Duration
 	// aggregateWS holds the composed routes' WebSocket paths, by path
 	// under the prefix.
 	aggregateWS map[string]*router.Route
@@ -339,14 +343,11 @@ func (g *builder) addService(svc *ServiceConfig) []error {
 	if err != nil {
 		return []error{fmt.Errorf("services: %v", err)}
 	}
-	inv, err := g.grpcUpstream(svc.Upstream)
+	upName, inv, upTimeout, err := g.upstreamOf(svc.Name, svc.Upstream, svc.SplitConfig)
 	if err != nil {
 		return []error{fmt.Errorf("service %s: %v", svc.Name, err)}
 	}
-	timeout := time.Duration(svc.Timeout)
-	if timeout == 0 {
-		timeout = time.Duration(g.cfg.Upstreams[svc.Upstream].Timeout)
-	}
+	timeout := cmp.Or(time.Duration(svc.Timeout), upTimeout)
 	var errs []error
 	methods := sd.Methods()
 	for _, name := range slices.Concat(svc.Methods, svc.HideMethods) {
@@ -360,7 +361,7 @@ func (g *builder) addService(svc *ServiceConfig) []error {
 		if (len(svc.Methods) > 0 && !slices.Contains(svc.Methods, name)) || slices.Contains(svc.HideMethods, name) {
 			continue // one decision per method: served on no protocol
 		}
-		if err := g.addMethod(md, svc, svc.Upstream, inv, timeout, nil); err != nil {
+		if err := g.addMethod(md, svc, upName, inv, timeout, nil); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -385,7 +386,7 @@ func (g *builder) addService(svc *ServiceConfig) []error {
 			continue
 		}
 		for _, b := range bindings {
-			r := grpcRoute(b, md, svc.Upstream, inv, timeout)
+			r := grpcRoute(b, md, upName, inv, timeout)
 			if err := g.routes.HTTP.Add(r); err != nil {
 				errs = append(errs, err)
 				continue
@@ -464,21 +465,18 @@ func (g *builder) resolveCall(rc *RouteConfig, services map[string]*ServiceConfi
 	if name := string(md.Name()); (len(svc.Methods) > 0 && !slices.Contains(svc.Methods, name)) || slices.Contains(svc.HideMethods, name) {
 		return nil, fmt.Errorf("call %q: service %s does not serve the method (methods, hide_methods)", rc.Call, svcName)
 	}
-	upName := rc.Upstream
-	if upName == "" {
-		upName = svc.Upstream
+	label, upName, sc := svcName, rc.Upstream, rc.SplitConfig
+	switch {
+	case len(sc.Split) > 0:
+		label = rc.Call + " (route)"
+	case upName == "" && sc.Sticky == nil:
+		upName, sc = svc.Upstream, svc.SplitConfig
 	}
-	inv, err := g.grpcUpstream(upName)
+	upName, inv, upTimeout, err := g.upstreamOf(label, upName, sc)
 	if err != nil {
 		return nil, err
 	}
-	timeout := time.Duration(rc.Timeout)
-	if timeout == 0 {
-		timeout = time.Duration(svc.Timeout)
-	}
-	if timeout == 0 {
-		timeout = time.Duration(g.cfg.Upstreams[upName].Timeout)
-	}
+	timeout := cmp.Or(time.Duration(rc.Timeout), time.Duration(svc.Timeout), upTimeout)
 	return &callTarget{method: md, service: svc, upstream: upName, invoker: inv, timeout: timeout}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -20,10 +21,17 @@ import (
 type Pool struct {
 	mu    sync.Mutex
 	items map[string]*pooled
+	// splitRequests counts the calls of every split, across reloads.
+	splitRequests *prometheus.CounterVec
 }
 
 // NewPool returns an empty pool.
-func NewPool() *Pool { return &Pool{items: map[string]*pooled{}} }
+func NewPool() *Pool { return &Pool{items: map[string]*pooled{}, splitRequests: newSplitRequests()} }
+
+// collectors are the pool's own metrics.
+func (p *Pool) collectors() []prometheus.Collector {
+	return []prometheus.Collector{p.splitRequests}
+}
 
 // pooled is one shared piece of state.
 type pooled struct {

@@ -54,7 +54,8 @@ type SplitTarget struct {
 // SplitPin sends the calls that carry Value in a header or a cookie to one
 // target.
 type SplitPin struct {
-	// Header (any case) or Cookie names where the value is read.
+	// Header (any case) and Cookie name where the value is read (either
+	// may be empty).
 	Header, Cookie string
 	Value          string
 	// Target is the index of the target in Split.Targets.
@@ -116,9 +117,8 @@ func (p *SplitPin) matches(in metadata.MD) bool {
 				return true
 			}
 		}
-		return false
 	}
-	return cookie(in, p.Cookie) == p.Value
+	return p.Cookie != "" && cookie(in, p.Cookie) == p.Value
 }
 
 // cookie returns the value of the named cookie of the call's Cookie
@@ -240,12 +240,14 @@ func (s *Split) String() string {
 		b.WriteString(t.Name + " " + strconv.Itoa(t.Weight))
 	}
 	for _, p := range s.Pins {
+		var where []string
 		if p.Header != "" {
-			b.WriteString("; pin header " + strings.ToLower(p.Header))
-		} else {
-			b.WriteString("; pin cookie " + p.Cookie)
+			where = append(where, "header "+strings.ToLower(p.Header))
 		}
-		b.WriteString("=" + p.Value + " → " + s.Targets[p.Target].Name)
+		if p.Cookie != "" {
+			where = append(where, "cookie "+p.Cookie)
+		}
+		b.WriteString("; pin " + strings.Join(where, " or ") + " = " + p.Value + " → " + s.Targets[p.Target].Name)
 	}
 	if st := s.Sticky; st != nil {
 		var keys []string

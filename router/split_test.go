@@ -37,14 +37,14 @@ func TestSplitWeightsExact(t *testing.T) {
 
 func TestSplitPins(t *testing.T) {
 	s := split(100, 0)
-	s.Pins = []SplitPin{{Header: "X-Canary", Value: "1", Target: 1}, {Cookie: "canary", Value: "always", Target: 1}}
+	s.Pins = []SplitPin{{Header: "X-Canary", Cookie: "canary", Value: "1", Target: 1}}
 	for _, tc := range []struct {
 		md   metadata.MD
 		want int
 	}{
 		{metadata.Pairs("x-canary", "1"), 1},
 		{metadata.Pairs("x-canary", "0"), 0},
-		{metadata.Pairs("cookie", "a=b; canary=always"), 1},
+		{metadata.Pairs("cookie", "a=b; canary=1"), 1},
 		{metadata.Pairs("cookie", "canary=never"), 0},
 		{nil, 0},
 	} {
@@ -103,7 +103,7 @@ func TestSplitString(t *testing.T) {
 	s := split(90, 10)
 	s.Pins = []SplitPin{{Header: "X-Canary", Value: "1", Target: 1}}
 	s.Sticky = &SplitSticky{Identity: true, Cookie: "uid"}
-	want := "split(v1 90, v2 10; pin header x-canary=1 → v2; sticky: identity, cookie uid)"
+	want := "split(v1 90, v2 10; pin header x-canary = 1 → v2; sticky: identity, cookie uid)"
 	if got := s.String(); got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}

@@ -149,7 +149,20 @@ func (p *process) stop(t testing.TB) int {
 // its address. The server is stopped when the test ends.
 func startLibrary(t testing.TB) string {
 	t.Helper()
-	cmd := exec.Command(libraryBin, "-listen", "127.0.0.1:0")
+	return startLibraryArgs(t)
+}
+
+// startNamedLibrary starts a library-server whose answers carry the header
+// x-served-by: name (Grpc-Metadata-X-Served-By over REST).
+func startNamedLibrary(t testing.TB, name string) string {
+	t.Helper()
+	return startLibraryArgs(t, "-name", name)
+}
+
+// startLibraryArgs starts a library-server with more arguments.
+func startLibraryArgs(t testing.TB, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(libraryBin, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
