@@ -80,13 +80,7 @@ func (w *watcher) errors(kind, reason string) float64 {
 // waitErrors waits until the watch has counted an error of a reason.
 func (w *watcher) waitErrors(t *testing.T, kind, reason string) {
 	t.Helper()
-	deadline := time.Now().Add(watchTimeout)
-	for w.errors(kind, reason) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s error counted within %v", reason, watchTimeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitCond(t, reason+" error", func() bool { return w.errors(kind, reason) > 0 })
 }
 
 // quiet asserts that no new set arrived.
