@@ -276,6 +276,8 @@ func (g *builder) dialUpstream(name string, u *Upstream) (router.Invoker, error)
 		return nil, fmt.Errorf("empty upstream")
 	case u.GRPC != nil && u.HTTP != nil:
 		return nil, fmt.Errorf("set grpc or http, not both")
+	case u.Discovery != nil && (u.GRPC != nil || u.HTTP != nil):
+		return g.dialDiscovered(name, u)
 	case u.GRPC != nil:
 		p, err := g.pool.acquire(g.cfg, "upstream "+name, u.GRPC, func(env *poolEnv) (any, func(), error) {
 			var tlsCfg *tls.Config

@@ -213,6 +213,51 @@ type Upstream struct {
 	Timeout Duration `yaml:"timeout"`
 	// Retry retries the calls that are safe to repeat (default: none).
 	Retry *RetryConfig `yaml:"retry"`
+	// Discovery finds the endpoints in DNS, etcd or Consul, instead of
+	// grpc.targets (or the host of http.url), and follows their changes.
+	Discovery *DiscoveryConfig `yaml:"discovery"`
+}
+
+// DiscoveryConfig names one source of an upstream's endpoints.
+type DiscoveryConfig struct {
+	DNS    *DNSDiscovery    `yaml:"dns"`
+	Etcd   *EtcdDiscovery   `yaml:"etcd"`
+	Consul *ConsulDiscovery `yaml:"consul"`
+	// MaxEndpoints bounds the set (default 256).
+	MaxEndpoints int `yaml:"max_endpoints"`
+	// InitialTimeout bounds the wait for the first set when the upstream
+	// is first built (default 10s).
+	InitialTimeout Duration `yaml:"initial_timeout"`
+}
+
+// DNSDiscovery reads A/AAAA records of Name (at Port), or its SRV records,
+// refreshed on their TTL.
+type DNSDiscovery struct {
+	Name string `yaml:"name"`
+	Port int    `yaml:"port"`
+	SRV  bool   `yaml:"srv"`
+	// Resolver is the DNS server, "host:port" (default: the first
+	// nameserver of /etc/resolv.conf).
+	Resolver string   `yaml:"resolver"`
+	MinTTL   Duration `yaml:"min_ttl"`
+	MaxTTL   Duration `yaml:"max_ttl"`
+}
+
+// EtcdDiscovery watches the keys under Prefix: each one endpoint.
+type EtcdDiscovery struct {
+	Endpoints    []string `yaml:"endpoints"`
+	Prefix       string   `yaml:"prefix"`
+	Username     string   `yaml:"username"`
+	PasswordFile string   `yaml:"password_file"`
+}
+
+// ConsulDiscovery follows the passing instances of a Consul service.
+type ConsulDiscovery struct {
+	Address    string `yaml:"address"`
+	Service    string `yaml:"service"`
+	Tag        string `yaml:"tag"`
+	Datacenter string `yaml:"datacenter"`
+	TokenFile  string `yaml:"token_file"`
 }
 
 // RetryConfig retries the upstream's calls that are safe to repeat: those

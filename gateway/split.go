@@ -3,7 +3,7 @@ package gateway
 import (
 	"cmp"
 	"fmt"
-		"time"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/http/httpguts"
