@@ -2,62 +2,20 @@ package discovery
 
 import (
 	"context"
-	"net/http"
-	"os/exec"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-)
 
-// startEtcd runs a single-member etcd on loopback ports with a temporary
-// data directory and returns its client URL.
-func startEtcd(t *testing.T) string {
-	t.Helper()
-	bin := binary(t, "etcd", "etcd-server")
-	client, peer := "http://"+freeAddr(t), "http://"+freeAddr(t)
-	out := &syncBuffer{}
-	cmd := exec.Command(bin, "--name", "test", "--data-dir", t.TempDir(),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "test="+peer, "--log-level", "warn")
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(done)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-	})
-	deadline := time.After(watchTimeout)
-	for {
-		if resp, err := http.Get(client + "/health"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return client
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("etcd exited:\n%s", out)
-		case <-deadline:
-			t.Fatalf("etcd not healthy within %v:\n%s", watchTimeout, out)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
+	"github.com/rosettagw/rosetta/discovery/discoverytest"
+)
 
 // TestEtcd: the endpoints under a prefix (JSON or plain values), followed
 // as keys are put and deleted, and a key on a lease removed when the lease
 // expires.
 func TestEtcd(t *testing.T) {
-	url := startEtcd(t)
+	url := discoverytest.StartEtcd(t)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
