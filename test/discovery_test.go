@@ -80,6 +80,12 @@ services:
 				stop    = make(chan struct{})
 				stopped sync.WaitGroup
 			)
+			var once sync.Once
+			end := func() {
+				once.Do(func() { close(stop) })
+				stopped.Wait()
+			}
+			defer end()
 			for range 4 {
 				stopped.Go(func() {
 					for {
@@ -122,8 +128,7 @@ services:
 				waitFor(t, "200 calls", func() bool { return count("a")+count("b") >= 200 })
 				return count("a") == 0
 			})
-			close(stop)
-			stopped.Wait()
+			end()
 			if n := failed.Load(); n > 0 {
 				t.Errorf("%d calls failed while the endpoints changed", n)
 			}
