@@ -46,7 +46,7 @@ func parseEtcdValue(v []byte) (Endpoint, bool) {
 		if json.Unmarshal([]byte(s), &ev) != nil || ev.Addr == "" {
 			return Endpoint{}, false
 		}
-		return Endpoint{Addr: ev.Addr, Weight: ev.Weight}, true
+		return Endpoint(ev), true
 	}
 	return Endpoint{Addr: s, Weight: 1}, s != ""
 }

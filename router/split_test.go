@@ -73,11 +73,12 @@ func TestSplitSticky(t *testing.T) {
 		t.Errorf("50/50 by key placed %v", n)
 	}
 	// The header and the cookie are keys too, the identity first.
-	h := s.Choose(&Call{Incoming: metadata.Pairs("x-user", "someone")})
-	for range 10 {
-		if s.Choose(&Call{Incoming: metadata.Pairs("x-user", "someone")}) != h ||
-			s.Choose(&Call{Incoming: metadata.Pairs("cookie", "uid=someone")}) != s.Choose(&Call{Incoming: metadata.Pairs("cookie", "uid=someone")}) {
-			t.Fatal("a header or cookie key is not sticky")
+	for _, md := range []metadata.MD{metadata.Pairs("x-user", "someone"), metadata.Pairs("cookie", "uid=someone")} {
+		first := s.Choose(&Call{Incoming: md})
+		for range 10 {
+			if s.Choose(&Call{Incoming: md}) != first {
+				t.Fatalf("%v: not sticky", md)
+			}
 		}
 	}
 

@@ -17,10 +17,8 @@ import (
 // library-servers named stable and canary.
 type splitGateway struct {
 	*rosetta
-	admin  string
-	head   string // the listen section the harness wrote
-	extra  string // policies and the like
-	secret []byte
+	admin string
+	head  string // the listen section the harness wrote
 }
 
 // splitService is the service entry of a split with the given weights, the
@@ -45,7 +43,7 @@ services:
 %s%s`, descriptorSetSchema(), stable, canary, service, extra)
 	gw := startRosettaListen(t, fmt.Sprintf("admin: %q", admin), cfg)
 	head, _, _ := strings.Cut(readFile(t, gw.config), "\n")
-	return &splitGateway{rosetta: gw, admin: admin, head: head, extra: extra}
+	return &splitGateway{rosetta: gw, admin: admin, head: head}
 }
 
 func readFile(t testing.TB, path string) string {
