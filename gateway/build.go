@@ -109,6 +109,10 @@ type builder struct {
 	uses []use
 	// retries are the retry policies of the upstreams that have one.
 	retries map[string]*router.Retry
+	// splits are the splits built, by service name or route; their
+	// default deadlines in splitTimeouts.
+	splits        map[string]*router.Split
+	splitTimeouts map[string]time.Duration
 	// aggregateWS holds the composed routes' WebSocket paths, by path
 	// under the prefix.
 	aggregateWS map[string]*router.Route
@@ -276,44 +280,66 @@ func (g *builder) dialUpstream(name string, u *Upstream) (router.Invoker, error)
 		return nil, fmt.Errorf("set grpc or http, not both")
 	case u.GRPC == nil && u.HTTP == nil:
 		return nil, fmt.Errorf("set grpc or http")
+	case u.Discovery != nil:
+		return g.dialDiscovered(name, u)
 	}
-	opts := upstreamOptions(name, u)
-	spec := struct {
-		GRPC             *GRPCUpstream
-		HTTP             *HTTPUpstream
-		Balancer         string
-		HealthCheck      *HealthCheckConfig
-		OutlierDetection *OutlierConfig
-		CircuitBreaker   *BreakerConfig
-		PanicThreshold   *int
-	}{u.GRPC, u.HTTP, u.Balancer, u.HealthCheck, u.OutlierDetection, u.CircuitBreaker, u.PanicThreshold}
-	p, err := g.pool.acquire(g.cfg, "upstream "+name, spec, func(env *poolEnv) (any, func(), error) {
-		if u.HTTP != nil {
-			h, err := upstream.NewHTTP(upstream.HTTPConfig{URL: u.HTTP.URL, Targets: endpoints(u.HTTP.Targets), Options: opts})
-			if err != nil {
-				return nil, nil, err
-			}
-			return h, func() { h.Close() }, nil
-		}
-		var tlsCfg *tls.Config
-		if u.GRPC.TLS != nil {
-			var err error
-			if tlsCfg, err = clientTLS(env.path, u.GRPC.TLS); err != nil {
-				return nil, nil, err
-			}
-		}
-		c, err := upstream.DialGRPC(upstream.GRPCConfig{Targets: endpoints(u.GRPC.Targets), TLS: tlsCfg, Options: opts,
-			KeepaliveTime: time.Duration(u.GRPC.KeepaliveTime), KeepaliveTimeout: time.Duration(u.GRPC.KeepaliveTimeout)})
-		if err != nil {
-			return nil, nil, err
-		}
-		return c, func() { c.Close() }, nil
+	var targets []Target
+	if u.GRPC != nil {
+		targets = u.GRPC.Targets
+	} else {
+		targets = u.HTTP.Targets
+	}
+	p, err := g.pool.acquire(g.cfg, "upstream "+name, specOf(u), func(env *poolEnv) (any, func(), error) {
+		return dialClient(env, name, u, endpoints(targets))
 	})
 	if err != nil {
 		return nil, err
 	}
 	g.held = append(g.held, p)
 	return p.value.(router.Invoker), nil
+}
+
+// upstreamSpec is what an upstream's pooled client depends on: a reload
+// with the same spec keeps the client, its connections and endpoint state
+// (and its discovery watch).
+type upstreamSpec struct {
+	GRPC             *GRPCUpstream
+	HTTP             *HTTPUpstream
+	Balancer         string
+	HealthCheck      *HealthCheckConfig
+	OutlierDetection *OutlierConfig
+	CircuitBreaker   *BreakerConfig
+	PanicThreshold   *int
+	Discovery        *DiscoveryConfig
+}
+
+func specOf(u *Upstream) upstreamSpec {
+	return upstreamSpec{u.GRPC, u.HTTP, u.Balancer, u.HealthCheck, u.OutlierDetection, u.CircuitBreaker, u.PanicThreshold, u.Discovery}
+}
+
+// dialClient makes an upstream's client with its first endpoints.
+func dialClient(env *poolEnv, name string, u *Upstream, eps []upstream.Endpoint) (router.Invoker, func(), error) {
+	opts := upstreamOptions(name, u)
+	if u.HTTP != nil {
+		h, err := upstream.NewHTTP(upstream.HTTPConfig{URL: u.HTTP.URL, Targets: eps, Options: opts})
+		if err != nil {
+			return nil, nil, err
+		}
+		return h, func() { h.Close() }, nil
+	}
+	var tlsCfg *tls.Config
+	if u.GRPC.TLS != nil {
+		var err error
+		if tlsCfg, err = clientTLS(env.path, u.GRPC.TLS); err != nil {
+			return nil, nil, err
+		}
+	}
+	c, err := upstream.DialGRPC(upstream.GRPCConfig{Targets: eps, TLS: tlsCfg, Options: opts,
+		KeepaliveTime: time.Duration(u.GRPC.KeepaliveTime), KeepaliveTimeout: time.Duration(u.GRPC.KeepaliveTimeout)})
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, func() { c.Close() }, nil
 }
 
 // upstreamOptions are the endpoint settings of an upstream's configuration.
@@ -383,14 +409,11 @@ func (g *builder) addService(svc *ServiceConfig) []error {
 	if err != nil {
 		return []error{fmt.Errorf("services: %v", err)}
 	}
-	inv, err := g.grpcUpstream(svc.Upstream)
+	upName, inv, upTimeout, err := g.upstreamOf(svc.Name, svc.Upstream, svc.SplitConfig)
 	if err != nil {
 		return []error{fmt.Errorf("service %s: %v", svc.Name, err)}
 	}
-	timeout := time.Duration(svc.Timeout)
-	if timeout == 0 {
-		timeout = time.Duration(g.cfg.Upstreams[svc.Upstream].Timeout)
-	}
+	timeout := cmp.Or(time.Duration(svc.Timeout), upTimeout)
 	var errs []error
 	methods := sd.Methods()
 	for _, name := range slices.Concat(svc.Methods, svc.HideMethods) {
@@ -404,7 +427,7 @@ func (g *builder) addService(svc *ServiceConfig) []error {
 		if (len(svc.Methods) > 0 && !slices.Contains(svc.Methods, name)) || slices.Contains(svc.HideMethods, name) {
 			continue // one decision per method: served on no protocol
 		}
-		if err := g.addMethod(md, svc, svc.Upstream, inv, timeout, nil); err != nil {
+		if err := g.addMethod(md, svc, upName, inv, timeout, nil); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -429,7 +452,7 @@ func (g *builder) addService(svc *ServiceConfig) []error {
 			continue
 		}
 		for _, b := range bindings {
-			r := grpcRoute(b, md, svc.Upstream, inv, timeout)
+			r := grpcRoute(b, md, upName, inv, timeout)
 			if err := g.routes.HTTP.Add(r); err != nil {
 				errs = append(errs, err)
 				continue
@@ -508,21 +531,18 @@ func (g *builder) resolveCall(rc *RouteConfig, services map[string]*ServiceConfi
 	if name := string(md.Name()); (len(svc.Methods) > 0 && !slices.Contains(svc.Methods, name)) || slices.Contains(svc.HideMethods, name) {
 		return nil, fmt.Errorf("call %q: service %s does not serve the method (methods, hide_methods)", rc.Call, svcName)
 	}
-	upName := rc.Upstream
-	if upName == "" {
-		upName = svc.Upstream
+	label, upName, sc := svcName, rc.Upstream, rc.SplitConfig
+	switch {
+	case len(sc.Split) > 0:
+		label = rc.Call + " (route)"
+	case upName == "" && sc.Sticky == nil:
+		upName, sc = svc.Upstream, svc.SplitConfig
 	}
-	inv, err := g.grpcUpstream(upName)
+	upName, inv, upTimeout, err := g.upstreamOf(label, upName, sc)
 	if err != nil {
 		return nil, err
 	}
-	timeout := time.Duration(rc.Timeout)
-	if timeout == 0 {
-		timeout = time.Duration(svc.Timeout)
-	}
-	if timeout == 0 {
-		timeout = time.Duration(g.cfg.Upstreams[upName].Timeout)
-	}
+	timeout := cmp.Or(time.Duration(rc.Timeout), time.Duration(svc.Timeout), upTimeout)
 	return &callTarget{method: md, service: svc, upstream: upName, invoker: inv, timeout: timeout}, nil
 }
 

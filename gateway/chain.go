@@ -209,6 +209,7 @@ func (g *builder) buildChains() error {
 		g.sec.validator = v
 		g.sec.collectors = append(g.sec.collectors, v.Collector())
 	}
+	g.sec.collectors = append(g.sec.collectors, g.pool.collectors()...)
 	services := map[string]*ServiceConfig{}
 	for i := range cfg.Services {
 		services[cfg.Services[i].Name] = &cfg.Services[i]
@@ -386,6 +387,9 @@ func (g *builder) chain(s *chainSpec) (h router.Handler, params []string, corsPo
 	}
 	if id := g.sec.identity; id != nil {
 		step("identity-headers", id.Wrap)
+	}
+	if slices.ContainsFunc(s.routes, func(r *router.Route) bool { _, ok := r.Invoker.(*router.Split); return ok }) {
+		step("split", router.SplitStep) // after authentication: the sticky key may be the identity
 	}
 	final := s.final
 	if s.method != nil && g.sec.validator != nil {

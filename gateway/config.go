@@ -229,6 +229,51 @@ type Upstream struct {
 	// are usable, calls go to all of them; 0 answers UNAVAILABLE when none
 	// is usable instead.
 	PanicThreshold *int `yaml:"panic_threshold"`
+	// Discovery finds the endpoints in DNS, etcd or Consul, instead of
+	// grpc.targets (or the host of http.url), and follows their changes.
+	Discovery *DiscoveryConfig `yaml:"discovery"`
+}
+
+// DiscoveryConfig names one source of an upstream's endpoints.
+type DiscoveryConfig struct {
+	DNS    *DNSDiscovery    `yaml:"dns"`
+	Etcd   *EtcdDiscovery   `yaml:"etcd"`
+	Consul *ConsulDiscovery `yaml:"consul"`
+	// MaxEndpoints bounds the set (default 256).
+	MaxEndpoints int `yaml:"max_endpoints"`
+	// InitialTimeout bounds the wait for the first set when the upstream
+	// is first built (default 10s).
+	InitialTimeout Duration `yaml:"initial_timeout"`
+}
+
+// DNSDiscovery reads A/AAAA records of Name (at Port), or its SRV records,
+// refreshed on their TTL.
+type DNSDiscovery struct {
+	Name string `yaml:"name"`
+	Port int    `yaml:"port"`
+	SRV  bool   `yaml:"srv"`
+	// Resolver is the DNS server, "host:port" (default: the first
+	// nameserver of /etc/resolv.conf).
+	Resolver string   `yaml:"resolver"`
+	MinTTL   Duration `yaml:"min_ttl"`
+	MaxTTL   Duration `yaml:"max_ttl"`
+}
+
+// EtcdDiscovery watches the keys under Prefix: each one endpoint.
+type EtcdDiscovery struct {
+	Endpoints    []string `yaml:"endpoints"`
+	Prefix       string   `yaml:"prefix"`
+	Username     string   `yaml:"username"`
+	PasswordFile string   `yaml:"password_file"`
+}
+
+// ConsulDiscovery follows the passing instances of a Consul service.
+type ConsulDiscovery struct {
+	Address    string `yaml:"address"`
+	Service    string `yaml:"service"`
+	Tag        string `yaml:"tag"`
+	Datacenter string `yaml:"datacenter"`
+	TokenFile  string `yaml:"token_file"`
 }
 
 // HealthCheckConfig is an upstream's active health check: grpc.health.v1
@@ -355,10 +400,13 @@ type HTTPUpstream struct {
 
 // ServiceConfig exposes one gRPC service from its HTTP rules.
 type ServiceConfig struct {
-	Name     string     `yaml:"name"`
-	Upstream string     `yaml:"upstream"`
-	Timeout  Duration   `yaml:"timeout"`
-	JSON     JSONConfig `yaml:"json"`
+	Name     string `yaml:"name"`
+	Upstream string `yaml:"upstream"`
+	// SplitConfig, instead of Upstream, shares the service's calls
+	// between upstreams (a canary).
+	SplitConfig `yaml:",inline"`
+	Timeout     Duration   `yaml:"timeout"`
+	JSON        JSONConfig `yaml:"json"`
 	// AutoMapping serves the methods without an HTTP rule over REST too,
 	// at POST /package.Service/Method (default false, as grpc-gateway and
 	// Envoy: a method with no rule stays off REST). It decides a REST path
@@ -374,6 +422,46 @@ type ServiceConfig struct {
 	Policies []string `yaml:"policies"`
 	// Validation switches buf.validate enforcement (on by default).
 	Validation *ValidationConfig `yaml:"validation"`
+}
+
+// SplitConfig shares the calls of a service or route between upstreams
+// (a canary or traffic split): each call goes to the upstream of the first
+// pin it matches, else to its sticky key's upstream, else by weight.
+type SplitConfig struct {
+	// Split lists the upstreams and their weights (90 and 10 send 90% and
+	// 10% of the calls).
+	Split []SplitTargetConfig `yaml:"split"`
+	// Sticky keeps a caller on one upstream of the split.
+	Sticky *StickyConfig `yaml:"sticky"`
+}
+
+// SplitTargetConfig is one upstream of a split.
+type SplitTargetConfig struct {
+	Upstream string `yaml:"upstream"`
+	// Weight is the upstream's share (0: pinned calls only).
+	Weight int `yaml:"weight"`
+	// Pin sends every call that carries a header or cookie value here.
+	Pin *PinConfig `yaml:"pin"`
+}
+
+// PinConfig names a header, a cookie or both, and the value that pins a
+// call (found in either).
+type PinConfig struct {
+	Header string `yaml:"header"`
+	Cookie string `yaml:"cookie"`
+	// Value pins the call (default "1").
+	Value string `yaml:"value"`
+}
+
+// StickyConfig says where a call's sticky key is read: the caller's
+// identity subject (unless identity is false) when the call is
+// authenticated, else the header, else the cookie. Consistent hashing maps
+// a key to an upstream, so a caller stays on one version, and a change of
+// weights moves only the share of callers it must.
+type StickyConfig struct {
+	Identity *bool  `yaml:"identity"`
+	Header   string `yaml:"header"`
+	Cookie   string `yaml:"cookie"`
 }
 
 // JSONConfig chooses the JSON mapping options of a service.
@@ -398,10 +486,13 @@ type RouteConfig struct {
 	Body         string `yaml:"body"`
 	ResponseBody string `yaml:"response_body"`
 	// Upstream names the upstream; for Call routes it defaults to the
-	// service's upstream.
-	Upstream string       `yaml:"upstream"`
-	Rewrite  *RewriteSpec `yaml:"rewrite"`
-	Timeout  Duration     `yaml:"timeout"`
+	// service's upstream (or split).
+	Upstream string `yaml:"upstream"`
+	// SplitConfig, instead of Upstream, shares a Call route's calls
+	// between upstreams.
+	SplitConfig `yaml:",inline"`
+	Rewrite     *RewriteSpec `yaml:"rewrite"`
+	Timeout     Duration     `yaml:"timeout"`
 	// Policies names security policies of the method the route calls:
 	// they guard the method however it is reached, not only by this route.
 	Policies []string `yaml:"policies"`

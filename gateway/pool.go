@@ -6,7 +6,10 @@ import (
 	"os"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/rosettagw/rosetta/discovery"
 )
 
 // Pool holds the long-lived state that successive generations share:
@@ -20,10 +23,21 @@ import (
 type Pool struct {
 	mu    sync.Mutex
 	items map[string]*pooled
+	// splitRequests counts the calls of every split, across reloads.
+	splitRequests *prometheus.CounterVec
+	// discovery counts the updates and errors of every discovery watch.
+	discovery *discovery.Metrics
 }
 
 // NewPool returns an empty pool.
-func NewPool() *Pool { return &Pool{items: map[string]*pooled{}} }
+func NewPool() *Pool {
+	return &Pool{items: map[string]*pooled{}, splitRequests: newSplitRequests(), discovery: discovery.NewMetrics()}
+}
+
+// collectors are the pool's own metrics.
+func (p *Pool) collectors() []prometheus.Collector {
+	return append([]prometheus.Collector{p.splitRequests}, p.discovery.Collectors()...)
+}
 
 // pooled is one shared piece of state.
 type pooled struct {

@@ -58,11 +58,11 @@ type UpstreamRow struct {
 func (g *Generation) Table() Table {
 	var t Table
 	for _, r := range g.routes.HTTP.Routes() {
-		t.Routes = append(t.Routes, RouteRow{Method: r.HTTPMethod, Template: r.Template.Source, Target: rowTarget(r), Upstream: r.Upstream})
+		t.Routes = append(t.Routes, RouteRow{Method: r.HTTPMethod, Template: r.Template.Source, Target: rowTarget(r), Upstream: rowUpstream(r)})
 	}
 	if g.mqtt != nil {
 		for _, rule := range g.mqtt.rules {
-			t.Routes = append(t.Routes, RouteRow{Method: "MQTT", Template: rule.Filter, Target: rowTarget(rule.Route), Upstream: rule.Route.Upstream})
+			t.Routes = append(t.Routes, RouteRow{Method: "MQTT", Template: rule.Filter, Target: rowTarget(rule.Route), Upstream: rowUpstream(rule.Route)})
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(g.methods)) {
@@ -128,6 +128,14 @@ func rowTarget(r *router.Route) string {
 		return r.Target
 	}
 	return string(r.Method.FullName())
+}
+
+// rowUpstream is the route's upstream, or its split described.
+func rowUpstream(r *router.Route) string {
+	if s, ok := r.Invoker.(*router.Split); ok {
+		return s.String()
+	}
+	return r.Upstream
 }
 
 // Print writes the table: the routes, then each method with its ways in

@@ -45,6 +45,11 @@ if ! command -v redis-server >/dev/null; then
   apt-get update && apt-get install -y redis-server
 fi
 
+echo "== discovery test peers (dnsmasq, etcd)"
+if ! command -v dnsmasq >/dev/null && [ ! -x /usr/sbin/dnsmasq ] || ! command -v etcd >/dev/null; then
+  apt-get update && apt-get install -y dnsmasq etcd-server
+fi
+
 echo "== go test"
 go test -count=1 -timeout 15m ./...
 

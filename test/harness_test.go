@@ -153,11 +153,20 @@ func startLibrary(t testing.TB) string {
 	return addr
 }
 
-// startLibraryAt starts a library-server listening on listen and returns
-// the process and its address. The server is stopped when the test ends.
-func startLibraryAt(t testing.TB, listen string) (*process, string) {
+// startNamedLibrary starts a library-server whose answers carry the header
+// x-served-by: name (Grpc-Metadata-X-Served-By over REST).
+func startNamedLibrary(t testing.TB, name string) string {
 	t.Helper()
-	cmd := exec.Command(libraryBin, "-listen", listen)
+	_, addr := startLibraryAt(t, "127.0.0.1:0", "-name", name)
+	return addr
+}
+
+// startLibraryAt starts a library-server listening on listen, with more
+// arguments, and returns the process and its address. The server is
+// stopped when the test ends.
+func startLibraryAt(t testing.TB, listen string, args ...string) (*process, string) {
+	t.Helper()
+	cmd := exec.Command(libraryBin, append([]string{"-listen", listen}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

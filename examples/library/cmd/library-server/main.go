@@ -5,7 +5,11 @@
 //
 // Usage:
 //
-//	library-server [-listen 127.0.0.1:9090]
+//	library-server [-listen 127.0.0.1:9090] [-name NAME]
+//
+// With -name, every answer carries the response header "x-served-by: NAME"
+// (a REST client sees Grpc-Metadata-X-Served-By), so that a test or a demo
+// of a canary split can tell which server answered.
 //
 // Once it is listening it prints exactly one line, "listening on ADDR", to
 // standard output, ADDR being the bound address (useful with -listen
@@ -27,6 +31,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/rosettagw/rosetta/examples/library"
@@ -37,22 +42,36 @@ const shutdownGrace = 5 * time.Second
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:9090", "address to serve gRPC on (host:port; port 0 picks a free one)")
+	name := flag.String("name", "", "when set, every answer carries the header x-served-by: NAME")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*listen, log); err != nil {
+	if err := run(*listen, *name, log); err != nil {
 		log.Error("library-server stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
 // run serves the library on addr until SIGINT or SIGTERM.
-func run(addr string, log *slog.Logger) error {
+func run(addr, name string, log *slog.Logger) error {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer()
+	var opts []grpc.ServerOption
+	if name != "" {
+		served := metadata.Pairs("x-served-by", name)
+		opts = append(opts,
+			grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				_ = grpc.SetHeader(ctx, served)
+				return h(ctx, req)
+			}),
+			grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+				_ = ss.SetHeader(served)
+				return h(srv, ss)
+			}))
+	}
+	srv := grpc.NewServer(opts...)
 	lib := library.Register(srv)
 	reflection.Register(srv)
 	healthpb.RegisterHealthServer(srv, health.NewServer()) // SERVING, for the gateway's health checks
