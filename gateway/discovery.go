@@ -27,7 +27,7 @@ type endpointSetter interface {
 // client is dialled with it.
 func (g *builder) dialDiscovered(name string, u *Upstream) (router.Invoker, error) {
 	if (u.GRPC != nil && len(u.GRPC.Targets) > 0) || (u.HTTP != nil && len(u.HTTP.Targets) > 0) {
-		return nil, fmt.Errorf("set targets or discovery, not both")
+		return nil, fmt.Errorf("set grpc.targets (or http.targets) or discovery, not both")
 	}
 	p, err := g.pool.acquire(g.cfg, "upstream "+name, specOf(u), func(env *poolEnv) (any, func(), error) {
 		src, err := discoverySource(env, u.Discovery)
