@@ -292,6 +292,9 @@ func startAdmin(ctx context.Context, addr string, live *Live, metrics *admin.Met
 				return live.Status(), err
 			},
 			Status: func() any { return live.Status() },
+			Purge: func(ctx context.Context, prefix string) (int, error) {
+				return live.Current().PurgeCache(ctx, prefix)
+			},
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
