@@ -200,7 +200,7 @@ type chainSpec struct {
 	// service and of the routes calling it (nil: none).
 	serviceCache, routeCache *MethodCacheConfig
 	routes                   []*router.Route
-	ways       []string
+	ways                     []string
 }
 
 // buildChains builds one chain per method (and per route without a method
