@@ -257,11 +257,12 @@ func (c *Cache) keep(ctx context.Context, r Rule, m *methodMetrics, key string, 
 func (c *Cache) key(r Rule, t protoreflect.MessageType, call *router.Call, msg []byte) (string, bool) {
 	if t != nil {
 		m := t.New().Interface()
-		if err := proto.Unmarshal(msg, m); err != nil {
+		// Required fields are the upstream's business: no check here.
+		if err := (proto.UnmarshalOptions{AllowPartial: true}).Unmarshal(msg, m); err != nil {
 			return "", false
 		}
 		var err error
-		if msg, err = (proto.MarshalOptions{Deterministic: true}).Marshal(m); err != nil {
+		if msg, err = (proto.MarshalOptions{Deterministic: true, AllowPartial: true}).Marshal(m); err != nil {
 			return "", false
 		}
 	}

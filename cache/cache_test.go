@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/rosettagw/rosetta/router"
@@ -184,5 +185,29 @@ func TestKeyNormalised(t *testing.T) {
 	}
 	if _, ok := c.key(r, mt, newCall([]byte{0xff}), []byte{0xff}); ok {
 		t.Error("junk has a key")
+	}
+}
+
+// BenchmarkStepHit is the cache step's own cost of a hit in memory: the
+// request's deterministic form, the key, the lookup and the reply.
+//
+//	go test ./cache -run '^$' -bench StepHit -benchtime 2s
+func BenchmarkStepHit(b *testing.B) {
+	c := New(Config{MaxBytes: 64 << 20, MaxEntryBytes: 1 << 20})
+	up := newUpstream()
+	close(up.release)
+	h := c.Step(rule)(up)
+	msg, _ := proto.Marshal(&structpb.Struct{Fields: map[string]*structpb.Value{"name": structpb.NewStringValue("shelves/1")}})
+	if err := h.Handle(context.Background(), newCall(msg)); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := h.Handle(context.Background(), newCall(msg)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if up.calls.Load() != 1 {
+		b.Fatalf("%d upstream calls", up.calls.Load())
 	}
 }
