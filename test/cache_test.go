@@ -432,3 +432,39 @@ redis: {addr: %q, timeout: 5s}   # a loaded machine must not turn lookups into m
 	wantCache(t, cacheGet(t, a, "/v1/shelves/1"), "MISS", "rosetta; fwd=miss; stored", up, 2)
 	wantCache(t, cacheGet(t, b, "/v1/shelves/1"), "HIT", "rosetta; hit", up, 2)
 }
+
+// TestCacheCheck: `rosetta check` refuses cache settings that cannot
+// work, naming them.
+func TestCacheCheck(t *testing.T) {
+	t.Parallel()
+	base := func(service, extra string) string {
+		return fmt.Sprintf("listen: {http: %q}\n", freePort(t)) + libraryConfig(descriptorSetSchema(), "127.0.0.1:1", service, extra)
+	}
+	for _, c := range []struct{ name, cfg, want string }{
+		{"unknown store", base("", "cache: {store: disk}\n"), `cache.store "disk"`},
+		{"redis without redis", base("", "cache: {store: redis}\n"), "cache.store redis: set redis.addr"},
+		{"entry beyond the store", base("", "cache: {max_bytes: 1KiB, max_entry_bytes: 2KiB}\n"), "cache.max_entry_bytes"},
+		{"unknown key", base("", "cache: {ttl: 1s, size: 3}\n"), "field size not found"},
+		{"bad vary", base("    cache: {ttl: 1s, vary: [\"a b\"]}\n", ""), `cache.vary: "a b" is not a header name`},
+		{"stream", base("", "routes:\n  - get: /s/{parent=shelves/*}\n    call: example.library.v1.LibraryService/StreamBooks\n    cache: {ttl: 1s}\n"), "only unary methods"},
+		{"two settings", base("", "routes:\n  - get: /a/{name=shelves/*}\n    call: example.library.v1.LibraryService/GetShelf\n    cache: {ttl: 1s}\n  - get: /b/{name=shelves/*}\n    call: example.library.v1.LibraryService/GetShelf\n    cache: {ttl: 2s}\n"), "different cache settings"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runRosetta(t, "check", "-config", writeConfig(t, c.cfg))
+			if code != 1 || !strings.Contains(stderr, c.want) {
+				t.Errorf("check: exit %d, want 1 naming %s\nstdout:\n%s\nstderr:\n%s", code, c.want, stdout, stderr)
+			}
+		})
+	}
+	// `rosetta routes` shows the cache step where it applies.
+	code, stdout, stderr := runRosetta(t, "routes", "-config", writeConfig(t, base("    cache: {ttl: 30s, vary: [Accept-Language]}\n", "")))
+	if code != 0 {
+		t.Fatalf("routes: exit %d\n%s", code, stderr)
+	}
+	if want := "example.library.v1.LibraryService/GetShelf\n  ways:  gRPC, gRPC-Web, Connect, WebSocket; REST GET /v1/{name=shelves/*}; REST HEAD /v1/{name=shelves/*}\n  chain: cors(same-origin) → query-token → mqtt-owner → cache(memory, ttl=30s, vary=accept-language, key per identity) → dispatch"; !strings.Contains(stdout, want) {
+		t.Errorf("routes lacks %q:\n%s", want, stdout)
+	}
+	if strings.Contains(stdout, "CreateBook\n  ways:  gRPC, gRPC-Web, Connect, WebSocket; REST POST /v1/{parent=shelves/*}/books\n  chain: cors(same-origin) → query-token → mqtt-owner → validate → cache") {
+		t.Errorf("CreateBook, which has side effects, is cached:\n%s", stdout)
+	}
+}
