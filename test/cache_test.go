@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -467,4 +468,34 @@ func TestCacheCheck(t *testing.T) {
 	if strings.Contains(stdout, "CreateBook\n  ways:  gRPC, gRPC-Web, Connect, WebSocket; REST POST /v1/{parent=shelves/*}/books\n  chain: cors(same-origin) → query-token → mqtt-owner → validate → cache") {
 		t.Errorf("CreateBook, which has side effects, is cached:\n%s", stdout)
 	}
+}
+
+// TestCacheAcrossReload: the in-memory entries survive a reload that keeps
+// the cache section's store settings (and a new binding of the method is
+// served by them), and are dropped with a store whose settings change.
+func TestCacheAcrossReload(t *testing.T) {
+	t.Parallel()
+	up := startCountingUpstream(t)
+	admin := freePort(t)
+	cfg := libraryConfig(descriptorSetSchema(), up.addr, "", "cache: {ttl: 1h, max_bytes: 1MiB}\n")
+	gw := startRosettaListen(t, fmt.Sprintf("admin: %q", admin), cfg)
+	wantCache(t, cacheGet(t, gw, "/v1/shelves/1"), "MISS", "rosetta; fwd=miss; stored", up, 1)
+	reload := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(gw.config, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if code, body := postReload(t, admin); code != 200 {
+			t.Fatalf("reload: %d %s", code, body)
+		}
+	}
+	first, err := os.ReadFile(gw.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reload(string(first) + "routes:\n  - get: /v2/{name=shelves/*}\n    call: example.library.v1.LibraryService/GetShelf\n")
+	wantCache(t, cacheGet(t, gw, "/v2/shelves/1"), "HIT", "rosetta; hit", up, 1)
+	wantCache(t, cacheGet(t, gw, "/v1/shelves/1"), "HIT", "rosetta; hit", up, 1)
+	reload(strings.Replace(string(first), "max_bytes: 1MiB", "max_bytes: 2MiB", 1))
+	wantCache(t, cacheGet(t, gw, "/v1/shelves/1"), "MISS", "rosetta; fwd=miss; stored", up, 2)
 }
