@@ -33,6 +33,7 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/rosettagw/rosetta/cache"
 	"github.com/rosettagw/rosetta/descriptors"
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/translate"
@@ -68,6 +69,10 @@ type Generation struct {
 	files []string
 	// openapi is the OpenAPI document (nil: openapi.enabled is false).
 	openapi *openAPIDoc
+	// cache is the response cache (nil: nothing is cached), kept in
+	// cacheStore ("memory" or "redis").
+	cache      *cache.Cache
+	cacheStore string
 }
 
 // Routes returns the compiled routes the ingresses read.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -48,6 +49,8 @@ type securityParts struct {
 	// collectors are the metrics the policies and the validator export.
 	collectors []prometheus.Collector
 	validator  *validate.Validator
+	// redis is the client of the redis section (nil: none).
+	redis redis.UniversalClient
 }
 
 // buildSecurity builds every named policy and the listener settings.
@@ -102,6 +105,7 @@ func (g *builder) buildSecurity() (*securityParts, error) {
 		} else {
 			g.held = append(g.held, p)
 			redisClient = p.value.(redis.UniversalClient)
+			s.redis = redisClient
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Policies)) {
@@ -192,8 +196,11 @@ type chainSpec struct {
 	// method is the method whose request messages are validated (nil: none).
 	method     protoreflect.MethodDescriptor
 	validation *ValidationConfig
-	routes     []*router.Route
-	ways       []string
+	// serviceCache and routeCache are the cache settings of the method's
+	// service and of the routes calling it (nil: none).
+	serviceCache, routeCache *MethodCacheConfig
+	routes                   []*router.Route
+	ways                     []string
 }
 
 // buildChains builds one chain per method (and per route without a method
@@ -210,6 +217,9 @@ func (g *builder) buildChains() error {
 		g.sec.collectors = append(g.sec.collectors, v.Collector())
 	}
 	g.sec.collectors = append(g.sec.collectors, g.pool.collectors()...)
+	if err := g.buildCache(); err != nil {
+		errs = append(errs, err)
+	}
 	services := map[string]*ServiceConfig{}
 	for i := range cfg.Services {
 		services[cfg.Services[i].Name] = &cfg.Services[i]
@@ -228,7 +238,7 @@ func (g *builder) buildChains() error {
 				s.method = u.route.Method
 				if svc := services[string(u.route.Method.Parent().FullName())]; svc != nil {
 					s.names = append(s.names, svc.Policies...)
-					s.validation = svc.Validation
+					s.validation, s.serviceCache = svc.Validation, svc.Cache
 				}
 			} else {
 				s.name = u.route.HTTPMethod + " " + u.route.Template.Source
@@ -244,6 +254,12 @@ func (g *builder) buildChains() error {
 					errs = append(errs, fmt.Errorf("%s: its service and the routes calling it set different validation; a method has one chain, so set it once", s.name))
 				}
 				s.validation = vc
+			}
+			if mc := u.rc.Cache; mc != nil {
+				if s.routeCache != nil && !reflect.DeepEqual(s.routeCache, mc) {
+					errs = append(errs, fmt.Errorf("%s: the routes calling it set different cache settings; a method has one chain, so set it once", s.name))
+				}
+				s.routeCache = mc
 			}
 		}
 		s.routes = append(s.routes, u.route)
@@ -287,8 +303,9 @@ func (g *builder) buildChains() error {
 // rules (IP filters, rate limits keyed without identity), the MQTT
 // topic-owner rule, authentication, authorisation (the default gate, when
 // no authorize policy is named, requires an identity), rate limits keyed by
-// identity, identity forwarding, request validation, then the final
-// handler (dispatch, or an aggregate) wrapped by response validation. It
+// identity, identity forwarding, request validation, the response cache,
+// then the final handler (dispatch, or an aggregate) wrapped by response
+// validation. It
 // returns the chain, the query parameters that carry credentials, the cors
 // policy and the names of the steps, for `rosetta routes`.
 func (g *builder) chain(s *chainSpec) (h router.Handler, params []string, corsPolicy *cors.Policy, steps []string, err error) {
@@ -414,6 +431,12 @@ func (g *builder) chain(s *chainSpec) (h router.Handler, params []string, corsPo
 				steps = append(steps, "validate-responses("+vc.Responses+")")
 			}
 		}
+	}
+	if name, mw, err := g.cacheStep(s); err != nil {
+		return nil, nil, nil, nil, err
+	} else if mw != nil { // the last step: before the response validation that wraps dispatch
+		mws = append(mws, mw)
+		steps = slices.Insert(steps, len(mws)-1, name)
 	}
 	if !s.aggregate {
 		steps = append(steps, "dispatch")

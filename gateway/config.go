@@ -34,6 +34,9 @@ type Config struct {
 	Policies map[string]*PolicyConfig `yaml:"policies"`
 	Security SecurityConfig           `yaml:"security"`
 	Redis    RedisConfig              `yaml:"redis"`
+	// Cache is the response cache of side-effect-free methods (nil: only
+	// methods with a cache setting of their own are cached, in memory).
+	Cache *CacheConfig `yaml:"cache"`
 	// ShutdownTimeout bounds the drain of in-flight calls on SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// AccessLog writes one log line per call (default true); turning it off
@@ -138,16 +141,47 @@ func (p *PolicyConfig) UnmarshalYAML(unmarshal func(any) error) error {
 }
 
 // RedisConfig is the redis section: the Redis shared by the gateways (rate
-// limits with store: redis).
+// limits with store: redis, the response cache with store: redis).
 type RedisConfig struct {
 	Addr string `yaml:"addr"`
 	// PasswordFile holds the password (the file, not the config, holds the
 	// secret).
 	PasswordFile string `yaml:"password_file"`
 	DB           int    `yaml:"db"`
-	// Timeout bounds one rate-limit decision (default 100ms); a slower
-	// Redis counts as unreachable.
+	// Timeout bounds one rate-limit decision or cache operation (default
+	// 100ms); a slower Redis counts as unreachable.
 	Timeout Duration `yaml:"timeout"`
+}
+
+// CacheConfig is the cache section: where answers are kept, the bounds,
+// and the rule of every side-effect-free method (marked idempotency_level
+// NO_SIDE_EFFECTS, or bound to a GET).
+type CacheConfig struct {
+	// Store is memory (the default: bounded by MaxBytes, least recently
+	// used evicted first) or redis (the redis section's server, shared by
+	// replicas).
+	Store string `yaml:"store"`
+	// MaxBytes bounds the in-memory store (default 64MiB).
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// MaxEntryBytes bounds one answer; a larger one is not stored
+	// (default 1MiB).
+	MaxEntryBytes ByteSize `yaml:"max_entry_bytes"`
+	// TTL, when set, caches every side-effect-free method for that long;
+	// otherwise only methods with a cache setting of their own are.
+	TTL Duration `yaml:"ttl"`
+	// Vary are request headers whose values are part of every key.
+	Vary []string `yaml:"vary"`
+}
+
+// MethodCacheConfig caches the answers of a method: on a service, its
+// side-effect-free methods; on a route, the method it calls, whatever its
+// idempotency level.
+type MethodCacheConfig struct {
+	// TTL is how long an answer is served (0s: not cached).
+	TTL Duration `yaml:"ttl"`
+	// Vary are request headers whose values are part of the key, besides
+	// the cache section's.
+	Vary []string `yaml:"vary"`
 }
 
 // ValidationConfig switches the enforcement of the schema's own buf.validate
@@ -422,6 +456,8 @@ type ServiceConfig struct {
 	Policies []string `yaml:"policies"`
 	// Validation switches buf.validate enforcement (on by default).
 	Validation *ValidationConfig `yaml:"validation"`
+	// Cache caches the answers of the service's side-effect-free methods.
+	Cache *MethodCacheConfig `yaml:"cache"`
 }
 
 // SplitConfig shares the calls of a service or route between upstreams
@@ -500,6 +536,9 @@ type RouteConfig struct {
 	// route calls (a method has one setting: its service's and its
 	// routes' must agree).
 	Validation *ValidationConfig `yaml:"validation"`
+	// Cache caches the answers of the method the route calls (a method
+	// has one setting: the routes calling it must agree).
+	Cache *MethodCacheConfig `yaml:"cache"`
 	// Aggregate composes the route from several upstream calls.
 	Aggregate *AggregateConfig `yaml:"aggregate"`
 	// WebSocket is an aggregate route's WebSocket path, under the

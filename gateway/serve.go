@@ -294,6 +294,9 @@ func startAdmin(ctx context.Context, addr string, live *Live, metrics *admin.Met
 			Status:    func() any { return live.Status() },
 			Upstreams: func() any { return live.Current().UpstreamStatus() },
 			Down:      func() []string { return live.Current().DownUpstreams() },
+			Purge: func(ctx context.Context, prefix string) (int, error) {
+				return live.Current().PurgeCache(ctx, prefix)
+			},
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,

@@ -38,6 +38,11 @@ type Options struct {
 	// Down, when set, lists the upstreams with no usable endpoint: while
 	// it lists any, /readyz answers 503 naming them.
 	Down func() []string
+	// Purge, when set, is run by POST /admin/cache/purge: it removes the
+	// cached answers of the methods whose name starts with the prefix
+	// query parameter (all when absent) and returns how many, or an error
+	// carrying a gRPC status.
+	Purge func(ctx context.Context, prefix string) (int, error)
 }
 
 // maxScrapes bounds the concurrent /metrics requests; more get 503.
@@ -45,7 +50,8 @@ const maxScrapes = 4
 
 // New returns the admin handler: GET /healthz (200 while the process
 // runs), GET /readyz, GET /routes, GET /metrics (the Prometheus text
-// format), GET /admin/upstreams, and POST /admin/reload (GET: the last reload's outcome). Any
+// format), GET /admin/upstreams, POST /admin/reload (GET: the last reload's
+// outcome) and POST /admin/cache/purge?prefix=package.Service/Method. Any
 // other path is 404 and any other method 405, as JSON google.rpc.Status.
 func New(o Options) http.Handler {
 	metrics := promhttp.HandlerFor(o.Metrics.registry, promhttp.HandlerOpts{MaxRequestsInFlight: maxScrapes})
@@ -81,6 +87,8 @@ func New(o Options) http.Handler {
 		switch {
 		case r.URL.Path == "/admin/reload" && o.Reload != nil:
 			reload(w, r, o)
+		case r.URL.Path == "/admin/cache/purge" && o.Purge != nil:
+			purge(w, r, o)
 		case !ok:
 			fail(w, codes.NotFound, "no admin endpoint at "+r.URL.Path)
 		case r.Method != http.MethodGet && r.Method != http.MethodHead:
@@ -114,6 +122,22 @@ func reload(w http.ResponseWriter, r *http.Request, o Options) {
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		fail(w, codes.Unimplemented, "method "+r.Method+" not allowed; use POST to reload")
 	}
+}
+
+// purge serves POST /admin/cache/purge.
+func purge(w http.ResponseWriter, r *http.Request, o Options) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		fail(w, codes.Unimplemented, "method "+r.Method+" not allowed; use POST to purge")
+		return
+	}
+	n, err := o.Purge(r.Context(), r.URL.Query().Get("prefix"))
+	if err != nil {
+		st := status.Convert(err)
+		fail(w, st.Code(), st.Message())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"purged": n})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
