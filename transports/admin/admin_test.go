@@ -189,3 +189,25 @@ func TestAdminMiddlewareConcurrentCalls(t *testing.T) {
 	wg.Wait()
 	wantLines(t, scrape(t, m), `rosetta_calls_total{code="OK",protocol="websocket",route="r"} 800`)
 }
+
+// TestPurge: POST /admin/cache/purge passes the prefix on and answers the
+// count; a failure keeps its gRPC code; other methods are 405.
+func TestPurge(t *testing.T) {
+	var got string
+	purgeErr := error(nil)
+	h := New(Options{Metrics: NewMetrics(), Ready: func() bool { return true }, Purge: func(_ context.Context, prefix string) (int, error) {
+		got = prefix
+		return 3, purgeErr
+	}})
+	resp, body := get(t, h, "POST", "/admin/cache/purge?prefix=pkg.S/")
+	if resp.StatusCode != 200 || body != `{"purged":3}` || got != "pkg.S/" {
+		t.Errorf("purge: %d %s, prefix %q", resp.StatusCode, body, got)
+	}
+	purgeErr = status.Error(codes.FailedPrecondition, "no response cache is configured")
+	if resp, body := get(t, h, "POST", "/admin/cache/purge"); resp.StatusCode != 400 || !strings.Contains(body, `"code":9`) || got != "" {
+		t.Errorf("purge without a cache: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := get(t, h, "GET", "/admin/cache/purge"); resp.StatusCode != 405 || resp.Header.Get("Allow") != "POST" {
+		t.Errorf("GET purge: %d, Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+}
