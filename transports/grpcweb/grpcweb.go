@@ -115,17 +115,36 @@ func (h *Handler) sniff(r *http.Request) (protocol, bool) {
 
 // Handles reports whether r is a gRPC-Web or Connect call: a POST framed
 // as one (answered in its protocol even when it names no known method), or
-// a Connect GET of a known method.
+// a Connect GET of a known method. It also takes a POST to a method's path
+// that no REST binding serves, framed in no way the gateway reads, to
+// answer it 415.
 func (h *Handler) Handles(r *http.Request) bool {
-	if _, ok := h.sniff(r); !ok {
+	if _, ok := h.sniff(r); ok {
+		if r.Method == http.MethodGet {
+			_, ok := h.routes(r.Context()).Methods[r.URL.Path]
+			return ok
+		}
+		return r.Method == http.MethodPost
+	}
+	return h.unreadable(r)
+}
+
+// unreadable says whether r is a POST to a method's path that no REST
+// binding serves, with a Content-Type no ingress reads.
+func (h *Handler) unreadable(r *http.Request) bool {
+	if r.Method != http.MethodPost || strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 		return false
 	}
-	if r.Method == http.MethodGet {
-		_, ok := h.routes(r.Context()).Methods[r.URL.Path]
-		return ok
+	routes := h.routes(r.Context())
+	if _, ok := routes.Methods[r.URL.Path]; !ok {
+		return false
 	}
-	return r.Method == http.MethodPost
+	return routes.HTTP.Lookup(http.MethodPost, r.URL.EscapedPath(), nil).Route == nil
 }
+
+// acceptPost lists the Content-Types a method's path takes, for a 415.
+const acceptPost = "application/grpc, application/grpc+proto, application/grpc+json, application/grpc-web, application/grpc-web+proto, " +
+	"application/grpc-web+json, application/grpc-web-text, application/connect+proto, application/connect+json, application/proto, application/json"
 
 // ServeHTTP serves one call. Cross-origin rules are the cors policy's,
 // applied before (preflights, response headers) and in the method's chain
@@ -133,7 +152,12 @@ func (h *Handler) Handles(r *http.Request) bool {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	route := h.routes(r.Context()).Methods[r.URL.Path]
-	p, _ := h.sniff(r)
+	p, ok := h.sniff(r)
+	if !ok {
+		w.Header().Set("Accept-Post", acceptPost)
+		http.Error(w, "unsupported Content-Type "+strconv.Quote(r.Header.Get("Content-Type")), http.StatusUnsupportedMediaType)
+		return
+	}
 	var st *spb.Status
 	switch {
 	case route == nil || route.Method == nil: // the generation changed since Handles
