@@ -160,8 +160,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var st *spb.Status
 	switch {
-	case route == nil || route.Method == nil: // the generation changed since Handles
-		st = (&writer{h: h, w: w, p: p}).end(status.Errorf(codes.Unimplemented, "unknown method %s", r.URL.Path), nil)
+	case route == nil || route.Method == nil:
+		st = (&writer{h: h, w: w, p: p, notFound: true}).end(status.Errorf(codes.Unimplemented, "unknown method %s", r.URL.Path), nil)
 	case p.get:
 		st = h.refuseGet(w, r, p, route)
 	}
@@ -406,6 +406,9 @@ type writer struct {
 	call    *router.Call
 	header  metadata.MD
 	started bool
+	// notFound answers a Connect unary error 404, as Connect does for an
+	// unknown method, rather than its code's status.
+	notFound bool
 }
 
 // start writes the HTTP header of a successful (so far) response.
@@ -524,7 +527,11 @@ func (o *writer) end(err error, trailer metadata.MD) *spb.Status {
 		o.headers()
 		o.trailerHeaders(trailer)
 		o.w.Header().Set("Content-Type", "application/json")
-		o.w.WriteHeader(translate.ConnectHTTPStatus(codes.Code(st.GetCode())))
+		if o.notFound {
+			o.w.WriteHeader(http.StatusNotFound)
+		} else {
+			o.w.WriteHeader(translate.ConnectHTTPStatus(codes.Code(st.GetCode())))
+		}
 		o.w.Write(translate.ConnectErrorJSON(st))
 	}
 	return st
