@@ -104,6 +104,7 @@ func run() error {
 	}
 	cfg := fmt.Sprintf(`listen: {http: %q}
 access_log: false
+shutdown_timeout: 1s
 schemas:
   - proto: {import_paths: [%q], files: [connectrpc/conformance/v1/service.proto]}
 upstreams:
@@ -121,9 +122,12 @@ services:
 	if err := gw.Start(); err != nil {
 		return fmt.Errorf("starting rosetta: %w", err)
 	}
-	defer stop(gw)
 	exited := make(chan error, 1)
 	go func() { exited <- gw.Wait() }()
+	defer func() {
+		gw.Process.Signal(syscall.SIGTERM)
+		<-exited
+	}()
 	if err := waitServing(addr, exited); err != nil {
 		return err
 	}
@@ -143,6 +147,7 @@ services:
 	case <-sig:
 		return nil
 	case err := <-exited:
+		exited <- err // for the deferred stop
 		return fmt.Errorf("rosetta exited: %v", err)
 	}
 }
@@ -245,7 +250,7 @@ func freeAddr() (string, error) {
 
 // waitServing polls addr until Rosetta answers HTTP, or fails when it
 // exits or does not answer within a minute.
-func waitServing(addr string, exited <-chan error) error {
+func waitServing(addr string, exited chan error) error {
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
@@ -256,6 +261,7 @@ func waitServing(addr string, exited <-chan error) error {
 		}
 		select {
 		case err := <-exited:
+			exited <- err // for the deferred stop
 			return fmt.Errorf("rosetta exited before serving: %v", err)
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -263,7 +269,8 @@ func waitServing(addr string, exited <-chan error) error {
 	return fmt.Errorf("rosetta did not answer on %s within a minute", addr)
 }
 
-// stop ends a child process with SIGTERM and waits for it.
+// stop ends a child process with SIGTERM and waits for it (Wait has not
+// been called on it).
 func stop(cmd *exec.Cmd) {
 	if cmd.Process != nil {
 		cmd.Process.Signal(syscall.SIGTERM)
