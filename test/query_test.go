@@ -7,8 +7,8 @@ import (
 
 // TestStrictQuery: query parameters that set nothing (an unknown name, a
 // field the path binds, any on a body "*" rule) are ignored by default, as
-// grpc-gateway ignores them, and refused with 400 INVALID_ARGUMENT naming
-// the parameter under http.strict_query.
+// grpc-gateway ignores them, so the call succeeds; under http.strict_query
+// they are refused with 400 INVALID_ARGUMENT naming the parameter.
 func TestStrictQuery(t *testing.T) {
 	t.Parallel()
 	lib := startLibrary(t)
@@ -20,6 +20,7 @@ func TestStrictQuery(t *testing.T) {
 		field string
 	}{
 		{"unknown parameter", request{method: "GET", path: "/v1/shelves/1?utm_source=mail"}, "utm_source"},
+		{"unknown nested parameter", request{method: "GET", path: "/v1/shelves/1/books?filter.colour=red"}, "filter.colour"},
 		{"field bound by the path", request{method: "GET", path: "/v1/shelves/1/books?parent=shelves/2"}, "parent"},
 		{"any parameter on a body:* rule", request{method: "POST", path: "/v1/shelves/1/books/dune:move?other_shelf=shelves/9", body: `{"otherShelf":"shelves/1"}`}, "other_shelf"},
 	} {
