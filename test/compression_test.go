@@ -294,6 +294,15 @@ func TestCompressionConnect(t *testing.T) {
 		}
 	})
 
+	t.Run("unary: Accept-Encoding alone compresses nothing", func(t *testing.T) {
+		// A browser sends Accept-Encoding on every fetch; connect-web refuses
+		// a response encoding it did not ask for.
+		r := post(t, ros, "GetBook", []byte(`{"name": "shelves/1/books/dune"}`), map[string]string{"Content-Type": "application/json", "Connect-Protocol-Version": "1", "Accept-Encoding": "gzip, deflate, br"})
+		if r.status != 200 || r.header.Get("Content-Encoding") != "" || !strings.Contains(string(r.body), `"title":"Dune"`) {
+			t.Errorf("%d Content-Encoding %q: %s", r.status, r.header.Get("Content-Encoding"), r.body)
+		}
+	})
+
 	t.Run("server stream gzip", func(t *testing.T) {
 		body := compressedEnvelope(t, []byte(`{"parent": "shelves/fail"}`))
 		r := post(t, ros, "StreamBooks", body, map[string]string{"Content-Type": "application/connect+json", "Connect-Protocol-Version": "1",

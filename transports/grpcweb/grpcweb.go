@@ -81,7 +81,7 @@ func (h *Handler) sniff(r *http.Request) (protocol, bool) {
 		q := r.URL.Query()
 		enc := q.Get("encoding")
 		p = protocol{get: true, json: enc == "json", ct: "application/" + enc, reqEnc: q.Get("compression")}
-		p.respEnc = translate.NegotiateEncoding("", r.Header.Get("Accept-Encoding"))
+		p.respEnc = translate.NegotiateEncoding(p.reqEnc, "")
 		return p, enc != ""
 	}
 	ct := r.Header.Get("Content-Type")
@@ -102,8 +102,11 @@ func (h *Handler) sniff(r *http.Request) (protocol, bool) {
 		if r.Header.Get("Connect-Protocol-Version") == "" {
 			return protocol{}, false
 		}
+		// A unary response is compressed only as its request was: a
+		// browser sends Accept-Encoding on every fetch, and connect-web
+		// refuses a response encoding it did not ask for.
 		p = protocol{json: ct == "application/json", ct: ct, reqEnc: r.Header.Get("Content-Encoding")}
-		p.respEnc = translate.NegotiateEncoding(p.reqEnc, r.Header.Get("Accept-Encoding"))
+		p.respEnc = translate.NegotiateEncoding(p.reqEnc, "")
 		return p, true
 	default:
 		return protocol{}, false
