@@ -399,7 +399,7 @@ func clientTLS(path func(string) string, t *TLSClient) (*tls.Config, error) {
 // jsonOptions are the JSON options of svc's bindings (nil: the defaults),
 // bounded by security.limits.
 func (g *builder) jsonOptions(svc *ServiceConfig) translate.JSONOptions {
-	opts := translate.JSONOptions{MaxDepth: g.cfg.Security.Limits.JSONDepth}
+	opts := translate.JSONOptions{MaxDepth: g.cfg.Security.Limits.JSONDepth, StrictQuery: g.cfg.HTTP.StrictQuery}
 	if svc != nil {
 		opts.UseProtoNames, opts.EmitUnpopulated = svc.JSON.UseProtoNames, svc.JSON.EmitUnpopulated
 		opts.UseEnumNumbers, opts.DiscardUnknown = svc.JSON.EnumsAsNumbers, svc.JSON.DiscardUnknown

@@ -560,6 +560,11 @@ type RewriteSpec struct {
 type HTTPConfig struct {
 	MaxBodyBytes   ByteSize `yaml:"max_body_bytes"`
 	ForwardHeaders []string `yaml:"forward_headers"`
+	// StrictQuery refuses (400 INVALID_ARGUMENT) query parameters that set
+	// nothing: unknown names, any on a body "*" rule, fields already bound
+	// by the path or body. Off by default: they are ignored, as
+	// grpc-gateway ignores them.
+	StrictQuery bool `yaml:"strict_query"`
 }
 
 // Duration is a time.Duration written as "5s", "250ms".

@@ -89,7 +89,7 @@ func dispatchStream(ctx context.Context, c *Call) error {
 	if single {
 		var err error
 		if req, err = recv(); errors.Is(err, io.EOF) {
-			return status.Error(codes.InvalidArgument, "the client sent no request message")
+			return status.Error(codes.Unimplemented, "the client sent no request message")
 		} else if err != nil {
 			return err
 		}

@@ -59,6 +59,9 @@ go test -count=1 -timeout 15m ./...
 echo "== go test -race (router, gateway, transports, security, end-to-end)"
 go test -race -count=1 -timeout 15m ./router/... ./gateway/... ./transports/... ./security/... ./test/
 
+echo "== Connect conformance suite (connectrpc.com/conformance, server mode; about two minutes)"
+./scripts/conformance.sh
+
 echo "== fuzz (security: token parsing, Forwarded parser, header forwarding; short runs)"
 go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 10s ./security/jwt
 go test -run '^$' -fuzz '^FuzzParseForwarded$' -fuzztime 10s ./security/clientip

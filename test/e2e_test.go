@@ -378,10 +378,6 @@ func testRESTErrors(t *testing.T, base string) {
 		{name: "wrong type", req: request{method: "POST", path: "/v1/shelves/1/books", body: `{"title": 1}`}, httpStatus: 400, code: codeInvalidArgument, field: "book.title"},
 		{name: "unknown JSON field", req: request{method: "POST", path: "/v1/shelves/1/books", body: `{"title": "x", "colour": "red"}`}, httpStatus: 400, code: codeInvalidArgument, field: "book.colour"},
 		{name: "wrong query type", req: request{method: "GET", path: "/v1/shelves/1/books?page_size=ten"}, httpStatus: 400, code: codeInvalidArgument, field: "page_size"},
-		{name: "unknown query param", req: request{method: "GET", path: "/v1/shelves/1/books?colour=red"}, httpStatus: 400, code: codeInvalidArgument, field: "colour"},
-		{name: "unknown nested query param", req: request{method: "GET", path: "/v1/shelves/1/books?filter.colour=red"}, httpStatus: 400, code: codeInvalidArgument, field: "filter.colour"},
-		{name: "query param on a body:* route", req: request{method: "POST", path: "/v1/shelves/1/books/dune:move?other_shelf=shelves/2", body: `{}`}, httpStatus: 400, code: codeInvalidArgument, field: "other_shelf"},
-		{name: "query param bound by the path", req: request{method: "GET", path: "/v1/shelves/1/books?parent=shelves/2"}, httpStatus: 400, code: codeInvalidArgument, field: "parent"},
 		{name: "non-repeated query param repeated", req: request{method: "GET", path: "/v1/shelves/1/books?page_size=1&page_size=2"}, httpStatus: 400, code: codeInvalidArgument, field: "page_size"},
 		{name: "bad enum in query", req: request{method: "GET", path: "/v1/shelves/1/books?filter.genre=GENRE_CYBERPUNK"}, httpStatus: 400, code: codeInvalidArgument, field: "filter.genre"},
 		{name: "bad enum in repeated query", req: request{method: "GET", path: "/v1/shelves/1/books?genres=GENRE_FICTION&genres=NOVEL"}, httpStatus: 400, code: codeInvalidArgument, field: "genres"},
@@ -448,7 +444,7 @@ func TestUpstreamUnavailable(t *testing.T) {
 		wantStatus(t, r, http.StatusServiceUnavailable, codeUnavailable, "")
 	}
 	// A client error is still found before the upstream is tried.
-	wantStatus(t, get(t, gw.base, "/v1/shelves/1/books?colour=red"), http.StatusBadRequest, codeInvalidArgument, "colour")
+	wantStatus(t, get(t, gw.base, "/v1/shelves/1/books?page_size=ten"), http.StatusBadRequest, codeInvalidArgument, "page_size")
 }
 
 // TestRouteTimeout checks a tiny per-route deadline from the routes section

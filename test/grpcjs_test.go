@@ -17,7 +17,7 @@ import (
 // TestGRPCJSMetadata calls the native gRPC ingress with @grpc/grpc-js
 // (test/grpcjs, run by node): custom request metadata reaches the upstream,
 // and the upstream's header and trailer metadata reach the client, on
-// success and on error.
+// success and on error; a client compressing with gzip is served.
 func TestGRPCJSMetadata(t *testing.T) {
 	t.Parallel()
 	node, err := exec.LookPath("node")
@@ -45,7 +45,7 @@ func TestGRPCJSMetadata(t *testing.T) {
 		Response        []byte
 		Header, Trailer map[string]any
 	}
-	var got struct{ OK, Failed result }
+	var got struct{ OK, Failed, Gzip result }
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("client output %q: %v", out, err)
 	}
@@ -59,6 +59,10 @@ func TestGRPCJSMetadata(t *testing.T) {
 	var shelf libraryv1.Shelf
 	if err := proto.Unmarshal(got.OK.Response, &shelf); err != nil || got.OK.Code != 0 || shelf.GetTheme() != "fiction" {
 		t.Errorf("GetShelf: code %d, shelf %v (%v)", got.OK.Code, &shelf, err)
+	}
+	var gzShelf libraryv1.Shelf
+	if err := proto.Unmarshal(got.Gzip.Response, &gzShelf); err != nil || got.Gzip.Code != 0 || gzShelf.GetTheme() != "fiction" {
+		t.Errorf("GetShelf with gzip: code %d %q, shelf %v (%v)", got.Gzip.Code, got.Gzip.Message, &gzShelf, err)
 	}
 	if got.Failed.Code != 9 || got.Failed.Message != "shelf is a teapot" {
 		t.Errorf("GetShelf teapot: code %d %q, want 9 (FAILED_PRECONDITION)", got.Failed.Code, got.Failed.Message)

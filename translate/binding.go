@@ -35,8 +35,13 @@ type JSONOptions struct {
 	// DiscardUnknown ignores unknown JSON fields in request bodies instead of
 	// rejecting them.
 	DiscardUnknown bool
-	// AllowUnknownQuery ignores query parameters that name no field instead
-	// of rejecting them.
+	// StrictQuery refuses (INVALID_ARGUMENT) query parameters that set
+	// nothing: one naming no field, any on a body "*" rule, one naming a
+	// field the path or body already binds. By default they are ignored,
+	// as grpc-gateway ignores them.
+	StrictQuery bool
+	// AllowUnknownQuery ignores query parameters that name no field even
+	// under StrictQuery.
 	AllowUnknownQuery bool
 	// MaxDepth bounds how deeply messages may nest in a JSON document (a
 	// google.protobuf.Any and the message it holds count as a level each);
@@ -502,16 +507,22 @@ func (p queryField) overlaps(q queryField) bool {
 
 // resolveQueryParam resolves the field path of the parameter name, given by
 // proto or JSON names; every element but the last must be a singular message
-// field. An unknown name resolves to no field when the options allow
-// unknown parameters.
+// field. A parameter that sets nothing (see JSONOptions.StrictQuery)
+// resolves to no field unless the options are strict.
 func (b *Binding) resolveQueryParam(md protoreflect.MessageDescriptor, name string) (queryField, error) {
 	key, mapKey, isMapEntry := splitMapKey(name)
 	p := queryField{name: name, mapKey: mapKey, isMap: isMapEntry}
+	ignored := func(why string) (queryField, error) {
+		if !b.opts.StrictQuery {
+			return queryField{}, nil
+		}
+		return queryField{}, &BadRequestError{Field: name, Description: fmt.Sprintf("query parameter %q %s", name, why)}
+	}
 	unknown := func(why string) (queryField, error) {
 		if b.opts.AllowUnknownQuery {
 			return queryField{}, nil
 		}
-		return queryField{}, &BadRequestError{Field: name, Description: fmt.Sprintf("query parameter %q %s", name, why)}
+		return ignored(why)
 	}
 	if b.Body == WholeBody {
 		return unknown("is not allowed: the body carries the whole request")
@@ -538,7 +549,7 @@ func (b *Binding) resolveQueryParam(md protoreflect.MessageDescriptor, name stri
 		return unknown(fmt.Sprintf("uses [key] but %q is not a map field", key))
 	}
 	if b.bound(fds) {
-		return queryField{}, &BadRequestError{Field: name, Description: fmt.Sprintf("query parameter %q sets a field already bound by the path or body", name)}
+		return ignored("sets a field already bound by the path or body")
 	}
 	p.fds = fds
 	return p, nil

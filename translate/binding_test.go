@@ -58,9 +58,11 @@ func libBindings(t testing.TB, name string, opts translate.JSONOptions) []*trans
 	return bs
 }
 
+// libBinding is the first binding of the library method name, with
+// strict query parameters (so that a parameter setting nothing is refused).
 func libBinding(t testing.TB, name string) *translate.Binding {
 	t.Helper()
-	return libBindings(t, name, translate.JSONOptions{})[0]
+	return libBindings(t, name, translate.JSONOptions{StrictQuery: true})[0]
 }
 
 func newBinding(t testing.TB, method, httpMethod, path, body, responseBody string, opts translate.JSONOptions) *translate.Binding {
@@ -414,8 +416,27 @@ func TestDecodeQueryErrors(t *testing.T) {
 	})
 }
 
+// TestDecodeLenientQuery: by default a query parameter that sets nothing
+// (an unknown name, any on a body "*" rule, a field the path or body binds)
+// is ignored, as grpc-gateway ignores it; malformed values of known fields
+// are still refused.
+func TestDecodeLenientQuery(t *testing.T) {
+	list := libBindings(t, "ListBooks", translate.JSONOptions{})[0]
+	checkDecode(t, list, &translate.Request{PathValues: []string{"shelves/1"}, Query: "nope=1&filter.nope=2&tags.x=3&page_size=2&utm_source=x&parent=shelves/2"},
+		&libraryv1.ListBooksRequest{Parent: "shelves/1", PageSize: 2})
+	checkBadRequest(t, list, &translate.Request{PathValues: []string{"shelves/1"}, Query: "nope=1&page_size=ten"}, "page_size")
+
+	move := libBindings(t, "MoveBook", translate.JSONOptions{})[0]
+	checkDecode(t, move, &translate.Request{PathValues: []string{"shelves/1/books/2"}, Query: "other_shelf=shelves/9&_=123", Body: []byte(`{"otherShelf":"shelves/3"}`)},
+		&libraryv1.MoveBookRequest{Name: "shelves/1/books/2", OtherShelf: "shelves/3"})
+
+	update := libBindings(t, "UpdateBook", translate.JSONOptions{})[0]
+	checkDecode(t, update, &translate.Request{PathValues: []string{"shelves/1/books/2"}, Query: "book.title=x&book.name=y", Body: []byte(`{"title":"t"}`)},
+		&libraryv1.UpdateBookRequest{Book: &libraryv1.Book{Name: "shelves/1/books/2", Title: "t"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"title"}}})
+}
+
 func TestDecodeAllowUnknownQuery(t *testing.T) {
-	opts := translate.JSONOptions{AllowUnknownQuery: true}
+	opts := translate.JSONOptions{StrictQuery: true, AllowUnknownQuery: true}
 	list := libBindings(t, "ListBooks", opts)[0]
 	checkDecode(t, list, &translate.Request{PathValues: []string{"shelves/1"}, Query: "nope=1&filter.nope=2&tags.x=3&page_size=2&utm_source=x"},
 		&libraryv1.ListBooksRequest{Parent: "shelves/1", PageSize: 2})
@@ -666,7 +687,7 @@ func nestedValue(n int) string {
 func TestDecodeBodyErrors(t *testing.T) {
 	create := libBinding(t, "CreateBook")
 	move := libBinding(t, "MoveBook")
-	update := libBindings(t, "UpdateBook", translate.JSONOptions{})[0]
+	update := libBindings(t, "UpdateBook", translate.JSONOptions{StrictQuery: true})[0]
 	batch := newBinding(t, "BatchGetBooks", "POST", "/v1/{parent=shelves/*}/books:batchGet", "names", "", translate.JSONOptions{})
 	_ = structpb.NewNullValue() // google.protobuf.Value must be linked in for nestedValue
 	tests := []struct {
@@ -1042,7 +1063,7 @@ func dynDecode(t *testing.T, b *translate.Binding, md protoreflect.MessageDescri
 func TestDynamicSchema(t *testing.T) {
 	md, types := loadDynamic(t)
 	compile := func(path, body, responseBody string) (*translate.Binding, error) {
-		return translate.NewBinding(md, "POST", path, body, responseBody, translate.JSONOptions{}, types)
+		return translate.NewBinding(md, "POST", path, body, responseBody, translate.JSONOptions{StrictQuery: true}, types)
 	}
 
 	for _, tt := range []struct{ path, body, responseBody, want string }{

@@ -23,8 +23,8 @@ const (
 	FlagTrailer byte = 0x80
 	// FlagEndStream marks Connect's end-of-stream message.
 	FlagEndStream byte = 0x02
-	// FlagCompressed marks a compressed payload, which the gateway does
-	// not accept.
+	// FlagCompressed marks a payload compressed with the encoding the
+	// stream's headers name.
 	FlagCompressed byte = 0x01
 )
 
@@ -39,13 +39,11 @@ func AppendEnvelope(dst []byte, flags byte, payload []byte) []byte {
 }
 
 // ParseEnvelopeHeader reads an envelope's prefix, refusing a payload longer
-// than limit and a compressed one.
+// than limit. A compressed payload's size is bounded again once
+// decompressed (see Decompress).
 func ParseEnvelopeHeader(h [EnvelopeHeaderLen]byte, limit int) (flags byte, n int, err error) {
 	flags = h[0]
 	size := binary.BigEndian.Uint32(h[1:])
-	if flags&FlagCompressed != 0 {
-		return 0, 0, &BadRequestError{Description: "compressed messages are not supported"}
-	}
 	if int64(size) > int64(limit) {
 		return 0, 0, &SizeError{Size: int64(size), Limit: int64(limit)}
 	}
@@ -56,10 +54,16 @@ func ParseEnvelopeHeader(h [EnvelopeHeaderLen]byte, limit int) (flags byte, n in
 // answers RESOURCE_EXHAUSTED.
 type SizeError struct {
 	Size, Limit int64
+	// Decompressed says Size is the message's decompressed size (at
+	// least; decompression stops past the limit).
+	Decompressed bool
 }
 
 // Error says how large the message was and what the limit is.
 func (e *SizeError) Error() string {
+	if e.Decompressed {
+		return fmt.Sprintf("a message decompresses to more than the limit of %d bytes", e.Limit)
+	}
 	return fmt.Sprintf("a message of %d bytes exceeds the limit of %d bytes", e.Size, e.Limit)
 }
 

@@ -3,6 +3,14 @@
 // codec), runs the route's policy chain and proxies the call, streams
 // included, to the route's upstream. It is an http.Handler, served on the
 // gateway's shared listener (h2c or TLS) beside REST and WebSocket.
+//
+// Messages are protobuf (application/grpc, application/grpc+proto) or
+// JSON (application/grpc+json, translated to protobuf for the upstream and
+// back); other sub-types are UNIMPLEMENTED. Messages may be gzip
+// compressed (grpc-encoding) in either direction: a response is compressed
+// as its request was; the gateway advertises only the encodings it
+// decodes, whatever the upstream's, and bounds a message's decompressed
+// size by the message limit.
 package grpcserver
 
 import (
@@ -13,11 +21,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	_ "google.golang.org/grpc/encoding/gzip" // grpc-encoding: gzip, both directions
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -99,6 +109,10 @@ func (s *Server) proxy(ctx context.Context, fullMethod string, ss grpc.ServerStr
 			certs = ti.State.PeerCertificates // verified by the listener
 		}
 	}
+	json, err := jsonSubtype(first(in["content-type"]))
+	if err != nil {
+		return err
+	}
 	delete(in, ingress.ForwardAuthorization) // never the client's
 	md, err := ingress.PassThrough(in, addr, first(in[":authority"]))
 	if err != nil {
@@ -113,7 +127,7 @@ func (s *Server) proxy(ctx context.Context, fullMethod string, ss grpc.ServerStr
 		PeerCertificates: certs,
 	}
 	call.Peer, _ = netip.ParseAddrPort(addr)
-	st := &stream{ss: ss}
+	st := &stream{ss: ss, route: route, json: json, one: !route.Method.IsStreamingClient()}
 	if route.IsStreaming() {
 		call.Stream = st
 	} else {
@@ -135,9 +149,22 @@ func (s *Server) proxy(ctx context.Context, fullMethod string, ss grpc.ServerStr
 		return status.FromProto(translate.CallStatus(err)).Err()
 	}
 	if call.Stream == nil {
-		return ss.SendMsg(&call.Reply.Message)
+		return st.Send(call.Reply.Message)
 	}
 	return nil
+}
+
+// jsonSubtype says whether a request's Content-Type names JSON messages,
+// refusing the sub-types the gateway does not read.
+func jsonSubtype(ct string) (bool, error) {
+	sub, _, _ := strings.Cut(strings.TrimPrefix(ct, "application/grpc"), ";")
+	switch strings.TrimPrefix(sub, "+") {
+	case "", "proto":
+		return false, nil
+	case "json":
+		return true, nil
+	}
+	return false, status.Errorf(codes.Unimplemented, "unsupported gRPC content-type %q: use application/grpc+proto or application/grpc+json", ct)
 }
 
 // first is vs[0], or "".
@@ -151,25 +178,53 @@ func first(vs []string) string {
 // stream is the router.Stream of one gRPC call.
 type stream struct {
 	ss         grpc.ServerStream
+	route      *router.Route
+	json       bool // JSON messages, translated to and from protobuf
+	one        bool // the method takes one request message
 	headerSent bool
 }
 
+// Recv returns the next request message; a method taking one has it
+// checked for being the only one.
 func (s *stream) Recv() ([]byte, error) {
+	if s.one {
+		s.one = false
+		return s.single()
+	}
+	return s.recv()
+}
+
+func (s *stream) recv() ([]byte, error) {
 	var msg []byte
 	err := s.ss.RecvMsg(&msg)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
+	if err == nil && s.json {
+		return s.route.Binding.DecodeRequest(&translate.Request{Body: msg, ContentType: "application/json"})
+	}
 	return msg, err
 }
 
-// single reads the one request message of a unary call.
+// single reads the one request message of a unary or server-streaming
+// call: none, or more than one, is UNIMPLEMENTED, as the gRPC protocol
+// says.
 func (s *stream) single() ([]byte, error) {
-	msg, err := s.Recv()
+	msg, err := s.recv()
 	if errors.Is(err, io.EOF) {
-		return nil, status.Error(codes.InvalidArgument, "the client sent no request message")
+		return nil, status.Error(codes.Unimplemented, "the request has no message: a unary or server-streaming call takes exactly one")
 	}
-	return msg, err
+	if err != nil {
+		return nil, err
+	}
+	var extra []byte
+	if err := s.ss.RecvMsg(&extra); !errors.Is(err, io.EOF) {
+		if err == nil {
+			err = status.Error(codes.Unimplemented, "the request has more than one message: a unary or server-streaming call takes exactly one")
+		}
+		return nil, err
+	}
+	return msg, nil
 }
 
 func (s *stream) SetHeader(md metadata.MD) error {
@@ -180,4 +235,13 @@ func (s *stream) SetHeader(md metadata.MD) error {
 	return s.ss.SendHeader(nil)
 }
 
-func (s *stream) Send(msg []byte) error { return s.ss.SendMsg(&msg) }
+func (s *stream) Send(msg []byte) error {
+	if s.json {
+		resp, err := s.route.Binding.EncodeResponse(msg)
+		if err != nil {
+			return status.Errorf(codes.Internal, "undecodable upstream response: %v", err)
+		}
+		msg = resp.Body
+	}
+	return s.ss.SendMsg(&msg)
+}

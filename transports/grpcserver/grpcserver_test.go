@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -35,7 +36,7 @@ func TestMetadataPassThrough(t *testing.T) {
 		msg, _ := proto.Marshal(&libraryv1.Book{Name: "shelves/1/books/dune"})
 		c.Reply = &router.Reply{
 			Message: msg,
-			Header:  metadata.Pairs("x-upstream-header", "h1"),
+			Header:  metadata.Pairs("x-upstream-header", "h1", "grpc-accept-encoding", "zstd,snappy,gzip"),
 			Trailer: metadata.Pairs("x-upstream-trailer", "t1"),
 		}
 		return nil
@@ -83,5 +84,13 @@ func TestMetadataPassThrough(t *testing.T) {
 	}
 	if got := trailer.Get("x-upstream-trailer"); !reflect.DeepEqual(got, []string{"t1"}) {
 		t.Errorf("response trailer x-upstream-trailer %q, want [t1]", got)
+	}
+	// The gateway advertises what it decodes, not what the upstream does.
+	for _, v := range header.Get("grpc-accept-encoding") {
+		for _, e := range strings.Split(v, ",") {
+			if e = strings.TrimSpace(e); e != "gzip" && e != "identity" {
+				t.Errorf("grpc-accept-encoding %q advertises %q, which the gateway does not decode", v, e)
+			}
+		}
 	}
 }

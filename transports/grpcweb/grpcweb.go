@@ -66,46 +66,88 @@ func New(routes func(context.Context) *router.Routes, opts Options) *Handler {
 type protocol struct {
 	grpcWeb   bool   // gRPC-Web; otherwise Connect
 	text      bool   // gRPC-Web's base64 body
-	json      bool   // Connect with JSON messages
+	json      bool   // JSON messages (Connect, gRPC-Web's +json)
 	streaming bool   // Connect's enveloped streaming framing
 	get       bool   // Connect's unary GET: the message is in the query
 	ct        string // the response Content-Type
+	reqEnc    string // the request messages' compression ("" or identity: none)
+	respEnc   string // the response messages' compression ("": none)
 }
 
 // sniff says whether r is for this handler and how it is framed.
 func (h *Handler) sniff(r *http.Request) (protocol, bool) {
+	var p protocol
 	if r.Method == http.MethodGet {
-		enc := r.URL.Query().Get("encoding")
-		return protocol{get: true, json: enc == "json", ct: "application/" + enc}, enc != ""
+		q := r.URL.Query()
+		enc := q.Get("encoding")
+		p = protocol{get: true, json: enc == "json", ct: "application/" + enc, reqEnc: q.Get("compression")}
+		p.respEnc = translate.NegotiateEncoding(p.reqEnc, "")
+		return p, enc != ""
 	}
 	ct := r.Header.Get("Content-Type")
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = strings.TrimSpace(ct[:i])
 	}
 	switch ct {
-	case "application/grpc-web", "application/grpc-web+proto":
-		return protocol{grpcWeb: true, ct: ct}, true
-	case "application/grpc-web-text", "application/grpc-web-text+proto":
-		return protocol{grpcWeb: true, text: true, ct: ct}, true
+	case "application/grpc-web", "application/grpc-web+proto", "application/grpc-web+json":
+		p = protocol{grpcWeb: true, json: ct == "application/grpc-web+json", ct: ct}
+	case "application/grpc-web-text", "application/grpc-web-text+proto", "application/grpc-web-text+json":
+		p = protocol{grpcWeb: true, text: true, json: ct == "application/grpc-web-text+json", ct: ct}
 	case "application/connect+proto", "application/connect+json":
-		return protocol{streaming: true, json: ct == "application/connect+json", ct: ct}, true
+		p = protocol{streaming: true, json: ct == "application/connect+json", ct: ct}
+		p.reqEnc = r.Header.Get("Connect-Content-Encoding")
+		p.respEnc = translate.NegotiateEncoding(p.reqEnc, r.Header.Get("Connect-Accept-Encoding"))
+		return p, true
 	case "application/proto", "application/json":
-		if r.Header.Get("Connect-Protocol-Version") != "" {
-			return protocol{json: ct == "application/json", ct: ct}, true
+		if r.Header.Get("Connect-Protocol-Version") == "" {
+			return protocol{}, false
 		}
+		// A unary response is compressed only as its request was: a
+		// browser sends Accept-Encoding on every fetch, and connect-web
+		// refuses a response encoding it did not ask for.
+		p = protocol{json: ct == "application/json", ct: ct, reqEnc: r.Header.Get("Content-Encoding")}
+		p.respEnc = translate.NegotiateEncoding(p.reqEnc, "")
+		return p, true
+	default:
+		return protocol{}, false
 	}
-	return protocol{}, false
+	p.reqEnc = r.Header.Get("Grpc-Encoding")
+	p.respEnc = translate.NegotiateEncoding(p.reqEnc, r.Header.Get("Grpc-Accept-Encoding"))
+	return p, true
 }
 
-// Handles reports whether r is a gRPC-Web or Connect call of a known
-// method.
+// Handles reports whether r is a gRPC-Web or Connect call: a POST framed
+// as one (answered in its protocol even when it names no known method), or
+// a Connect GET of a known method. It also takes a POST to a method's path
+// that no REST binding serves, framed in no way the gateway reads, to
+// answer it 415.
 func (h *Handler) Handles(r *http.Request) bool {
-	if _, ok := h.routes(r.Context()).Methods[r.URL.Path]; !ok {
+	if _, ok := h.sniff(r); ok {
+		if r.Method == http.MethodGet {
+			_, ok := h.routes(r.Context()).Methods[r.URL.Path]
+			return ok
+		}
+		return r.Method == http.MethodPost
+	}
+	return h.unreadable(r)
+}
+
+// unreadable says whether r is a POST to a method's path that no REST
+// binding serves, with a Content-Type no ingress reads.
+func (h *Handler) unreadable(r *http.Request) bool {
+	if r.Method != http.MethodPost || strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 		return false
 	}
-	_, ok := h.sniff(r)
-	return ok && (r.Method == http.MethodPost || r.Method == http.MethodGet)
+	routes := h.routes(r.Context())
+	if _, ok := routes.Methods[r.URL.Path]; !ok {
+		return false
+	}
+	return routes.HTTP.Lookup(http.MethodPost, r.URL.EscapedPath(), nil).Route == nil
 }
+
+// acceptPost lists the Content-Types a method's path takes, for a 415.
+const acceptPost = "application/grpc, application/grpc+proto, application/grpc+json, application/grpc-web, application/grpc-web+proto, " +
+	"application/grpc-web+json, application/grpc-web-text, application/connect+proto, application/connect+json, application/proto, application/json"
 
 // ServeHTTP serves one call. Cross-origin rules are the cors policy's,
 // applied before (preflights, response headers) and in the method's chain
@@ -113,11 +155,16 @@ func (h *Handler) Handles(r *http.Request) bool {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	route := h.routes(r.Context()).Methods[r.URL.Path]
-	p, _ := h.sniff(r)
+	p, ok := h.sniff(r)
+	if !ok { // see unreadable; a plain 415 as connect-go answers it (the Connect conformance suite refuses a JSON body there)
+		w.Header().Set("Accept-Post", acceptPost)
+		http.Error(w, "unsupported Content-Type "+strconv.Quote(r.Header.Get("Content-Type")), http.StatusUnsupportedMediaType)
+		return
+	}
 	var st *spb.Status
 	switch {
-	case route == nil || route.Method == nil: // the generation changed since Handles
-		st = (&writer{h: h, w: w, p: p}).end(status.Errorf(codes.Unimplemented, "unknown method %s", r.URL.Path), nil)
+	case route == nil || route.Method == nil:
+		st = (&writer{h: h, w: w, p: p, notFound: true}).end(status.Errorf(codes.Unimplemented, "unknown method %s", r.URL.Path), nil)
 	case p.get:
 		st = h.refuseGet(w, r, p, route)
 	}
@@ -139,7 +186,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p protocol, rout
 	if route.Method.IsStreamingClient() || (route.Method.IsStreamingServer() && !p.grpcWeb && !p.streaming) {
 		return out.end(status.Error(codes.Unimplemented, "this method's streaming kind cannot be called over this protocol"), nil)
 	}
-	msg, err := h.readRequest(r, p, route)
+	if !translate.SupportedEncoding(p.reqEnc) {
+		return out.end(translate.UnsupportedEncodingError(p.reqEnc), nil)
+	}
+	msg, err := h.readRequest(r, p)
 	if err != nil {
 		return out.end(err, nil)
 	}
@@ -211,8 +261,8 @@ func (h *Handler) refuseGet(w http.ResponseWriter, r *http.Request, p protocol, 
 		st.Message, httpStatus = "unsupported encoding "+strconv.Quote(q.Get("encoding"))+": use json or proto", http.StatusUnsupportedMediaType
 	case q.Has("connect") && q.Get("connect") != "v1":
 		st.Message = `the connect query parameter must be "v1"`
-	case q.Get("compression") != "" && q.Get("compression") != "identity":
-		st.Code, st.Message = int32(codes.Unimplemented), "compressed messages are not supported"
+	case !translate.SupportedEncoding(p.reqEnc):
+		st = translate.StatusOf(translate.UnsupportedEncodingError(p.reqEnc))
 		httpStatus = translate.ConnectHTTPStatus(codes.Unimplemented)
 	case !q.Has("message"):
 		st.Message = "missing message query parameter"
@@ -226,7 +276,8 @@ func (h *Handler) refuseGet(w http.ResponseWriter, r *http.Request, p protocol, 
 }
 
 // queryMessage returns the message of a Connect GET: the message query
-// parameter, URL-safe base64 (padded or not) when base64=1.
+// parameter, URL-safe base64 (padded or not) when base64=1, compressed as
+// the compression parameter says.
 func (h *Handler) queryMessage(q url.Values) ([]byte, error) {
 	msg := []byte(q.Get("message"))
 	if q.Get("base64") == "1" {
@@ -243,23 +294,23 @@ func (h *Handler) queryMessage(q url.Values) ([]byte, error) {
 	if len(msg) > h.opts.MaxMessageBytes {
 		return nil, &translate.SizeError{Size: int64(len(msg)), Limit: int64(h.opts.MaxMessageBytes)}
 	}
-	return msg, nil
+	return translate.Decompress(q.Get("compression"), msg, h.opts.MaxMessageBytes)
 }
 
-// readRequest reads the one request message within the size limit.
-func (h *Handler) readRequest(r *http.Request, p protocol, route *router.Route) ([]byte, error) {
+// readRequest reads the one request message within the size limit (both
+// as sent and decompressed). An enveloped body must hold exactly one
+// message: none or more is UNIMPLEMENTED, as gRPC and Connect say of a
+// unary or server-streaming call.
+func (h *Handler) readRequest(r *http.Request, p protocol) ([]byte, error) {
 	if p.get {
 		return h.queryMessage(r.URL.Query())
 	}
 	limit := h.opts.MaxMessageBytes
-	var body io.Reader = http.MaxBytesReader(nil, r.Body, int64(limit)*2+64) // room for base64 and the prefix
+	var body io.Reader = http.MaxBytesReader(nil, r.Body, int64(limit)*2+64) // room for base64 and the prefixes
 	if p.text {
 		body = base64.NewDecoder(base64.StdEncoding, body)
 	}
 	if !p.grpcWeb && !p.streaming {
-		if ce := r.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
-			return nil, status.Error(codes.Unimplemented, "compressed messages are not supported")
-		}
 		data, err := io.ReadAll(io.LimitReader(body, int64(limit)+1))
 		if err != nil {
 			return nil, readError(err)
@@ -267,24 +318,52 @@ func (h *Handler) readRequest(r *http.Request, p protocol, route *router.Route) 
 		if len(data) > limit {
 			return nil, &translate.SizeError{Size: int64(len(data)), Limit: int64(limit)}
 		}
-		return data, nil
+		return translate.Decompress(p.reqEnc, data, limit)
 	}
+	msg, err := readEnvelope(body, p.reqEnc, limit)
+	if errors.Is(err, io.EOF) {
+		return nil, status.Error(codes.Unimplemented, "the request has no message: a unary or server-streaming call takes exactly one")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := readEnvelope(body, p.reqEnc, limit); !errors.Is(err, io.EOF) {
+		if err == nil {
+			err = status.Error(codes.Unimplemented, "the request has more than one message: a unary or server-streaming call takes exactly one")
+		}
+		return nil, err
+	}
+	return msg, nil
+}
+
+// readEnvelope reads one enveloped message from body, decompressing it
+// with enc when its flag says so; io.EOF when body ends before it starts.
+func readEnvelope(body io.Reader, enc string, limit int) ([]byte, error) {
 	var hdr [translate.EnvelopeHeaderLen]byte
-	if _, err := io.ReadFull(body, hdr[:]); err != nil {
+	if n, err := io.ReadFull(body, hdr[:]); err != nil {
+		if n == 0 && errors.Is(err, io.EOF) {
+			return nil, io.EOF
+		}
 		return nil, readError(err)
 	}
 	flags, n, err := translate.ParseEnvelopeHeader(hdr, limit)
 	if err != nil {
 		return nil, err
 	}
-	if flags != 0 {
-		return nil, &translate.BadRequestError{Description: "the first frame is not a message"}
+	if flags&^translate.FlagCompressed != 0 {
+		return nil, &translate.BadRequestError{Description: "the request frame is not a message"}
 	}
 	msg := make([]byte, n)
 	if _, err := io.ReadFull(body, msg); err != nil {
 		return nil, readError(err)
 	}
-	return msg, nil
+	if flags&translate.FlagCompressed == 0 {
+		return msg, nil
+	}
+	if enc == "" || enc == "identity" {
+		return nil, status.Error(codes.Internal, "a message is flagged compressed but the request names no compression")
+	}
+	return translate.Decompress(enc, msg, limit)
 }
 
 func readError(err error) error {
@@ -330,13 +409,34 @@ type writer struct {
 	call    *router.Call
 	header  metadata.MD
 	started bool
+	// notFound answers a Connect unary error 404, as Connect does for an
+	// unknown method, rather than its code's status.
+	notFound bool
 }
 
 // start writes the HTTP header of a successful (so far) response.
 func (o *writer) start() {
 	o.started = true
 	o.headers()
-	o.w.Header().Set("Content-Type", o.p.ct)
+	hdr := o.w.Header()
+	hdr.Set("Content-Type", o.p.ct)
+	switch {
+	case o.p.grpcWeb:
+		hdr.Set("Grpc-Accept-Encoding", translate.Encodings)
+		if o.p.respEnc != "" {
+			hdr.Set("Grpc-Encoding", o.p.respEnc)
+		}
+	case o.p.streaming:
+		hdr.Set("Connect-Accept-Encoding", translate.Encodings)
+		if o.p.respEnc != "" {
+			hdr.Set("Connect-Content-Encoding", o.p.respEnc)
+		}
+	default:
+		hdr.Set("Accept-Encoding", translate.Encodings)
+		if o.p.respEnc != "" {
+			hdr.Set("Content-Encoding", o.p.respEnc)
+		}
+	}
 	o.w.WriteHeader(http.StatusOK)
 }
 
@@ -379,8 +479,11 @@ func (o *writer) send(msg []byte) error {
 		o.start()
 	}
 	if !o.p.grpcWeb && !o.p.streaming {
-		_, err := o.w.Write(msg)
+		_, err := o.w.Write(translate.Compress(nil, o.p.respEnc, msg))
 		return err
+	}
+	if o.p.respEnc != "" {
+		return o.frame(translate.FlagCompressed, translate.Compress(nil, o.p.respEnc, msg))
 	}
 	return o.frame(0, msg)
 }
@@ -427,7 +530,11 @@ func (o *writer) end(err error, trailer metadata.MD) *spb.Status {
 		o.headers()
 		o.trailerHeaders(trailer)
 		o.w.Header().Set("Content-Type", "application/json")
-		o.w.WriteHeader(translate.ConnectHTTPStatus(codes.Code(st.GetCode())))
+		if o.notFound {
+			o.w.WriteHeader(http.StatusNotFound)
+		} else {
+			o.w.WriteHeader(translate.ConnectHTTPStatus(codes.Code(st.GetCode())))
+		}
 		o.w.Write(translate.ConnectErrorJSON(st))
 	}
 	return st

@@ -1,6 +1,8 @@
 package grpcweb_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -85,7 +87,9 @@ func TestConnectGet(t *testing.T) {
 		{"bad base64", "GetBook", url.Values{"encoding": {"proto"}, "base64": {"1"}, "message": {"!!!"}}, 400, "invalid_argument", ""},
 		{"bad JSON", "GetBook", url.Values{"encoding": {"json"}, "message": {`{"nam": 1}`}}, 400, "invalid_argument", ""},
 		{"other protocol version", "GetBook", url.Values{"connect": {"v2"}, "encoding": {"json"}, "message": {"{}"}}, 400, "invalid_argument", ""},
-		{"compressed", "GetBook", url.Values{"encoding": {"json"}, "compression": {"gzip"}, "message": {"{}"}}, 501, "unimplemented", ""},
+		{"gzip", "GetBook", url.Values{"encoding": {"json"}, "compression": {"gzip"}, "message": {string(gzipped(`{"name": "shelves/1/books/dune"}`))}}, 200, "", "application/json"},
+		{"corrupt gzip", "GetBook", url.Values{"encoding": {"json"}, "compression": {"gzip"}, "message": {"{}"}}, 400, "invalid_argument", ""},
+		{"unsupported compression", "GetBook", url.Values{"encoding": {"json"}, "compression": {"br"}, "message": {"{}"}}, 501, "unimplemented", ""},
 		{"over the size limit", "GetBook", url.Values{"encoding": {"json"}, "message": {`{"name": "` + string(make([]byte, 64)) + `"}`}}, 429, "resource_exhausted", ""},
 		{"method with side effects", "CreateBook", url.Values{"encoding": {"json"}, "message": {"{}"}}, 405, "invalid_argument", ""},
 	}
@@ -135,21 +139,41 @@ func TestConnectGet(t *testing.T) {
 	}
 }
 
-// TestConnectCompressedRefused: a compressed Connect unary body is refused
-// as UNIMPLEMENTED, not misread as a malformed message.
-func TestConnectCompressedRefused(t *testing.T) {
+// TestConnectCompression: a Connect unary body in an encoding the gateway
+// does not read is UNIMPLEMENTED, not misread as a malformed message; a
+// gzip one that expands past the message limit is RESOURCE_EXHAUSTED
+// without reaching the upstream.
+func TestConnectCompression(t *testing.T) {
 	var calls int
 	h := newHandler(t, &calls, 1024)
-	r := httptest.NewRequest(http.MethodPost, svc+"GetBook", strings.NewReader("\x1f\x8b compressed"))
-	r.Header.Set("Content-Type", "application/json")
-	r.Header.Set("Connect-Protocol-Version", "1")
-	r.Header.Set("Content-Encoding", "gzip")
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	var e struct{ Code string }
-	if json.Unmarshal(w.Body.Bytes(), &e); w.Code != 501 || e.Code != "unimplemented" || calls != 0 {
-		t.Errorf("%d %s, calls %d; want 501 unimplemented and no call", w.Code, w.Body, calls)
+	for _, tt := range []struct {
+		name, encoding, body string
+		status               int
+		code                 string
+	}{
+		{"unsupported", "br", "\x1f\x8b compressed", 501, "unimplemented"},
+		{"zip bomb", "gzip", string(gzipped(`{"name": "` + strings.Repeat("a", 256<<10) + `"}`)), 429, "resource_exhausted"},
+	} {
+		r := httptest.NewRequest(http.MethodPost, svc+"GetBook", strings.NewReader(tt.body))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Connect-Protocol-Version", "1")
+		r.Header.Set("Content-Encoding", tt.encoding)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		var e struct{ Code string }
+		if json.Unmarshal(w.Body.Bytes(), &e); w.Code != tt.status || e.Code != tt.code || calls != 0 {
+			t.Errorf("%s: %d %s, calls %d; want %d %s and no call", tt.name, w.Code, w.Body, calls, tt.status, tt.code)
+		}
 	}
+}
+
+// gzipped is s compressed with gzip.
+func gzipped(s string) []byte {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Write([]byte(s))
+	zw.Close()
+	return b.Bytes()
 }
 
 // replyHandler records the call's forwarded metadata and answers with the
@@ -227,8 +251,8 @@ func TestMetadataPassThrough(t *testing.T) {
 			if got := w.Header().Get("X-Upstream-Header"); got != "h1" {
 				t.Errorf("X-Upstream-Header %q, want h1", got)
 			}
-			if got := w.Header().Get("Grpc-Accept-Encoding"); got != "" {
-				t.Errorf("the upstream's Grpc-Accept-Encoding %q reached the client", got)
+			if got := w.Header().Values("Grpc-Accept-Encoding"); len(got) > 1 || len(got) == 1 && got[0] != "gzip" {
+				t.Errorf("Grpc-Accept-Encoding %q: the upstream's reached the client; want only the gateway's own (gzip)", got)
 			}
 		})
 	}
