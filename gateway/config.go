@@ -335,6 +335,10 @@ type RewriteSpec struct {
 type HTTPConfig struct {
 	MaxBodyBytes   ByteSize `yaml:"max_body_bytes"`
 	ForwardHeaders []string `yaml:"forward_headers"`
+	// StreamIdleTimeout ends a streaming call over gRPC, gRPC-Web, Connect
+	// or REST (NDJSON, SSE) that has carried no message either way for
+	// that long, with DEADLINE_EXCEEDED (default 5m).
+	StreamIdleTimeout Duration `yaml:"stream_idle_timeout"`
 }
 
 // Duration is a time.Duration written as "5s", "250ms".

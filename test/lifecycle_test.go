@@ -1,0 +1,288 @@
+package test
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	ws "github.com/coder/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	libraryv1 "github.com/rosettagw/rosetta/proto/example/library/v1"
+)
+
+// Long-lived calls: how streams end when they go quiet, when the gateway
+// stops, and what a client that vanishes mid-stream leaves behind.
+
+// streamEnd is how an open stream ended, as its client saw it.
+type streamEnd struct {
+	name string
+	code codes.Code
+	msg  string
+}
+
+// quietStreams opens one stream of each streaming protocol, each of which
+// then carries nothing (a bidirectional Chat after one echo, or a watch of
+// shelves/quiet after its one book), and returns once every one has
+// received its first message. Each stream's end arrives on the channel.
+func quietStreams(t *testing.T, ros *rosetta) (n int, ends <-chan streamEnd) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	conn, err := grpc.NewClient(strings.TrimPrefix(ros.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	lib := libraryv1.NewLibraryServiceClient(conn)
+	quiet := &libraryv1.ListBooksRequest{Parent: "shelves/quiet"}
+
+	opens := map[string]func(ready func()) (codes.Code, string){
+		"gRPC bidirectional": func(ready func()) (codes.Code, string) {
+			s, err := lib.Chat(ctx)
+			if err == nil {
+				err = s.Send(&libraryv1.PingRequest{Message: "hello"})
+			}
+			for err == nil {
+				if _, err = s.Recv(); err == nil {
+					ready()
+				}
+			}
+			return status.Code(err), status.Convert(err).Message()
+		},
+		"gRPC server stream": func(ready func()) (codes.Code, string) {
+			s, err := lib.StreamBooks(ctx, quiet)
+			for err == nil {
+				if _, err = s.Recv(); err == nil {
+					ready()
+				}
+			}
+			return status.Code(err), status.Convert(err).Message()
+		},
+		"REST SSE": func(ready func()) (codes.Code, string) {
+			body := openGET(ctx, ros.base+"/v1/shelves/quiet/books:stream", "text/event-stream")
+			defer body.Close()
+			var last string
+			sc := bufio.NewScanner(body)
+			for sc.Scan() {
+				if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+					ready()
+					last = data
+				}
+			}
+			return statusIn(last, "")
+		},
+		"REST NDJSON": func(ready func()) (codes.Code, string) {
+			body := openGET(ctx, ros.base+"/v1/shelves/quiet/books:stream", "")
+			defer body.Close()
+			var last string
+			sc := bufio.NewScanner(body)
+			for sc.Scan() {
+				ready()
+				last = sc.Text()
+			}
+			return statusIn(last, "error")
+		},
+		"gRPC-Web": func(ready func()) (codes.Code, string) {
+			msg, _ := proto.Marshal(quiet)
+			req, _ := http.NewRequestWithContext(ctx, "POST", ros.base+"/example.library.v1.LibraryService/StreamBooks", strings.NewReader(string(append(envelope(msg), msg...))))
+			req.Header.Set("Content-Type", "application/grpc-web+proto")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return codes.Unknown, err.Error()
+			}
+			defer resp.Body.Close()
+			br := bufio.NewReader(resp.Body)
+			for {
+				var prefix [5]byte
+				if _, err := io.ReadFull(br, prefix[:]); err != nil {
+					return codes.Unknown, "no trailer frame: " + err.Error()
+				}
+				payload := make([]byte, binary.BigEndian.Uint32(prefix[1:]))
+				if _, err := io.ReadFull(br, payload); err != nil {
+					return codes.Unknown, "truncated frame: " + err.Error()
+				}
+				if prefix[0]&0x80 == 0 {
+					ready()
+					continue
+				}
+				m := regexp.MustCompile(`(?i)grpc-status: ?(\d+)`).FindSubmatch(payload)
+				if m == nil {
+					return codes.Unknown, "trailer without grpc-status: " + string(payload)
+				}
+				c, _ := strconv.Atoi(string(m[1]))
+				msg := regexp.MustCompile(`(?i)grpc-message: ?([^\r\n]*)`).FindSubmatch(payload)
+				if msg == nil {
+					return codes.Code(c), ""
+				}
+				text, _ := url.PathUnescape(string(msg[1])) // grpc-message is percent-encoded
+				return codes.Code(c), text
+			}
+		},
+		"WebSocket": func(ready func()) (codes.Code, string) {
+			conn, _, err := ws.Dial(ctx, wsURL(ros, "Chat"), &ws.DialOptions{Subprotocols: []string{"rosetta.json"}})
+			if err != nil {
+				return codes.Unknown, err.Error()
+			}
+			defer conn.CloseNow()
+			if err := conn.Write(ctx, ws.MessageText, []byte(`{"message":"hello"}`)); err != nil {
+				return codes.Unknown, err.Error()
+			}
+			var last string
+			for {
+				_, data, err := conn.Read(ctx)
+				if err != nil {
+					break
+				}
+				ready()
+				last = string(data)
+			}
+			var frame struct{ Status json.RawMessage }
+			json.Unmarshal([]byte(last), &frame)
+			return statusIn(string(frame.Status), "")
+		},
+	}
+	out := make(chan streamEnd, len(opens))
+	readies := make(chan string, len(opens))
+	for name, open := range opens {
+		go func() {
+			first := true
+			code, msg := open(func() {
+				if first {
+					first = false
+					readies <- name
+				}
+			})
+			if first {
+				readies <- name + " (ended before its first message)"
+			}
+			out <- streamEnd{name: name, code: code, msg: msg}
+		}()
+	}
+	for range opens {
+		select {
+		case name := <-readies:
+			t.Logf("open: %s", name)
+		case <-ctx.Done():
+			t.Fatal("the streams did not all open")
+		}
+	}
+	return len(opens), out
+}
+
+// openGET opens a streaming GET; a failure shows as an empty body.
+func openGET(ctx context.Context, url, accept string) io.ReadCloser {
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return io.NopCloser(strings.NewReader(""))
+	}
+	return resp.Body
+}
+
+// statusIn reads the code and message of a google.rpc.Status in JSON,
+// under key when set.
+func statusIn(doc, key string) (codes.Code, string) {
+	var v map[string]any
+	if err := json.Unmarshal([]byte(doc), &v); err != nil {
+		return codes.Unknown, "not a status: " + doc
+	}
+	if key != "" {
+		v, _ = v[key].(map[string]any)
+	}
+	msg, _ := v["message"].(string)
+	return codes.Code(codeOf(v)), msg
+}
+
+// collectEnds waits (bounded) for n stream ends.
+func collectEnds(t *testing.T, n int, ends <-chan streamEnd) []streamEnd {
+	t.Helper()
+	var out []streamEnd
+	for range n {
+		select {
+		case e := <-ends:
+			out = append(out, e)
+		case <-time.After(time.Minute):
+			t.Fatalf("only %d of %d streams ended: %v", len(out), n, out)
+		}
+	}
+	return out
+}
+
+// metricSum adds the values of the samples of a metric whose labels
+// contain every one of labels.
+func metricSum(t testing.TB, admin, name string, labels ...string) float64 {
+	t.Helper()
+	_, text := adminGet(t, admin, "/metrics")
+	sum := 0.0
+	for line := range strings.Lines(text) {
+		series, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			match = match && strings.Contains(series, l)
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil && match {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// TestStreamIdleLimit: a stream that carries no message either way for
+// http.stream_idle_timeout ends with DEADLINE_EXCEEDED, whatever its
+// protocol, and the ends are counted by reason.
+func TestStreamIdleLimit(t *testing.T) {
+	t.Parallel()
+	u := startStreamUpstream(t)
+	admin := freePort(t)
+	ros := startRosettaListen(t, fmt.Sprintf("admin: %q", admin),
+		libraryConfig(descriptorSetSchema(), u.addr, "    auto_mapping: true\n", "http: {stream_idle_timeout: 2s}\n"))
+	n, ends := quietStreams(t, ros)
+	for _, e := range collectEnds(t, n, ends) {
+		if e.code != codes.DeadlineExceeded || !strings.Contains(e.msg, "idle") {
+			t.Errorf("%s ended with %v %q, want DEADLINE_EXCEEDED naming the idle timeout", e.name, e.code, e.msg)
+		}
+	}
+	if got := metricSum(t, admin, "rosetta_streams_ended_total", `reason="idle"`); got != float64(n) {
+		t.Errorf("rosetta_streams_ended_total{reason=\"idle\"} = %v, want %d", got, n)
+	}
+}
+
+// TestShutdownEndsStreams stops the gateway while a stream of every
+// protocol is open and quiet: each client gets UNAVAILABLE at once, and
+// the gateway exits 0 well within its shutdown_timeout rather than
+// waiting for the streams and failing the drain.
+func TestShutdownEndsStreams(t *testing.T) {
+	t.Parallel()
+	u := startStreamUpstream(t)
+	ros := startRosetta(t, libraryConfig(descriptorSetSchema(), u.addr, "    auto_mapping: true\n", "shutdown_timeout: 5s\n"))
+	n, ends := quietStreams(t, ros)
+	if code := ros.stop(t); code != 0 {
+		t.Errorf("rosetta exited with %d after SIGTERM, want 0\n%s", code, ros.stderr)
+	}
+	for _, e := range collectEnds(t, n, ends) {
+		if e.code != codes.Unavailable || !strings.Contains(e.msg, "shutting down") {
+			t.Errorf("%s ended with %v %q, want UNAVAILABLE: the gateway is shutting down", e.name, e.code, e.msg)
+		}
+	}
+}
