@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -285,4 +286,179 @@ func TestShutdownEndsStreams(t *testing.T) {
 			t.Errorf("%s ended with %v %q, want UNAVAILABLE: the gateway is shutting down", e.name, e.code, e.msg)
 		}
 	}
+}
+
+// processCounts are the gateway's goroutines and open descriptors, as its
+// /metrics shows them.
+func processCounts(t testing.TB, admin string) (goroutines, fds float64) {
+	t.Helper()
+	return metricSum(t, admin, "go_goroutines"), metricSum(t, admin, "process_open_fds")
+}
+
+// wantBaseline runs rounds of churn and then waits (bounded) until the
+// gateway's goroutines and descriptors are back where they were before
+// them, within slack: a leak of one per round would pass it.
+func wantBaseline(t *testing.T, admin string, rounds int, churn func(round int)) {
+	t.Helper()
+	churn(-1) // a first round warms up what is made once (upstream connections, pools)
+	g0, f0 := processCounts(t, admin)
+	for i := range rounds {
+		churn(i)
+	}
+	const slack = 4
+	var g, f float64
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		g, f = processCounts(t, admin)
+		if g <= g0+slack && f <= f0+slack {
+			t.Logf("after %d rounds: %v goroutines (baseline %v), %v open descriptors (baseline %v)", rounds, g, g0, f, f0)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d rounds the gateway holds %v goroutines (baseline %v) and %v descriptors (baseline %v)", rounds, g, g0, f, f0)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDisconnectLeavesNothing: clients that vanish mid-stream (REST NDJSON
+// and SSE, gRPC and gRPC-Web server streams, a gRPC bidirectional stream,
+// a WebSocket closed without a close frame) leave no goroutine and no
+// descriptor behind in the gateway.
+func TestDisconnectLeavesNothing(t *testing.T) {
+	t.Parallel()
+	u := startStreamUpstream(t)
+	admin := freePort(t)
+	ros := startRosettaListen(t, fmt.Sprintf("admin: %q", admin), libraryConfig(descriptorSetSchema(), u.addr, "    auto_mapping: true\n", ""))
+	endless := &libraryv1.ListBooksRequest{Parent: "shelves/endless"}
+	firstLine := func(accept string) {
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		defer cancel()
+		body := openGET(ctx, ros.base+"/v1/shelves/endless/books:stream", accept)
+		if _, err := bufio.NewReader(body).ReadBytes('\n'); err != nil {
+			t.Fatalf("no first line: %v", err)
+		}
+		body.Close() // the connection goes with it, mid-stream
+	}
+	grpcConn := func(f func(context.Context, libraryv1.LibraryServiceClient) error) {
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		defer cancel()
+		conn, err := grpc.NewClient(strings.TrimPrefix(ros.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close() // the whole connection goes, the stream still open
+		if err := f(ctx, libraryv1.NewLibraryServiceClient(conn)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantBaseline(t, admin, 5, func(int) {
+		firstLine("")
+		firstLine("text/event-stream")
+		grpcConn(func(ctx context.Context, c libraryv1.LibraryServiceClient) error {
+			s, err := c.StreamBooks(ctx, endless)
+			if err == nil {
+				_, err = s.Recv()
+			}
+			return err
+		})
+		grpcConn(func(ctx context.Context, c libraryv1.LibraryServiceClient) error {
+			s, err := c.Chat(ctx)
+			if err == nil {
+				err = s.Send(&libraryv1.PingRequest{Message: "hello"})
+			}
+			if err == nil {
+				_, err = s.Recv()
+			}
+			return err
+		})
+		func() { // gRPC-Web
+			msg, _ := proto.Marshal(endless)
+			req, _ := http.NewRequest("POST", ros.base+"/example.library.v1.LibraryService/StreamBooks", strings.NewReader(string(append(envelope(msg), msg...))))
+			req.Header.Set("Content-Type", "application/grpc-web+proto")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(resp.Body, make([]byte, 5)); err != nil {
+				t.Fatalf("no first frame: %v", err)
+			}
+			resp.Body.Close()
+		}()
+		func() { // WebSocket, dropped without a close frame
+			c := dialWS(t, ros, "Chat", nil)
+			c.send(`{"message":"hello"}`)
+			c.recv()
+			c.conn.CloseNow()
+		}()
+	})
+}
+
+// TestMQTTDropLeavesNothing: a device that subscribed with QoS 1 and drops
+// its connection while a command to it is in flight (published, never
+// acknowledged) leaves no goroutine and no descriptor behind.
+func TestMQTTDropLeavesNothing(t *testing.T) {
+	t.Parallel()
+	up := startIoTUpstream(t)
+	broker, admin := freePort(t), freePort(t)
+	gw := startRosettaListen(t, fmt.Sprintf("mqtt: %q, admin: %q", broker, admin), iotConfig(up.addr, anonymous, uplinkRoutes+downlinkRoutes))
+	waitFor(t, "the embedded broker", func() bool {
+		c, err := net.Dial("tcp", broker)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	wantBaseline(t, admin, 10, func(round int) {
+		device := fmt.Sprintf("drop-%d", round+1)
+		c := mqttConnect(t, broker, device, device, "x")
+		defer c.Close()
+		sub := binary.BigEndian.AppendUint16(nil, 1)         // packet identifier
+		sub = append(sub, 0)                                 // no properties
+		sub = mqttString(sub, "devices/"+device+"/commands") //
+		sub = append(sub, 1)                                 // QoS 1
+		if _, err := c.Write(mqttPacket(0x82, sub)); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(requestTimeout))
+		if typ := readMQTTPacket(t, c); typ>>4 != 9 {
+			t.Fatalf("packet type %d, want SUBACK", typ>>4)
+		}
+		if r := do(t, gw.base, request{method: "POST", path: "/v1/devices/" + device + "/commands", body: `{"led":"on"}`}); r.status != http.StatusAccepted {
+			t.Fatalf("command: %d %s", r.status, r.body)
+		}
+		if typ := readMQTTPacket(t, c); typ>>4 != 3 || typ&0x06 != 0x02 {
+			t.Fatalf("packet %#x, want a QoS 1 PUBLISH", typ)
+		}
+		// No PUBACK: the device drops with the message in flight.
+	})
+}
+
+// readMQTTPacket reads one MQTT packet and returns its first byte.
+func readMQTTPacket(t *testing.T, c net.Conn) byte {
+	t.Helper()
+	br := bufio.NewReader(c)
+	typ, err := br.ReadByte()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, mult := 0, 1
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += int(b&0x7f) * mult
+		mult *= 128
+		if b&0x80 == 0 {
+			break
+		}
+	}
+	if _, err := io.ReadFull(br, make([]byte, n)); err != nil {
+		t.Fatal(err)
+	}
+	if br.Buffered() > 0 {
+		t.Fatalf("%d bytes of a further packet read ahead", br.Buffered())
+	}
+	return typ
 }
