@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -461,4 +462,57 @@ func readMQTTPacket(t *testing.T, c net.Conn) byte {
 		t.Fatalf("%d bytes of a further packet read ahead", br.Buffered())
 	}
 	return typ
+}
+
+// TestMQTTPacketTooLarge: an MQTT 5 device that sends a packet over
+// mqtt.max_packet_bytes gets DISCONNECT with reason 0x95 (Packet too
+// large) and an orderly close, not a TCP reset; an MQTT 3.1.1 device, whose
+// protocol has no such DISCONNECT, is closed.
+func TestMQTTPacketTooLarge(t *testing.T) {
+	t.Parallel()
+	up := startIoTUpstream(t)
+	broker := freePort(t)
+	gw := startRosettaListen(t, fmt.Sprintf("mqtt: %q", broker), iotConfig(up.addr, "mqtt: {allow_anonymous: true, max_packet_bytes: 1KiB}", uplinkRoutes))
+	waitFor(t, "the embedded broker", func() bool {
+		c, err := net.Dial("tcp", broker)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	big := strings.Repeat("x", 4<<10)
+
+	t.Run("raw MQTT 5", func(t *testing.T) {
+		c := mqttConnect(t, broker, "big-1", "big-1", "x")
+		if _, err := c.Write(publishPacket("devices/big-1/telemetry", "k", "v", big)); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(requestTimeout))
+		got, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("after the large packet: %v (read %x), want DISCONNECT then an orderly close", err, got)
+		}
+		if len(got) < 3 || got[0] != 0xE0 || got[2] != 0x95 {
+			t.Errorf("read %x, want DISCONNECT with reason 0x95", got)
+		}
+	})
+
+	t.Run("mosquitto_pub", func(t *testing.T) {
+		needTool(t, "mosquitto_pub")
+		for _, v := range []string{"mqttv5", "mqttv311"} {
+			out, err := exec.Command("mosquitto_pub", "-h", "127.0.0.1", "-p", strings.Split(broker, ":")[1], "-V", v, "-d",
+				"-i", "big-"+v, "-u", "big-"+v, "-t", "devices/big-"+v+"/telemetry", "-q", "1", "-m", big).CombinedOutput()
+			t.Logf("mosquitto_pub -V %s: %v\n%s", v, err, out)
+			if err == nil {
+				t.Errorf("mosquitto_pub -V %s succeeded with a message over the limit", v)
+			}
+			if v == "mqttv5" && !strings.Contains(string(out), "Received DISCONNECT (149)") {
+				t.Errorf("mosquitto_pub -V mqttv5 did not receive DISCONNECT 0x95 (149)")
+			}
+		}
+	})
+
+	if !strings.Contains(gw.stderr.String(), "MQTT packet over the size limit") {
+		t.Errorf("no log line for the refused packets\n%s", gw.stderr)
+	}
 }

@@ -98,7 +98,8 @@ func NewEmbedded(cfg EmbeddedConfig, up Uplink) (*Embedded, error) {
 	if err := srv.AddHook(e.hook, nil); err != nil {
 		return nil, err
 	}
-	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Addr, TLSConfig: cfg.TLS})); err != nil {
+	tcp := &tooLargeTCP{TCP: listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Addr, TLSConfig: cfg.TLS}), max: caps.MaximumPacketSize, log: log}
+	if err := srv.AddListener(tcp); err != nil {
 		return nil, fmt.Errorf("mqtt listener %s: %w", cfg.Addr, err)
 	}
 	if cfg.WebSocketAddr != "" {
@@ -248,7 +249,11 @@ func (h *hook) Provides(b byte) bool {
 func (h *hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
 	s := &Sender{ClientID: cl.ID, Username: string(pk.Connect.Username), Password: bytes.Clone(pk.Connect.Password)}
 	s.Peer, _ = netip.ParseAddrPort(cl.Net.Remote)
-	if tc, ok := cl.Net.Conn.(*tls.Conn); ok {
+	conn := cl.Net.Conn
+	if g, ok := conn.(*sizeGuard); ok {
+		conn = g.NetConn()
+	}
+	if tc, ok := conn.(*tls.Conn); ok {
 		s.Certificates = tc.ConnectionState().PeerCertificates
 	}
 	if h.cfg.Authenticate != nil && !h.cfg.Authenticate(s) {
