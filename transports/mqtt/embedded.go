@@ -90,6 +90,10 @@ func NewEmbedded(cfg EmbeddedConfig, up Uplink) (*Embedded, error) {
 		caps.ReceiveMaximum = 64
 	}
 	caps.MaximumQos = 1
+	// A device that never acknowledges holds at most this many QoS 1
+	// messages; beyond, the broker drops further ones for it and warns
+	// ("client store quota reached").
+	caps.MaximumInflight = maxWritesPending
 	caps.MaximumClientWritesPending = maxWritesPending
 	srv := mochi.New(&mochi.Options{Capabilities: caps, InlineClient: true, Logger: slog.New(brokerLog{log.Handler()})})
 	ctx, cancel := context.WithCancel(context.Background())
