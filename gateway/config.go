@@ -565,6 +565,10 @@ type HTTPConfig struct {
 	// by the path or body. Off by default: they are ignored, as
 	// grpc-gateway ignores them.
 	StrictQuery bool `yaml:"strict_query"`
+	// StreamIdleTimeout ends a streaming call over gRPC, gRPC-Web, Connect
+	// or REST (NDJSON, SSE) that has carried no message either way for
+	// that long, with DEADLINE_EXCEEDED (default 5m).
+	StreamIdleTimeout Duration `yaml:"stream_idle_timeout"`
 }
 
 // Duration is a time.Duration written as "5s", "250ms".

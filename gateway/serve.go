@@ -67,6 +67,8 @@ func Serve(ctx context.Context, cfg *Config, opts ServeOptions) error {
 		return err
 	}
 	door := newFrontDoor(cfg, live, logger)
+	// Streams end when draining starts: they would hold it to its deadline.
+	door.limits.Stop = ctx
 	stopMQTT, err := startMQTT(ctx, live, logger)
 	if err != nil {
 		ln.Close()
@@ -161,6 +163,8 @@ type frontDoor struct {
 	grpc    *grpcserver.Server
 	grpcWeb *grpcweb.Handler
 	inner   http.Handler // limits, then CORS, then the ingresses
+	// limits bound the streams of every request.
+	limits router.StreamLimits
 }
 
 // newFrontDoor builds the ingresses. Their settings are the listener's
@@ -169,8 +173,9 @@ func newFrontDoor(cfg *Config, live *Live, logger *slog.Logger) *frontDoor {
 	wc := cfg.WebSocket
 	maxBody := int(cfg.HTTP.MaxBodyBytes)
 	f := &frontDoor{
-		live: live,
-		rest: rest.New(live.routesOf, rest.Options{MaxBodyBytes: int64(maxBody), ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: accessLogger(cfg, logger)}),
+		live:   live,
+		limits: router.StreamLimits{Idle: cmp.Or(time.Duration(cfg.HTTP.StreamIdleTimeout), 5*time.Minute)},
+		rest:   rest.New(live.routesOf, rest.Options{MaxBodyBytes: int64(maxBody), ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: accessLogger(cfg, logger)}),
 		ws: websocket.New(live.routesOf, websocket.Options{
 			Prefix: wc.Prefix, PingInterval: time.Duration(wc.PingInterval), IdleTimeout: time.Duration(wc.IdleTimeout),
 			MaxMessageBytes: int64(wc.MaxMessage), ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: accessLogger(cfg, logger),
@@ -212,7 +217,8 @@ func (h withoutAccess) WithGroup(name string) slog.Handler {
 func (f *frontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, g := f.live.acquire()
 	defer h.release()
-	f.inner.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), genKey{}, g)))
+	ctx := router.WithStreamLimits(context.WithValue(r.Context(), genKey{}, g), f.limits)
+	f.inner.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // corsPolicy finds the cors policy of the method a request (or preflight)

@@ -94,11 +94,14 @@ func dispatchStream(ctx context.Context, c *Call) error {
 			return err
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
 	defer cancel()
+	touch := limitStream(ctx, cancelCause)
+	defer touch(false)
 	up, err := inv.NewStream(ctx, c.Target, c.Route.Method, c.Metadata)
 	if err != nil {
-		return err
+		return ended(ctx, err)
 	}
 
 	// The client's mistakes (a bad message, a broken connection) end the
@@ -132,6 +135,7 @@ func dispatchStream(ctx context.Context, c *Call) error {
 					fail(err)
 					return
 				}
+				touch(true)
 				if err := up.Send(msg); err != nil {
 					return // the upstream's status comes out of Recv
 				}
@@ -153,8 +157,9 @@ func dispatchStream(ctx context.Context, c *Call) error {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
-			return err
+			return ended(ctx, err)
 		}
+		touch(true)
 		if first {
 			first = false
 			header, _ := up.Header()
@@ -163,7 +168,7 @@ func dispatchStream(ctx context.Context, c *Call) error {
 			}
 		}
 		if err := c.Stream.Send(msg); err != nil {
-			return err // the deferred cancel stops the upstream
+			return ended(ctx, err) // the deferred cancel stops the upstream
 		}
 	}
 }

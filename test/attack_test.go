@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -708,4 +709,222 @@ security:
 	if code, _, stderr := runRosetta(t, "check", "-config", path); code == 0 || !strings.Contains(stderr, "security.client_ip_header") {
 		t.Errorf("check accepted client_ip_header X-Real-Ip (exit %d):\n%s", code, stderr)
 	}
+}
+
+// served measures normal calls while an attack runs: each must succeed;
+// their latencies are logged (for RELIABILITY.md), never asserted.
+type served struct {
+	t    *testing.T
+	lat  []time.Duration
+	stop chan struct{}
+	done chan struct{}
+}
+
+// serveNormally calls call in a loop until the returned served is ended.
+func serveNormally(t *testing.T, call func() error) *served {
+	s := &served{t: t, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+			start := time.Now()
+			if err := call(); err != nil {
+				t.Errorf("a normal call failed during the attack: %v", err)
+				return
+			}
+			s.lat = append(s.lat, time.Since(start))
+		}
+	}()
+	return s
+}
+
+// end stops the normal calls, requires at least one, and logs their
+// latencies.
+func (s *served) end(what string) {
+	close(s.stop)
+	<-s.done
+	if len(s.lat) == 0 {
+		s.t.Fatalf("no normal call completed during %s", what)
+	}
+	slices.Sort(s.lat)
+	s.t.Logf("%s: %d normal calls served, latency p50 %v, p99 %v, max %v", what, len(s.lat),
+		s.lat[len(s.lat)/2], s.lat[len(s.lat)*99/100], s.lat[len(s.lat)-1])
+}
+
+// TestAttackHostileClients: slowloris, huge headers, ten thousand query
+// parameters, and MQTT devices that never read or never acknowledge. Each
+// is cut by a bound the client can see (a closed connection, 431, 414, a
+// warning in the log), and normal clients keep being served throughout.
+func TestAttackHostileClients(t *testing.T) {
+	t.Parallel()
+	lib := startLibrary(t)
+	gw := startRosetta(t, libraryConfig(descriptorSetSchema(), lib, "", ""))
+	addr := strings.TrimPrefix(gw.base, "http://")
+	getBook := func() error {
+		r, err := client.Get(gw.base + "/v1/shelves/1/books/dune")
+		if err != nil {
+			return err
+		}
+		defer r.Body.Close()
+		io.Copy(io.Discard, r.Body)
+		if r.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", r.StatusCode)
+		}
+		return nil
+	}
+
+	t.Run("slowloris", func(t *testing.T) {
+		// Hundreds of connections each send a header that never ends, a
+		// byte at a time; the server's read-header timeout (10s) closes
+		// them, and a normal client is served meanwhile.
+		const conns = 300
+		closed := make(chan struct{}, conns)
+		stop := make(chan struct{})
+		defer close(stop)
+		for range conns {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			go func() { // the server's close shows as the end of the reads
+				io.Copy(io.Discard, c)
+				closed <- struct{}{}
+			}()
+			go func() {
+				c.Write([]byte("GET /v1/shelves/1/books/dune HTTP/1.1\r\nHost: x\r\nX-Slow: "))
+				tick := time.NewTicker(200 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+						if _, err := c.Write([]byte("a")); err != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+		s := serveNormally(t, getBook)
+		deadline := time.After(time.Minute)
+		for i := range conns {
+			select {
+			case <-closed:
+			case <-deadline:
+				t.Fatalf("%d of %d slow connections still open after a minute", conns-i, conns)
+			}
+		}
+		s.end("slowloris")
+	})
+
+	t.Run("huge headers", func(t *testing.T) {
+		s := serveNormally(t, getBook)
+		req, _ := http.NewRequest("GET", gw.base+"/v1/shelves/1/books/dune", nil)
+		for i := range 100 {
+			req.Header.Set(fmt.Sprintf("X-Big-%d", i), strings.Repeat("h", 1<<10))
+		}
+		r, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("100 KiB of headers: %d, want 431", r.StatusCode)
+		}
+		s.end("huge headers")
+	})
+
+	t.Run("ten thousand query parameters", func(t *testing.T) {
+		s := serveNormally(t, getBook)
+		q := strings.Repeat("page_size=1&", 10000)
+		r := get(t, gw.base, "/v1/shelves/1/books?"+q)
+		if r.status != http.StatusRequestURITooLong && r.status != http.StatusBadRequest {
+			t.Errorf("10,000 query parameters: %d %s, want 414 or 400", r.status, r.body)
+		}
+		// Under the URL bound, many parameters are a clear 400 too.
+		r = get(t, gw.base, "/v1/shelves/1/books?"+strings.Repeat("a=1&", 1500))
+		if r.status != http.StatusBadRequest {
+			t.Errorf("1,500 unknown query parameters: %d %s, want 400", r.status, r.body)
+		}
+		s.end("10,000 query parameters")
+	})
+}
+
+// TestAttackMQTTSlowDevices: a device that never acknowledges its QoS 1
+// messages, and one that never reads (nor, then, acknowledges), are
+// bounded by the broker: 1,024 QoS 1 messages in flight each, then further
+// ones are dropped for it with a warning; other devices and REST keep
+// being served.
+func TestAttackMQTTSlowDevices(t *testing.T) {
+	t.Parallel()
+	up := startIoTUpstream(t)
+	broker := freePort(t)
+	gw := startRosettaListen(t, fmt.Sprintf("mqtt: %q", broker), iotConfig(up.addr, anonymous, uplinkRoutes+downlinkRoutes))
+	waitFor(t, "the embedded broker", func() bool {
+		c, err := net.Dial("tcp", broker)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	device := func(name string, read bool) {
+		c := mqttConnect(t, broker, name, name, "x")
+		sub := binary.BigEndian.AppendUint16(nil, 1)
+		sub = append(sub, 0)
+		sub = mqttString(sub, "devices/"+name+"/commands")
+		sub = append(sub, 1)
+		if _, err := c.Write(mqttPacket(0x82, sub)); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(requestTimeout))
+		if typ := readMQTTPacket(t, c); typ>>4 != 9 {
+			t.Fatalf("packet type %d, want SUBACK", typ>>4)
+		}
+		c.SetReadDeadline(time.Time{})
+		if read {
+			go io.Copy(io.Discard, c) // reads every PUBLISH, acknowledges none
+		}
+	}
+	device("never-acks", true)
+	device("never-reads", false)
+	h2c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}, Timeout: requestTimeout}
+	command := func(dev string) error {
+		r, err := h2c.Post(gw.base+"/v1/devices/"+dev+"/commands", "application/json", strings.NewReader(`{"led":"`+strings.Repeat("x", 512)+`"}`))
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		if r.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("command to %s: %d", dev, r.StatusCode)
+		}
+		return nil
+	}
+	s := serveNormally(t, func() error { return command("someone-else") })
+	for i := range 1200 {
+		for _, dev := range []string{"never-acks", "never-reads"} {
+			if err := command(dev); err != nil {
+				t.Fatalf("command %d: %v", i, err)
+			}
+		}
+	}
+	for _, dev := range []string{"never-acks", "never-reads"} {
+		if !regexp.MustCompile(`client store quota reached.*client=` + dev).MatchString(gw.stderr.String()) {
+			t.Errorf("no warning in the log that %s's messages in flight hit their bound", dev)
+		}
+	}
+	// A normal device still gets its commands.
+	got := subscribe(t, broker, "mqttv5", "devices/fine/commands")
+	if err := command("fine"); err != nil {
+		t.Fatal(err)
+	}
+	got.next(t, 1)
+	s.end("MQTT devices that never read or never acknowledge")
+	t.Logf("gateway RSS %d KiB", rssKiB(t, gw))
 }

@@ -34,7 +34,8 @@ import (
 // with StreamBooks taking two extra parents that the library-server binary
 // cannot show: "shelves/fail" sends one book and then fails with DATA_LOSS,
 // and "shelves/endless" sends 1 KiB books until the client goes away,
-// counting them and reporting the cancellation.
+// counting them and reporting the cancellation; "shelves/quiet" sends one
+// book and then nothing until the client goes away (a watch with no news).
 type streamUpstream struct {
 	*library.Server
 	addr      string
@@ -72,11 +73,20 @@ func (u *streamUpstream) StreamBooks(req *libraryv1.ListBooksRequest, stream grp
 		title := strings.Repeat("x", 1024)
 		for i := 0; ; i++ {
 			if err := stream.Send(&libraryv1.Book{Name: fmt.Sprintf("shelves/endless/books/%d", i), Title: title}); err != nil {
-				u.cancelled <- struct{}{}
+				select {
+				case u.cancelled <- struct{}{}:
+				default: // nobody waits for this one (a test that ends many streams)
+				}
 				return err
 			}
 			u.sent.Add(1)
 		}
+	case "shelves/quiet":
+		if err := stream.Send(&libraryv1.Book{Name: "shelves/quiet/books/1", Title: "Silence"}); err != nil {
+			return err
+		}
+		<-stream.Context().Done()
+		return stream.Context().Err()
 	}
 	return u.Server.StreamBooks(req, stream)
 }

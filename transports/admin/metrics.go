@@ -24,6 +24,7 @@ type Metrics struct {
 	registry *prometheus.Registry
 	calls    *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	ended    *prometheus.CounterVec
 	policies collectorSet
 }
 
@@ -45,8 +46,12 @@ func NewMetrics() *Metrics {
 			Help:    "Time from the route's chain taking a call to its answer (a stream's whole life), by ingress protocol and route.",
 			Buckets: latencyBuckets,
 		}, []string{"protocol", "route"}),
+		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rosetta_streams_ended_total",
+			Help: "Streaming calls the gateway ended itself, by ingress protocol, route and reason (idle: no message for the stream idle timeout; shutdown: the gateway was stopping).",
+		}, []string{"protocol", "route", "reason"}),
 	}
-	m.registry.MustRegister(m.calls, m.latency, &m.policies,
+	m.registry.MustRegister(m.calls, m.latency, m.ended, &m.policies,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -60,12 +65,16 @@ func (m *Metrics) Middleware(route string) router.Middleware {
 	rc := &routeCounters{
 		calls:   m.calls.MustCurryWith(prometheus.Labels{"route": route}),
 		latency: m.latency.MustCurryWith(prometheus.Labels{"route": route}),
+		ended:   m.ended.MustCurryWith(prometheus.Labels{"route": route}),
 	}
 	return func(next router.Handler) router.Handler {
 		return router.HandlerFunc(func(ctx context.Context, c *router.Call) error {
 			start := time.Now()
 			err := next.Handle(ctx, c)
 			rc.observe(c.Protocol, codeOf(c, err), time.Since(start))
+			if reason := router.StreamEndReason(err); reason != "" {
+				rc.ended.WithLabelValues(string(c.Protocol), reason).Inc()
+			}
 			return err
 		})
 	}
@@ -84,6 +93,7 @@ const numCodes = int(codes.Unauthenticated) + 1
 type routeCounters struct {
 	calls   *prometheus.CounterVec
 	latency prometheus.ObserverVec
+	ended   *prometheus.CounterVec
 	counter [len(protocols) * numCodes]atomic.Pointer[prometheus.Counter]
 	timer   [len(protocols)]atomic.Pointer[prometheus.Observer]
 }

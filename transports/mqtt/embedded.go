@@ -90,6 +90,10 @@ func NewEmbedded(cfg EmbeddedConfig, up Uplink) (*Embedded, error) {
 		caps.ReceiveMaximum = 64
 	}
 	caps.MaximumQos = 1
+	// A device that never acknowledges holds at most this many QoS 1
+	// messages; beyond, the broker drops further ones for it and warns
+	// ("client store quota reached").
+	caps.MaximumInflight = maxWritesPending
 	caps.MaximumClientWritesPending = maxWritesPending
 	srv := mochi.New(&mochi.Options{Capabilities: caps, InlineClient: true, Logger: slog.New(brokerLog{log.Handler()})})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -98,7 +102,8 @@ func NewEmbedded(cfg EmbeddedConfig, up Uplink) (*Embedded, error) {
 	if err := srv.AddHook(e.hook, nil); err != nil {
 		return nil, err
 	}
-	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Addr, TLSConfig: cfg.TLS})); err != nil {
+	tcp := &tooLargeTCP{TCP: listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Addr, TLSConfig: cfg.TLS}), max: caps.MaximumPacketSize, log: log}
+	if err := srv.AddListener(tcp); err != nil {
 		return nil, fmt.Errorf("mqtt listener %s: %w", cfg.Addr, err)
 	}
 	if cfg.WebSocketAddr != "" {
@@ -248,7 +253,11 @@ func (h *hook) Provides(b byte) bool {
 func (h *hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
 	s := &Sender{ClientID: cl.ID, Username: string(pk.Connect.Username), Password: bytes.Clone(pk.Connect.Password)}
 	s.Peer, _ = netip.ParseAddrPort(cl.Net.Remote)
-	if tc, ok := cl.Net.Conn.(*tls.Conn); ok {
+	conn := cl.Net.Conn
+	if g, ok := conn.(*sizeGuard); ok {
+		conn = g.NetConn()
+	}
+	if tc, ok := conn.(*tls.Conn); ok {
 		s.Certificates = tc.ConnectionState().PeerCertificates
 	}
 	if h.cfg.Authenticate != nil && !h.cfg.Authenticate(s) {
