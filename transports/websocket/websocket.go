@@ -13,7 +13,8 @@
 // client: each response message as {"result": message} (JSON) or a binary
 // frame (proto), then a last text frame {"status": google.rpc.Status}, then
 // a close frame: 1000 for OK, 4000 + the gRPC code otherwise (4005
-// NOT_FOUND, 4008 RESOURCE_EXHAUSTED, ...).
+// NOT_FOUND, 4008 RESOURCE_EXHAUSTED, ...), and 1002 (protocol error) when
+// the client broke the WebSocket protocol.
 package websocket
 
 import (
@@ -21,6 +22,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -270,8 +272,9 @@ type stream struct {
 	pingMu sync.Mutex
 	ping   *time.Timer // runs heartbeat; a timer, not a goroutine, per socket
 
-	mu      sync.Mutex
-	failure error // why the gateway ended the call (idle, ping, oversize ...)
+	mu          sync.Mutex
+	failure     error // why the gateway ended the call (idle, ping, oversize ...)
+	protocolErr bool  // the client broke the WebSocket protocol: close with 1002
 }
 
 var errRefused = errors.New("the call was refused before the upgrade")
@@ -318,6 +321,23 @@ func (s *stream) fail(err error) {
 	s.cancel()
 }
 
+// failRead ends the call on a read error: a frame that breaks the WebSocket
+// protocol (RFC 6455: an unmasked client frame, a reserved opcode or bit, a
+// fragmented control frame ...) with INVALID_ARGUMENT and close code 1002,
+// a connection the client closed or lost with CANCELLED.
+func (s *stream) failRead(err error, gone string) {
+	var netErr net.Error
+	if ws.CloseStatus(err) != -1 || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.As(err, &netErr) {
+		s.fail(status.Error(codes.Canceled, gone))
+		return
+	}
+	s.mu.Lock()
+	s.protocolErr = true
+	s.mu.Unlock()
+	s.fail(status.Errorf(codes.InvalidArgument, "WebSocket protocol error: %v", err))
+}
+
 // touch restarts the idle timer.
 func (s *stream) touch() { s.idle.Reset(s.h.opts.IdleTimeout) }
 
@@ -330,13 +350,13 @@ func (s *stream) read() {
 		typ, rd, err := s.conn.Reader(context.Background())
 		if err != nil {
 			if s.ctx.Err() == nil {
-				s.fail(status.Error(codes.Canceled, "the client closed the WebSocket"))
+				s.failRead(err, "the client closed the WebSocket")
 			}
 			return
 		}
 		data, err := io.ReadAll(io.LimitReader(rd, s.h.opts.MaxMessageBytes+1))
 		if err != nil {
-			s.fail(status.Errorf(codes.Canceled, "reading a WebSocket message: %v", err))
+			s.failRead(err, "reading a WebSocket message")
 			return
 		}
 		if int64(len(data)) > s.h.opts.MaxMessageBytes {
@@ -468,6 +488,7 @@ func (s *stream) finish(err error) *spb.Status {
 	if s.failure != nil {
 		err = s.failure
 	}
+	protocolErr := s.protocolErr
 	s.mu.Unlock()
 	if refused {
 		st := translate.CallStatus(err)
@@ -497,6 +518,9 @@ func (s *stream) finish(err error) *spb.Status {
 	code, reason := ws.StatusNormalClosure, ""
 	if st.GetCode() != 0 {
 		code, reason = ws.StatusCode(4000+st.GetCode()), st.GetMessage()
+		if protocolErr {
+			code = ws.StatusProtocolError
+		}
 		if len(reason) > 120 { // a close reason has at most 123 bytes
 			reason = strings.ToValidUTF8(reason[:120], "")
 		}
