@@ -216,9 +216,10 @@ func runRPC(ctx context.Context, cfg config) error {
 	checkErr := checkAll("after")
 
 	w := os.Stdout
-	for _, h := range header(cfg, hz, loadBefore, loadAfter) {
+	for _, h := range header(cfg, hz, loadBefore, loadAfter)[:2] { // the machine, the rounds and the load
 		fmt.Fprintln(w, h)
 	}
+	fmt.Fprintf(w, "CPU per call: utime+stime from /proc/PID/stat (CLK_TCK %.0f) around each measured run ÷ calls completed; ×peer: ratio to nginx (gRPC) or vanguard (Connect, gRPC-Web) in this run.\n", hz)
 	fmt.Fprintf(w, "gRPC load: ghz, %d workers on 1 connection, 1 CPU; Connect and gRPC-Web load: connect-go %s clients in the driver, %d workers on up to %d HTTP/1.1 connections.\n",
 		cfg.concurrency, connect.Version, cfg.concurrency, cfg.concurrency)
 	fmt.Fprintln(w, "Every target's answers were checked (decoded and compared with the expected messages) before and after the load.")
