@@ -187,7 +187,8 @@ func start(cfg config) (*process, []*target, error) {
 		return nil, nil, err
 	}
 	var targets []*target
-	add := func(name, file string, args func(addr string) ([]string, error)) error {
+	// add starts bin as target name, its log in the file named logName.
+	add := func(name, bin, logName string, args func(addr string) ([]string, error)) error {
 		addr, err := freeAddr()
 		if err != nil {
 			return err
@@ -196,7 +197,7 @@ func start(cfg config) (*process, []*target, error) {
 		if err != nil {
 			return err
 		}
-		p, err := startProcess(cfg.work, file, addr, filepath.Join(cfg.bin, file), a...)
+		p, err := startProcess(cfg.work, logName, addr, filepath.Join(cfg.bin, bin), a...)
 		if err != nil {
 			return err
 		}
@@ -204,18 +205,18 @@ func start(cfg config) (*process, []*target, error) {
 		return nil
 	}
 	err = errors.Join(
-		add(rosetta, "rosetta", func(addr string) ([]string, error) {
+		add(rosetta, "rosetta", "rosetta", func(addr string) ([]string, error) {
 			file := filepath.Join(cfg.work, "rosetta.yaml")
 			return []string{"serve", "-config", file}, os.WriteFile(file, []byte(rosettaConfig(addr, upAddr, cfg.descriptors)), 0o644)
 		}),
-		add(rosettaDefault, "rosetta", func(addr string) ([]string, error) {
+		add(rosettaDefault, "rosetta", "rosetta-default", func(addr string) ([]string, error) {
 			file := filepath.Join(cfg.work, "rosetta-default.yaml")
 			return []string{"serve", "-config", file}, os.WriteFile(file, []byte(rosettaDefaultConfig(addr, upAddr, cfg.descriptors)), 0o644)
 		}),
-		add(gateway, "grpcgateway", func(addr string) ([]string, error) {
+		add(gateway, "grpcgateway", "grpcgateway", func(addr string) ([]string, error) {
 			return []string{"-listen", addr, "-upstream", upAddr}, nil
 		}),
-		add(vanguard, "vanguard", func(addr string) ([]string, error) {
+		add(vanguard, "vanguard", "vanguard", func(addr string) ([]string, error) {
 			return []string{"-listen", addr, "-upstream", upAddr, "-descriptors", cfg.descriptors}, nil
 		}),
 	)
