@@ -6,6 +6,9 @@
 #   bench/run.sh       the REST comparison (needs wrk and ghz, installed here)
 #   bench/run.sh ws    Rosetta's WebSocket ingress: echo messages/s on
 #                      bidirectional streams, memory per idle connection
+#   bench/run.sh rpc   native gRPC through Rosetta against nginx's grpc_pass
+#                      (ghz), Connect and gRPC-Web against vanguard (needs
+#                      nginx and ghz, installed here)
 #
 # Settings (environment): BENCH_ROUNDS (3), BENCH_SECONDS (4) per measured
 # run, BENCH_WARMUP (1) seconds before each, BENCH_CONCURRENCY (32),
@@ -15,8 +18,8 @@ set -euo pipefail
 
 mode="${1:-rest}"
 case "$mode" in
-rest | ws) ;;
-*) echo "usage: $0 [rest|ws]" >&2; exit 2 ;;
+rest | ws | rpc) ;;
+*) echo "usage: $0 [rest|ws|rpc]" >&2; exit 2 ;;
 esac
 
 bench="$(cd "$(dirname "$0")" && pwd)"
@@ -44,9 +47,19 @@ if [ "$mode" = ws ]; then
 	exit
 fi
 
-if ! command -v wrk >/dev/null; then
-	echo "installing wrk with apt-get" >&2
-	apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+# apt_install PACKAGE installs a Debian package.
+apt_install() {
+	echo "installing $1 with apt-get" >&2
+	apt-get install -y "$1" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$1" >/dev/null; }
+}
+if [ "$mode" = rest ] && ! command -v wrk >/dev/null; then
+	apt_install wrk
+fi
+# nginx is in /usr/sbin, which a user's PATH may not hold.
+nginx="$(PATH="$PATH:/usr/sbin:/sbin" command -v nginx || true)"
+if [ "$mode" = rpc ] && [ -z "$nginx" ]; then
+	apt_install nginx
+	nginx="$(PATH="$PATH:/usr/sbin:/sbin" command -v nginx)"
 fi
 ghz="${XDG_CACHE_HOME:-$HOME/.cache}/rosetta-bench/ghz@$ghz_version/ghz"
 if [ ! -x "$ghz" ]; then
@@ -58,8 +71,8 @@ echo "building" >&2
 (cd "$root" && go build -o "$work/bin/rosetta" ./cmd/rosetta)
 (cd "$bench" && go build -o "$work/bin/" ./upstream ./grpcgateway ./vanguard ./driver)
 
-"$work/bin/driver" -bin "$work/bin" -work "$work" \
-	-descriptors "$root/proto/library.binpb" -wrk wrk -ghz "$ghz" \
+"$work/bin/driver" -mode "$mode" -bin "$work/bin" -work "$work" \
+	-descriptors "$root/proto/library.binpb" -wrk wrk -ghz "$ghz" -nginx "${nginx:-nginx}" \
 	-build "$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)" \
 	-rounds "${BENCH_ROUNDS:-3}" -seconds "${BENCH_SECONDS:-4}" \
 	-warmup "${BENCH_WARMUP:-1}" -concurrency "${BENCH_CONCURRENCY:-32}"

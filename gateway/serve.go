@@ -138,16 +138,27 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, drain time.
 	return nil
 }
 
-// genKey keys the generation a request runs on in its context.
+// genKey keys the generation a request runs on (its *held) in its context.
 type genKey struct{}
 
 // routesOf returns the routes of the generation ctx holds, or else of the
 // serving one: what the ingresses read.
 func (l *Live) routesOf(ctx context.Context) *router.Routes {
-	if g, ok := ctx.Value(genKey{}).(*Generation); ok {
-		return g.routes
+	if h, ok := ctx.Value(genKey{}).(*held); ok {
+		return h.gen.routes
 	}
 	return l.Routes()
+}
+
+// holdOf holds the generation ctx runs on once more, for a call that
+// outlives its request's handler (an upgraded WebSocket).
+func holdOf(ctx context.Context) (release func()) {
+	h, ok := ctx.Value(genKey{}).(*held)
+	if !ok {
+		return func() {}
+	}
+	h.refs.Add(1) // the request holds it: it cannot have been closed
+	return h.release
 }
 
 // frontDoor puts every ingress on one HTTP listener. For each request it
@@ -179,6 +190,7 @@ func newFrontDoor(cfg *Config, live *Live, logger *slog.Logger) *frontDoor {
 		ws: websocket.New(live.routesOf, websocket.Options{
 			Prefix: wc.Prefix, PingInterval: time.Duration(wc.PingInterval), IdleTimeout: time.Duration(wc.IdleTimeout),
 			MaxMessageBytes: int64(wc.MaxMessage), ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: accessLogger(cfg, logger),
+			Hold: holdOf,
 		}),
 		grpc:    grpcserver.New(live.routesOf, grpcserver.Options{MaxMessageBytes: maxBody, Logger: accessLogger(cfg, logger)}),
 		grpcWeb: grpcweb.New(live.routesOf, grpcweb.Options{MaxMessageBytes: maxBody, Logger: accessLogger(cfg, logger)}),
@@ -215,9 +227,9 @@ func (h withoutAccess) WithGroup(name string) slog.Handler {
 }
 
 func (f *frontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h, g := f.live.acquire()
+	h, _ := f.live.acquire()
 	defer h.release()
-	ctx := router.WithStreamLimits(context.WithValue(r.Context(), genKey{}, g), f.limits)
+	ctx := router.WithStreamLimits(context.WithValue(r.Context(), genKey{}, h), f.limits)
 	f.inner.ServeHTTP(w, r.WithContext(ctx))
 }
 
@@ -225,7 +237,7 @@ func (f *frontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // asks for: SameOrigin for a route whose method has none, nil when no
 // route takes it.
 func (f *frontDoor) corsPolicy(method string, r *http.Request) *cors.Policy {
-	g := r.Context().Value(genKey{}).(*Generation)
+	g := r.Context().Value(genKey{}).(*held).gen
 	var route *router.Route
 	if method == http.MethodPost || method == http.MethodGet {
 		route = g.routes.Methods[r.URL.Path]

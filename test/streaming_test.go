@@ -615,6 +615,84 @@ func TestWebSocketLimits(t *testing.T) {
 		result(t, c.recv())
 		c.finish(codes.DeadlineExceeded)
 	})
+
+	// Frames no WebSocket client library would send, written on a raw
+	// connection: each ends the call with close code 1002.
+	for name, frame := range map[string][]byte{
+		"unmasked frame":          {0x81, 0x02, '{', '}'},
+		"reserved opcode":         {0x83, 0x80, 0, 0, 0, 0},
+		"reserved bit":            {0xa1, 0x80, 0, 0, 0, 0},
+		"fragmented control":      {0x09, 0x80, 0, 0, 0, 0},
+		"continuation, no start":  {0x80, 0x80, 0, 0, 0, 0},
+		"message inside fragment": {0x01, 0x81, 0, 0, 0, 0, '{', 0x81, 0x81, 0, 0, 0, 0, '}'},
+	} {
+		t.Run("protocol error: "+name, func(t *testing.T) {
+			conn, rd := rawWebSocket(t, ros, "Chat")
+			if _, err := conn.Write(frame); err != nil {
+				t.Fatal(err)
+			}
+			if code := closeCode(t, rd); code != 1002 {
+				t.Errorf("close code %d, want 1002 (protocol error)", code)
+			}
+		})
+	}
+}
+
+// rawWebSocket upgrades a plain TCP connection to a WebSocket call of
+// method (subprotocol rosetta.json) and returns it with a reader positioned
+// after the handshake's answer.
+func rawWebSocket(t *testing.T, ros *rosetta, method string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(ros.base, "http://"), requestTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(requestTimeout))
+	fmt.Fprintf(conn, "GET /ws/example.library.v1.LibraryService/%s HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: rosetta.json\r\n\r\n", method)
+	rd := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(rd, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake answered %s", resp.Status)
+	}
+	return conn, rd
+}
+
+// closeCode reads server frames (unmasked, short) until a close frame and
+// returns its status code; 0 when the connection ends without one.
+func closeCode(t *testing.T, rd *bufio.Reader) int {
+	t.Helper()
+	for {
+		var h [2]byte
+		if _, err := io.ReadFull(rd, h[:]); err != nil {
+			return 0
+		}
+		n := int(h[1] & 0x7f)
+		switch n {
+		case 126:
+			var ext [2]byte
+			if _, err := io.ReadFull(rd, ext[:]); err != nil {
+				return 0
+			}
+			n = int(binary.BigEndian.Uint16(ext[:]))
+		case 127:
+			t.Fatal("a server frame over 64 KiB")
+		}
+		payload := make([]byte, n)
+		if _, err := io.ReadFull(rd, payload); err != nil {
+			return 0
+		}
+		if h[0]&0x0f == 0x8 {
+			if n < 2 {
+				return 0
+			}
+			return int(binary.BigEndian.Uint16(payload))
+		}
+	}
 }
 
 func TestGRPCIngress(t *testing.T) {

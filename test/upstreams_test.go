@@ -162,10 +162,10 @@ services:
 	}
 }
 
-// countingUpstream is an in-process LibraryService that counts its calls,
+// faultyUpstream is an in-process LibraryService that counts its calls,
 // fails them with UNAVAILABLE while failing is set, and holds them while
 // hold is set (until release is closed).
-type countingUpstream struct {
+type faultyUpstream struct {
 	addr    string
 	calls   atomic.Int64
 	failing atomic.Bool
@@ -176,9 +176,9 @@ type countingUpstream struct {
 	remaining atomic.Int64
 }
 
-func startCountingUpstream(t *testing.T, hold bool) *countingUpstream {
+func startFaultyUpstream(t *testing.T, hold bool) *faultyUpstream {
 	t.Helper()
-	u := &countingUpstream{hold: hold, release: make(chan struct{})}
+	u := &faultyUpstream{hold: hold, release: make(chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +213,7 @@ func startCountingUpstream(t *testing.T, hold bool) *countingUpstream {
 // the upstream recovers, a half-open probe succeeds and it closes.
 func TestCircuitBreaker(t *testing.T) {
 	t.Parallel()
-	up := startCountingUpstream(t, false)
+	up := startFaultyUpstream(t, false)
 	up.failing.Store(true)
 	admin := freePort(t)
 	cfg := edit(t, libraryConfig(descriptorSetSchema(), up.addr, "", ""), "timeout: 5s}",
@@ -253,7 +253,7 @@ func TestCircuitBreaker(t *testing.T) {
 // other (round robin would send it half).
 func TestLeastRequestPrefersIdleEndpoint(t *testing.T) {
 	t.Parallel()
-	slow, fast := startCountingUpstream(t, true), startCountingUpstream(t, false)
+	slow, fast := startFaultyUpstream(t, true), startFaultyUpstream(t, false)
 	cfg := fmt.Sprintf(`schemas:
 %supstreams:
   library: {grpc: {targets: [%q, %q]}, timeout: 30s, balancer: least_request}
@@ -284,7 +284,7 @@ services:
 // quarters of the calls, counted by the upstreams themselves.
 func TestWeightedSplit(t *testing.T) {
 	t.Parallel()
-	light, heavy := startCountingUpstream(t, false), startCountingUpstream(t, false)
+	light, heavy := startFaultyUpstream(t, false), startFaultyUpstream(t, false)
 	admin := freePort(t)
 	cfg := fmt.Sprintf(`schemas:
 %supstreams:
@@ -336,7 +336,7 @@ func TestReadyzNamesDownUpstream(t *testing.T) {
 // gateway's shortens a longer one: never lengthened.
 func TestCallerDeadline(t *testing.T) {
 	t.Parallel()
-	up := startCountingUpstream(t, false)
+	up := startFaultyUpstream(t, false)
 	gw := startRosetta(t, edit(t, libraryConfig(descriptorSetSchema(), up.addr, "", ""), "timeout: 5s}", "timeout: 2s}"))
 	const short, gateway = 500 * time.Millisecond, 2 * time.Second
 

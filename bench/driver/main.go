@@ -17,7 +17,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -44,8 +43,9 @@ type config struct {
 	seconds     int // of each measured run
 	warmup      int // seconds of load before each measured run
 	concurrency int
-	mode        string // rest or ws
+	mode        string // rest, ws or rpc
 	idle        int    // idle WebSocket connections (ws mode)
+	nginx       string // nginx executable (rpc mode)
 }
 
 func main() {
@@ -60,11 +60,12 @@ func main() {
 	flag.IntVar(&cfg.seconds, "seconds", 4, "seconds of each measured run")
 	flag.IntVar(&cfg.warmup, "warmup", 1, "seconds of unmeasured load before each measured run")
 	flag.IntVar(&cfg.concurrency, "concurrency", 32, "connections (wrk, ws echo) or workers (ghz) of every run")
-	flag.StringVar(&cfg.mode, "mode", "rest", "rest: the REST comparison; ws: Rosetta's WebSocket echo rate and idle-connection memory")
+	flag.StringVar(&cfg.mode, "mode", "rest", "rest: the REST comparison; ws: Rosetta's WebSocket echo rate and idle-connection memory; rpc: gRPC against nginx, Connect and gRPC-Web against vanguard")
+	flag.StringVar(&cfg.nginx, "nginx", "nginx", "nginx executable (rpc mode)")
 	flag.IntVar(&cfg.idle, "idle", 10000, "idle WebSocket connections whose memory the ws mode measures")
 	flag.Parse()
 	if cfg.bin == "" || cfg.descriptors == "" || cfg.work == "" || cfg.rounds < 1 || cfg.seconds < 1 || cfg.warmup < 0 || cfg.concurrency < 1 ||
-		(cfg.mode != "rest" && cfg.mode != "ws") || cfg.idle < 1 {
+		(cfg.mode != "rest" && cfg.mode != "ws" && cfg.mode != "rpc") || cfg.idle < 1 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -82,8 +83,11 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	cfg.descriptors = descriptors
-	if cfg.mode == "ws" {
+	switch cfg.mode {
+	case "ws":
 		return runWebSocket(ctx, cfg)
+	case "rpc":
+		return runRPC(ctx, cfg)
 	}
 	for _, tool := range []*string{&cfg.wrk, &cfg.ghz} {
 		path, err := exec.LookPath(*tool)
@@ -155,7 +159,13 @@ func run(ctx context.Context, cfg config) error {
 		}
 	}
 
-	rep := &report{header: header(cfg, hz, loadBefore, loadAverage()), scenarios: scs, targets: targets, cells: make(map[cell]summary), notes: notes}
+	loadAfter := loadAverage()
+	// The same check after the load: a proxy that broke under it fails
+	// the run.
+	if _, _, err := check(ctx, upstream.addr, targets, scs); err != nil {
+		return fmt.Errorf("after the load: %w", err)
+	}
+	rep := &report{header: header(cfg, hz, loadBefore, loadAfter), scenarios: scs, targets: targets, cells: make(map[cell]summary), notes: notes}
 	for key, ss := range samples {
 		rep.cells[key] = summarize(ss, sizes[key])
 	}
@@ -177,7 +187,8 @@ func start(cfg config) (*process, []*target, error) {
 		return nil, nil, err
 	}
 	var targets []*target
-	add := func(name, file string, args func(addr string) ([]string, error)) error {
+	// add starts bin as target name, its log in the file named logName.
+	add := func(name, bin, logName string, args func(addr string) ([]string, error)) error {
 		addr, err := freeAddr()
 		if err != nil {
 			return err
@@ -186,7 +197,7 @@ func start(cfg config) (*process, []*target, error) {
 		if err != nil {
 			return err
 		}
-		p, err := startProcess(cfg.work, file, addr, filepath.Join(cfg.bin, file), a...)
+		p, err := startProcess(cfg.work, logName, addr, filepath.Join(cfg.bin, bin), a...)
 		if err != nil {
 			return err
 		}
@@ -194,14 +205,18 @@ func start(cfg config) (*process, []*target, error) {
 		return nil
 	}
 	err = errors.Join(
-		add(rosetta, "rosetta", func(addr string) ([]string, error) {
+		add(rosetta, "rosetta", "rosetta", func(addr string) ([]string, error) {
 			file := filepath.Join(cfg.work, "rosetta.yaml")
 			return []string{"serve", "-config", file}, os.WriteFile(file, []byte(rosettaConfig(addr, upAddr, cfg.descriptors)), 0o644)
 		}),
-		add(gateway, "grpcgateway", func(addr string) ([]string, error) {
+		add(rosettaDefault, "rosetta", "rosetta-default", func(addr string) ([]string, error) {
+			file := filepath.Join(cfg.work, "rosetta-default.yaml")
+			return []string{"serve", "-config", file}, os.WriteFile(file, []byte(rosettaDefaultConfig(addr, upAddr, cfg.descriptors)), 0o644)
+		}),
+		add(gateway, "grpcgateway", "grpcgateway", func(addr string) ([]string, error) {
 			return []string{"-listen", addr, "-upstream", upAddr}, nil
 		}),
-		add(vanguard, "vanguard", func(addr string) ([]string, error) {
+		add(vanguard, "vanguard", "vanguard", func(addr string) ([]string, error) {
 			return []string{"-listen", addr, "-upstream", upAddr, "-descriptors", cfg.descriptors}, nil
 		}),
 	)
@@ -229,6 +244,15 @@ services:
     validation: {requests: false}
 access_log: false
 `, listen, descriptors, upstream)
+}
+
+// rosettaDefaultConfig is Rosetta's configuration with the defaults the
+// like-for-like one turns off: the access log (one JSON line per call on
+// standard error, to a file here) and buf.validate checks of requests.
+func rosettaDefaultConfig(listen, upstream, descriptors string) string {
+	c := rosettaConfig(listen, upstream, descriptors)
+	c = strings.Replace(c, "    validation: {requests: false}\n", "", 1)
+	return strings.Replace(c, "access_log: false\n", "", 1)
 }
 
 // check makes every scenario's call once on every target and fails unless
@@ -289,45 +313,9 @@ func check(ctx context.Context, upAddr string, targets []*target, scs []*scenari
 // measure runs one warm-up and one measured run of scenario i on t, reading
 // the proxy's and the upstream's CPU time around the measured run.
 func measure(ctx context.Context, gen *loadGen, hz float64, cfg config, t *target, upstream *process, i int, sc *scenario) (sample, error) {
-	if cfg.warmup > 0 {
-		if _, err := gen.run(ctx, t, i, sc, upstream.addr, time.Duration(cfg.warmup)*time.Second); err != nil {
-			return sample{}, fmt.Errorf("warm-up: %w", err)
-		}
-	}
-	var proxyBefore, proxyAfter int64
-	var err error
-	if t.proc != nil {
-		if proxyBefore, err = t.proc.cpuTicks(); err != nil {
-			return sample{}, err
-		}
-	}
-	upBefore, err := upstream.cpuTicks()
-	if err != nil {
-		return sample{}, err
-	}
-	r, err := gen.run(ctx, t, i, sc, upstream.addr, time.Duration(cfg.seconds)*time.Second)
-	if err != nil {
-		return sample{}, err
-	}
-	upAfter, err := upstream.cpuTicks()
-	if err != nil {
-		return sample{}, err
-	}
-	if t.proc != nil {
-		if proxyAfter, err = t.proc.cpuTicks(); err != nil {
-			return sample{}, err
-		}
-	}
-	if r.requests == 0 {
-		return sample{}, fmt.Errorf("no request completed")
-	}
-	perRequest := func(ticks int64) float64 { return float64(ticks) / hz * 1e6 / float64(r.requests) }
-	s := sample{rps: float64(r.requests) / r.seconds, p50: r.p50, p99: r.p99, errors: r.errors,
-		proxyCPU: math.NaN(), upstreamCPU: perRequest(upAfter - upBefore)}
-	if t.proc != nil {
-		s.proxyCPU = perRequest(proxyAfter - proxyBefore)
-	}
-	return s, nil
+	return measureRun(hz, cfg, t.proc, upstream, func(d time.Duration) (result, error) {
+		return gen.run(ctx, t, i, sc, upstream.addr, d)
+	})
 }
 
 // loadAverage returns the one-minute load average from /proc/loadavg, which

@@ -19,10 +19,13 @@ import (
 
 // Target names; gateway is the reference of every ratio.
 const (
-	rosetta  = "Rosetta"
-	gateway  = "grpc-gateway"
-	vanguard = "vanguard"
-	direct   = "gRPC direct (ghz)"
+	rosetta = "Rosetta"
+	// rosettaDefault is Rosetta with the default access log and request
+	// validation on (the others do neither).
+	rosettaDefault = "Rosetta, default config"
+	gateway        = "grpc-gateway"
+	vanguard       = "vanguard"
+	direct         = "gRPC direct (ghz)"
 )
 
 // target is one thing under load: a REST proxy, or the upstream itself for

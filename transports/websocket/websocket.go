@@ -13,7 +13,8 @@
 // client: each response message as {"result": message} (JSON) or a binary
 // frame (proto), then a last text frame {"status": google.rpc.Status}, then
 // a close frame: 1000 for OK, 4000 + the gRPC code otherwise (4005
-// NOT_FOUND, 4008 RESOURCE_EXHAUSTED, ...).
+// NOT_FOUND, 4008 RESOURCE_EXHAUSTED, ...), and 1002 (protocol error) when
+// the client broke the WebSocket protocol.
 package websocket
 
 import (
@@ -21,6 +22,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -68,6 +70,10 @@ type Options struct {
 	ForwardHeaders []string
 	// Logger receives one access-log line per call (nil: none).
 	Logger *slog.Logger
+	// Hold, when set, keeps what the request's context refers to (the
+	// gateway's generation) in use until the returned release is called:
+	// an upgraded call outlives the ServeHTTP that started it.
+	Hold func(ctx context.Context) (release func())
 }
 
 // Handler is the WebSocket ingress http.Handler.
@@ -111,18 +117,40 @@ func (h *Handler) IsUpgrade(r *http.Request) bool {
 }
 
 // ServeHTTP runs the chain on an upgrade request and, once it passes,
-// upgrades and pumps the messages.
+// upgrades and pumps the messages. The call runs in a goroutine of its own:
+// ServeHTTP returns once the socket is upgraded, so that net/http lets go
+// of what it held for the request (its buffers, the response, its
+// goroutine) while the call lasts; a call refused before the upgrade is
+// answered before ServeHTTP returns.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	st := h.serve(w, r)
-	if h.opts.Logger != nil {
-		h.opts.Logger.LogAttrs(r.Context(), slog.LevelInfo, "access",
-			slog.String("proto", "websocket"), slog.String("path", r.URL.Path), // never the query: it may hold a token
-			slog.String("code", codes.Code(st.GetCode()).String()), slog.Duration("duration", time.Since(start)), slog.String("peer", r.RemoteAddr))
+	release := func() {}
+	if h.opts.Hold != nil {
+		release = h.opts.Hold(r.Context())
+	}
+	upgraded, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer release()
+		start := time.Now()
+		path, peer := r.URL.Path, r.RemoteAddr // never the query: it may hold a token
+		logCtx := context.WithoutCancel(r.Context())
+		st := h.serve(w, r, upgraded)
+		if h.opts.Logger != nil {
+			h.opts.Logger.LogAttrs(logCtx, slog.LevelInfo, "access",
+				slog.String("proto", "websocket"), slog.String("path", path),
+				slog.String("code", codes.Code(st.GetCode()).String()), slog.Duration("duration", time.Since(start)), slog.String("peer", peer))
+		}
+		close(done)
+	}()
+	select {
+	case <-upgraded:
+	case <-done:
 	}
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *spb.Status {
+// serve runs the call; it closes upgraded once the socket is open (w and r
+// are then no longer used, and r's context is cancelled when ServeHTTP
+// returns).
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, upgraded chan struct{}) *spb.Status {
 	route := h.routes(r.Context()).WebSocket[strings.TrimPrefix(r.URL.Path, h.opts.Prefix)]
 	if route == nil || route.Method == nil {
 		return h.refuse(w, http.StatusNotFound, codes.NotFound, "no WebSocket method at "+r.URL.Path)
@@ -160,9 +188,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *spb.Status {
 	if r.TLS != nil {
 		call.PeerCertificates = r.TLS.PeerCertificates
 	}
-	ctx, cancel := context.WithCancel(r.Context())
+	// Until the upgrade the call ends with the request (a client gone);
+	// after it, with the socket.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
-	s := &stream{h: h, w: w, r: r, call: call, ctx: ctx, cancel: cancel, in: make(chan frame, 1)}
+	s := &stream{h: h, w: w, r: r, call: call, ctx: ctx, cancel: cancel, upgraded: upgraded,
+		unwatch: context.AfterFunc(r.Context(), cancel)}
+	defer s.unwatch()
 	if !h.track(s) {
 		return h.refuse(w, http.StatusServiceUnavailable, codes.Unavailable, "the gateway is shutting down")
 	}
@@ -242,12 +274,6 @@ func bearerProtocol(r *http.Request) string {
 	return ""
 }
 
-// frame is one client message, or the error that ended the client's side.
-type frame struct {
-	data []byte
-	err  error
-}
-
 // stream is the router.Stream of one WebSocket call. The socket is
 // accepted lazily, by the first Recv or Send, which Dispatch makes only
 // after the chain passed: a refused call gets a plain HTTP answer.
@@ -262,16 +288,19 @@ type stream struct {
 	openErr error
 	binary  bool
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	in     chan frame // capacity 1: the reader stops when Recv does not keep up
-	idle   *time.Timer
+	ctx      context.Context
+	cancel   context.CancelFunc
+	upgraded chan struct{} // closed once the socket is open: ServeHTTP returns
+	unwatch  func() bool   // stops ending the call with the request's context
+	draining bool          // the client's messages are over: drain reads the socket
+	idle     *time.Timer
 
 	pingMu sync.Mutex
 	ping   *time.Timer // runs heartbeat; a timer, not a goroutine, per socket
 
-	mu      sync.Mutex
-	failure error // why the gateway ended the call (idle, ping, oversize ...)
+	mu          sync.Mutex
+	failure     error // why the gateway ended the call (idle, ping, oversize ...)
+	protocolErr bool  // the client broke the WebSocket protocol: close with 1002
 }
 
 var errRefused = errors.New("the call was refused before the upgrade")
@@ -286,7 +315,7 @@ func (s *stream) open() error {
 		for k, vs := range s.call.ResponseHeader {
 			s.w.Header()[http.CanonicalHeaderKey(k)] = vs
 		}
-		conn, err := ws.Accept(s.w, s.r, &ws.AcceptOptions{
+		conn, err := ws.Accept(hijacker{s.w}, s.r, &ws.AcceptOptions{
 			Subprotocols:       []string{JSONProtocol, ProtoProtocol},
 			InsecureSkipVerify: true, // the Handler checked the origin against its own allow-list
 		})
@@ -300,70 +329,99 @@ func (s *stream) open() error {
 		s.idle = time.AfterFunc(s.h.opts.IdleTimeout, func() {
 			s.fail(status.Errorf(codes.DeadlineExceeded, "no message for %v: idle timeout", s.h.opts.IdleTimeout))
 		})
-		go s.read()
 		s.pingMu.Lock()
 		s.ping = time.AfterFunc(s.h.opts.PingInterval, s.heartbeat)
 		s.pingMu.Unlock()
+		// The call now lives with the socket: ServeHTTP returns, and
+		// nothing here refers to the request's response any more.
+		s.unwatch()
+		s.w, s.r = nil, nil
+		close(s.upgraded)
 	})
 	return s.openErr
 }
 
-// fail ends the call with err unless it already ended.
-func (s *stream) fail(err error) {
+// fail ends the call with err unless it already ended, and returns err.
+func (s *stream) fail(err error) error {
 	s.mu.Lock()
 	if s.failure == nil {
 		s.failure = err
 	}
 	s.mu.Unlock()
 	s.cancel()
+	return err
+}
+
+// failRead ends the call on a read error: a frame that breaks the WebSocket
+// protocol (RFC 6455: an unmasked client frame, a reserved opcode or bit, a
+// fragmented control frame ...) with INVALID_ARGUMENT and close code 1002,
+// a connection the client closed or lost with CANCELLED.
+func (s *stream) failRead(err error, gone string) error {
+	if s.ctx.Err() != nil { // the call ended first, and closed the socket
+		return s.ctx.Err()
+	}
+	var netErr net.Error
+	if ws.CloseStatus(err) != -1 || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.As(err, &netErr) {
+		return s.fail(status.Error(codes.Canceled, gone))
+	}
+	s.mu.Lock()
+	s.protocolErr = true
+	s.mu.Unlock()
+	return s.fail(status.Errorf(codes.InvalidArgument, "WebSocket protocol error: %v", err))
 }
 
 // touch restarts the idle timer.
 func (s *stream) touch() { s.idle.Reset(s.h.opts.IdleTimeout) }
 
-// read reads client frames until the socket or the call ends.
-func (s *stream) read() {
-	halfClosed := false
+// next reads the client's next message: its bytes, nil for the
+// half-close (an empty text frame), or the error that ends the call. The
+// socket is read only while someone waits for a message (Recv, or drain
+// once the client's messages are over), which also answers the client's
+// pings and reads the pongs of the heartbeat.
+func (s *stream) next() ([]byte, error) {
+	// Not the call's context: cancelling a read closes the socket, and
+	// the final status must still go out. Closing the socket ends it.
+	typ, rd, err := s.conn.Reader(context.Background())
+	if err != nil {
+		return nil, s.failRead(err, "the client closed the WebSocket")
+	}
+	data, err := io.ReadAll(io.LimitReader(rd, s.h.opts.MaxMessageBytes+1))
+	if err != nil {
+		return nil, s.failRead(err, "reading a WebSocket message")
+	}
+	if int64(len(data)) > s.h.opts.MaxMessageBytes {
+		return nil, s.fail(status.Errorf(codes.ResourceExhausted, "a message exceeds the limit of %d bytes", s.h.opts.MaxMessageBytes))
+	}
+	s.touch()
+	switch {
+	case typ == ws.MessageText && len(data) == 0:
+		return nil, nil
+	case s.binary && typ != ws.MessageBinary:
+		return nil, s.fail(status.Error(codes.InvalidArgument, "the rosetta.proto subprotocol carries messages in binary frames"))
+	case !s.binary && typ != ws.MessageText:
+		return nil, s.fail(status.Error(codes.InvalidArgument, "the rosetta.json subprotocol carries messages in text frames"))
+	}
+	return data, nil
+}
+
+// drain reads the socket once the client's messages are over (after its
+// half-close, or after the one request message of a unary or server
+// streaming method), until the call ends: it notices a client that goes
+// away, answers pings, and refuses a message that comes too late.
+func (s *stream) drain(halfClosed bool) {
 	for {
-		// Not the call's context: cancelling a read closes the socket, and
-		// the final status must still go out. Closing the socket ends it.
-		typ, rd, err := s.conn.Reader(context.Background())
-		if err != nil {
-			if s.ctx.Err() == nil {
-				s.fail(status.Error(codes.Canceled, "the client closed the WebSocket"))
-			}
-			return
-		}
-		data, err := io.ReadAll(io.LimitReader(rd, s.h.opts.MaxMessageBytes+1))
-		if err != nil {
-			s.fail(status.Errorf(codes.Canceled, "reading a WebSocket message: %v", err))
-			return
-		}
-		if int64(len(data)) > s.h.opts.MaxMessageBytes {
-			s.fail(status.Errorf(codes.ResourceExhausted, "a message exceeds the limit of %d bytes", s.h.opts.MaxMessageBytes))
-			return
-		}
-		s.touch()
-		var f frame
+		data, err := s.next()
 		switch {
-		case typ == ws.MessageText && len(data) == 0:
-			f.err = io.EOF
+		case err != nil:
+			return
+		case data == nil && !halfClosed:
+			halfClosed = true
 		case halfClosed:
 			s.fail(status.Error(codes.InvalidArgument, "a message after the half-close (empty text frame)"))
 			return
-		case s.binary && typ != ws.MessageBinary:
-			s.fail(status.Error(codes.InvalidArgument, "the rosetta.proto subprotocol carries messages in binary frames"))
-			return
-		case !s.binary && typ != ws.MessageText:
-			s.fail(status.Error(codes.InvalidArgument, "the rosetta.json subprotocol carries messages in text frames"))
-			return
 		default:
-			f.data = data
-		}
-		halfClosed = f.err == io.EOF
-		select {
-		case s.in <- f:
-		case <-s.ctx.Done():
+			s.fail(status.Error(codes.InvalidArgument, "the method takes one request message"))
 			return
 		}
 	}
@@ -389,23 +447,30 @@ func (s *stream) heartbeat() {
 	s.pingMu.Unlock()
 }
 
-// Recv returns the next client message in wire form.
+// Recv returns the next client message in wire form, read from the socket
+// in the caller's goroutine.
 func (s *stream) Recv() ([]byte, error) {
 	if err := s.open(); err != nil {
 		return nil, err
 	}
-	select {
-	case f := <-s.in:
-		if f.err != nil {
-			return nil, f.err
-		}
-		if s.binary {
-			return f.data, nil
-		}
-		return s.call.Route.Binding.DecodeRequest(&translate.Request{Body: f.data, ContentType: "application/json"})
-	case <-s.ctx.Done():
-		return nil, s.ctx.Err()
+	if s.draining {
+		return nil, io.EOF
 	}
+	data, err := s.next()
+	if err != nil {
+		return nil, err
+	}
+	if data == nil || !s.call.Route.Method.IsStreamingClient() {
+		s.draining = true
+		go s.drain(data == nil)
+	}
+	if data == nil {
+		return nil, io.EOF
+	}
+	if s.binary {
+		return data, nil
+	}
+	return s.call.Route.Binding.DecodeRequest(&translate.Request{Body: data, ContentType: "application/json"})
 }
 
 // SetHeader drops the upstream's response header: the upgrade answer has
@@ -459,7 +524,7 @@ func (s *stream) write(typ ws.MessageType, p []byte) error {
 // the socket was never opened, else the final status and the close frame.
 // resolver resolves the Any types of the call's error details, from the
 // schema of the generation the call runs on.
-func (s *stream) resolver() translate.Resolver { return s.h.routes(s.r.Context()).Resolver }
+func (s *stream) resolver() translate.Resolver { return s.h.routes(s.ctx).Resolver }
 
 func (s *stream) finish(err error) *spb.Status {
 	refused := false
@@ -468,6 +533,7 @@ func (s *stream) finish(err error) *spb.Status {
 	if s.failure != nil {
 		err = s.failure
 	}
+	protocolErr := s.protocolErr
 	s.mu.Unlock()
 	if refused {
 		st := translate.CallStatus(err)
@@ -497,6 +563,9 @@ func (s *stream) finish(err error) *spb.Status {
 	code, reason := ws.StatusNormalClosure, ""
 	if st.GetCode() != 0 {
 		code, reason = ws.StatusCode(4000+st.GetCode()), st.GetMessage()
+		if protocolErr {
+			code = ws.StatusProtocolError
+		}
 		if len(reason) > 120 { // a close reason has at most 123 bytes
 			reason = strings.ToValidUTF8(reason[:120], "")
 		}
