@@ -31,3 +31,24 @@ func TestParseConfigStrict(t *testing.T) {
 		t.Fatalf("decoded %+v", cfg)
 	}
 }
+
+func TestTargetsPlainOrWeighted(t *testing.T) {
+	cfg, err := ParseConfig([]byte("upstreams:\n  u:\n    grpc: {targets: [a:1, {addr: b:2, weight: 3}]}\n    balancer: weighted\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.Upstreams["u"].GRPC.Targets
+	if len(got) != 2 || got[0] != (Target{Addr: "a:1"}) || got[1] != (Target{Addr: "b:2", Weight: 3}) {
+		t.Errorf("targets = %+v", got)
+	}
+	for _, bad := range []string{
+		"upstreams:\n  u:\n    grpc: {targets: [{addr: b:2, wieght: 3}]}\n",
+		"upstreams:\n  u:\n    grpc: {targets: [{weight: 3}]}\n",
+		"upstreams:\n  u:\n    grpc: {targets: [[a]]}\n",
+		"upstreams:\n  u:\n    health_check: {intreval: 1s}\n",
+	} {
+		if _, err := ParseConfig([]byte(bad)); err == nil || !strings.Contains(err.Error(), "line") {
+			t.Errorf("%q: err = %v, want an error naming its line", bad, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -389,5 +390,39 @@ func TestCallerDeadline(t *testing.T) {
 		if got := time.Duration(up.remaining.Load()); got <= 0 || got > tc.max {
 			t.Errorf("%s: the upstream's deadline was %v away, want within %v", tc.name, got, tc.max)
 		}
+	}
+}
+
+// TestReloadKeepsInFlightCalls: a reload that changes an upstream's endpoint
+// settings builds a new client; a call in flight on the old one finishes
+// normally (the old generation holds its client until its last call, and a
+// closed client's endpoints close only once their calls end), and the next
+// calls go through the new one.
+func TestReloadKeepsInFlightCalls(t *testing.T) {
+	t.Parallel()
+	up := startCountingUpstream(t, true)
+	admin := freePort(t)
+	cfg := libraryConfig(descriptorSetSchema(), up.addr, "", "reload: {watch: false}\n")
+	gw := startRosettaListen(t, fmt.Sprintf("admin: %q", admin), cfg)
+	held := make(chan *response, 1)
+	go func() { held <- get(t, gw.base, "/v1/shelves/1") }()
+	waitFor(t, "the call to reach the upstream", func() bool { return up.calls.Load() == 1 })
+
+	changed := edit(t, cfg, "timeout: 5s}", "timeout: 5s, balancer: least_request, outlier_detection: {consecutive_failures: 3}}")
+	if err := os.WriteFile(gw.config, []byte(fmt.Sprintf("listen: {http: %q, admin: %q}\n%s", strings.TrimPrefix(gw.base, "http://"), admin, changed)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := postReload(t, admin); code != http.StatusOK {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	if b := upstreams(t, admin)["library"].Balancer; b != "least_request" {
+		t.Fatalf("after the reload the upstream balances %s, want least_request", b)
+	}
+	close(up.release)
+	if r := <-held; r.status != http.StatusOK {
+		t.Errorf("the call in flight across the reload: %d %s, want 200", r.status, r.body)
+	}
+	if r := get(t, gw.base, "/v1/shelves/1"); r.status != http.StatusOK {
+		t.Errorf("a call after the reload: %d %s", r.status, r.body)
 	}
 }

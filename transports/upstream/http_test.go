@@ -4,7 +4,10 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -52,5 +55,58 @@ func TestHTTPInvokeErrors(t *testing.T) {
 	}
 	if _, err := NewHTTP(HTTPConfig{URL: "ftp://x"}); err == nil {
 		t.Error("NewHTTP accepted an ftp URL")
+	}
+}
+
+// TestHTTPEndpointsAndHealth: calls spread over the targets with the URL's
+// scheme and path, each reply names its endpoint, and a target whose health
+// path answers 503 gets no calls.
+func TestHTTPEndpointsAndHealth(t *testing.T) {
+	var sick atomic.Bool
+	var calls [2]atomic.Int64
+	servers := make([]*httptest.Server, 2)
+	for i := range servers {
+		servers[i] = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/up" {
+				if i == 1 && sick.Load() {
+					w.WriteHeader(http.StatusServiceUnavailable)
+				}
+				return
+			}
+			if r.URL.Path != "/base/x" {
+				t.Errorf("upstream saw %s", r.URL.Path)
+			}
+			calls[i].Add(1)
+		}))
+		defer servers[i].Close()
+	}
+	addr := func(i int) string { return strings.TrimPrefix(servers[i].URL, "http://") }
+	h, err := NewHTTP(HTTPConfig{URL: "http://ignored.example/base", Targets: []Endpoint{{Addr: addr(0)}, {Addr: addr(1)}},
+		Options: Options{Name: "web", Health: &HealthCheck{Interval: time.Millisecond, Path: "/up", UnhealthyThreshold: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	seen := map[string]bool{}
+	for range 10 {
+		reply, err := h.Invoke(context.Background(), "GET /x", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[reply.Endpoint] = true
+	}
+	if !seen[addr(0)] || !seen[addr(1)] || calls[0].Load() != 5 || calls[1].Load() != 5 {
+		t.Errorf("round robin over two targets: endpoints %v, calls %d and %d", seen, calls[0].Load(), calls[1].Load())
+	}
+	sick.Store(true)
+	waitUntil(t, "the sick target unhealthy", func() bool { return h.Usable() == 1 })
+	before := calls[1].Load()
+	for range 10 {
+		if _, err := h.Invoke(context.Background(), "GET /x", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls[1].Load() != before {
+		t.Error("an unhealthy HTTP target got calls")
 	}
 }
