@@ -570,6 +570,9 @@ func (g *builder) lookupMethod(call string) (protoreflect.MethodDescriptor, erro
 
 // addRoute adds one route from the routes section.
 func (g *builder) addRoute(rc *RouteConfig, services map[string]*ServiceConfig) error {
+	if rc.Call == "" && (len(rc.Split) > 0 || rc.Sticky != nil) {
+		return fmt.Errorf("split and sticky are for services and routes with a call")
+	}
 	if rc.Aggregate != nil {
 		return g.addAggregate(rc)
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"cmp"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,7 +69,7 @@ func (g *builder) upstreamOf(label, name string, sc SplitConfig) (string, router
 			if p.Header != "" && !httpguts.ValidHeaderFieldName(p.Header) {
 				return "", nil, 0, fmt.Errorf("split[%d].pin.header %q: not a header name", i, p.Header)
 			}
-			s.Pins = append(s.Pins, router.SplitPin{Header: p.Header, Cookie: p.Cookie, Value: cmp.Or(p.Value, "1"), Target: i})
+			s.Pins = append(s.Pins, router.SplitPin{Header: strings.ToLower(p.Header), Cookie: p.Cookie, Value: cmp.Or(p.Value, "1"), Target: i})
 		}
 	}
 	if total == 0 {
@@ -78,7 +79,7 @@ func (g *builder) upstreamOf(label, name string, sc SplitConfig) (string, router
 		if st.Header != "" && !httpguts.ValidHeaderFieldName(st.Header) {
 			return "", nil, 0, fmt.Errorf("sticky.header %q: not a header name", st.Header)
 		}
-		s.Sticky = &router.SplitSticky{Identity: st.Identity == nil || *st.Identity, Header: st.Header, Cookie: st.Cookie}
+		s.Sticky = &router.SplitSticky{Identity: st.Identity == nil || *st.Identity, Header: strings.ToLower(st.Header), Cookie: st.Cookie}
 	}
 	counters := make([]prometheus.Counter, len(s.Targets))
 	for i, t := range s.Targets {

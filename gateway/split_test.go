@@ -80,18 +80,19 @@ func TestSplitBuild(t *testing.T) {
 
 // TestSplitErrors: what a split may not be.
 func TestSplitErrors(t *testing.T) {
-	for _, tc := range []struct{ service, want string }{
-		{"    upstream: v1\n    split: [{upstream: v2, weight: 1}]\n", "set upstream or split, not both"},
-		{"    split: [{upstream: nope, weight: 1}]\n", `split[0]: unknown upstream "nope"`},
-		{"    split: [{upstream: web, weight: 1}]\n", "not a gRPC upstream"},
-		{"    split: [{upstream: v1, weight: -1}, {upstream: v2, weight: 2}]\n", "weight must not be negative"},
-		{"    split: [{upstream: v1, weight: 0}]\n", "the weights add up to zero"},
-		{"    split: [{upstream: v1, weight: 1}, {upstream: v1, weight: 1}]\n", "listed twice"},
-		{"    split: [{upstream: v1, weight: 1, pin: {value: x}}]\n", "set a header, a cookie or both"},
-		{"    split: [{upstream: v1, weight: 1, pin: {header: 'a b'}}]\n", "not a header name"},
-		{"    upstream: v1\n    sticky: {header: X-User}\n", "sticky needs a split"},
+	for _, tc := range []struct{ service, routes, want string }{
+		{"    upstream: v1\n    split: [{upstream: v2, weight: 1}]\n", "", "set upstream or split, not both"},
+		{"    split: [{upstream: nope, weight: 1}]\n", "", `split[0]: unknown upstream "nope"`},
+		{"    split: [{upstream: web, weight: 1}]\n", "", "not a gRPC upstream"},
+		{"    split: [{upstream: v1, weight: -1}, {upstream: v2, weight: 2}]\n", "", "weight must not be negative"},
+		{"    split: [{upstream: v1, weight: 0}]\n", "", "the weights add up to zero"},
+		{"    split: [{upstream: v1, weight: 1}, {upstream: v1, weight: 1}]\n", "", "listed twice"},
+		{"    split: [{upstream: v1, weight: 1, pin: {value: x}}]\n", "", "set a header, a cookie or both"},
+		{"    split: [{upstream: v1, weight: 1, pin: {header: 'a b'}}]\n", "", "not a header name"},
+		{"    upstream: v1\n    sticky: {header: X-User}\n", "", "sticky needs a split"},
+		{"    upstream: v1\n", "routes:\n  - {get: /x, upstream: web, split: [{upstream: v1, weight: 1}]}\n", "split and sticky are for services and routes with a call"},
 	} {
-		_, err := buildSplit(t, splitConfig(tc.service, ""))
+		_, err := buildSplit(t, splitConfig(tc.service, tc.routes))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.service, err, tc.want)
 		}

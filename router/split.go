@@ -54,7 +54,7 @@ type SplitTarget struct {
 // SplitPin sends the calls that carry Value in a header or a cookie to one
 // target.
 type SplitPin struct {
-	// Header (any case) and Cookie name where the value is read (either
+	// Header (lower-case) and Cookie name where the value is read (either
 	// may be empty).
 	Header, Cookie string
 	Value          string
@@ -66,7 +66,8 @@ type SplitPin struct {
 // identity subject when Identity is set and the call is authenticated,
 // else the Header, else the Cookie. A call with no key is placed by weight.
 type SplitSticky struct {
-	Identity       bool
+	Identity bool
+	// Header is lower-case.
 	Header, Cookie string
 }
 
@@ -167,17 +168,29 @@ func (st *SplitSticky) key(c *Call) string {
 // and never because a target was renamed or reordered elsewhere.
 func (s *Split) hash(key string) int {
 	best, bestScore := 0, math.Inf(-1)
+	k := xxhash.Sum64String(key)
 	for i, t := range s.Targets {
 		if t.Weight <= 0 {
 			continue
 		}
-		h := xxhash.Sum64String(t.Name + "\x00" + key)
+		h := mix(k ^ xxhash.Sum64String(t.Name))
 		u := (float64(h>>11) + 0.5) / (1 << 53)
 		if score := float64(t.Weight) / -math.Log(u); score > bestScore {
 			best, bestScore = i, score
 		}
 	}
 	return best
+}
+
+// mix is splitmix64's finaliser: every bit of x moves every bit of the
+// result, so the key's hash combined with each target's gives independent
+// draws.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // next is smooth weighted round-robin (as nginx): every target's current

@@ -37,7 +37,7 @@ func TestSplitWeightsExact(t *testing.T) {
 
 func TestSplitPins(t *testing.T) {
 	s := split(100, 0)
-	s.Pins = []SplitPin{{Header: "X-Canary", Cookie: "canary", Value: "1", Target: 1}}
+	s.Pins = []SplitPin{{Header: "x-canary", Cookie: "canary", Value: "1", Target: 1}}
 	for _, tc := range []struct {
 		md   metadata.MD
 		want int
@@ -56,7 +56,7 @@ func TestSplitPins(t *testing.T) {
 
 func TestSplitSticky(t *testing.T) {
 	s := split(50, 50)
-	s.Sticky = &SplitSticky{Identity: true, Header: "X-User", Cookie: "uid"}
+	s.Sticky = &SplitSticky{Identity: true, Header: "x-user", Cookie: "uid"}
 	call := func(i int) *Call { return &Call{Identity: &Identity{Subject: fmt.Sprint("user-", i)}} }
 	first := map[int]int{}
 	var n [2]int
@@ -102,10 +102,34 @@ func TestSplitSticky(t *testing.T) {
 
 func TestSplitString(t *testing.T) {
 	s := split(90, 10)
-	s.Pins = []SplitPin{{Header: "X-Canary", Value: "1", Target: 1}}
+	s.Pins = []SplitPin{{Header: "x-canary", Value: "1", Target: 1}}
 	s.Sticky = &SplitSticky{Identity: true, Cookie: "uid"}
 	want := "split(v1 90, v2 10; pin header x-canary = 1 → v2; sticky: identity, cookie uid)"
 	if got := s.String(); got != want {
 		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// BenchmarkSplitChoose is the cost of placing one call: by weight (smooth
+// weighted round-robin, under a mutex), by a sticky key (rendezvous hash
+// over the targets) and by a pin.
+func BenchmarkSplitChoose(b *testing.B) {
+	s := split(90, 10)
+	s.Pins = []SplitPin{{Header: "x-canary", Value: "1", Target: 1}}
+	s.Sticky = &SplitSticky{Identity: true}
+	for _, bc := range []struct {
+		name string
+		call *Call
+	}{
+		{"weight", &Call{}},
+		{"sticky", &Call{Identity: &Identity{Subject: "user-12345"}}},
+		{"pin", &Call{Incoming: metadata.Pairs("x-canary", "1")}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Choose(bc.call)
+			}
+		})
 	}
 }

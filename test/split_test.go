@@ -58,7 +58,13 @@ func readFile(t testing.TB, path string) string {
 // servedBy makes one REST call and returns who answered it.
 func servedBy(t testing.TB, base string, header map[string]string) string {
 	t.Helper()
-	req, err := http.NewRequest("GET", base+"/v1/shelves/1", nil)
+	return servedAt(t, base, "/v1/shelves/1", header)
+}
+
+// servedAt makes one REST GET of path and returns who answered it.
+func servedAt(t testing.TB, base, path string, header map[string]string) string {
+	t.Helper()
+	req, err := http.NewRequest("GET", base+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +77,7 @@ func servedBy(t testing.TB, base string, header map[string]string) string {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		t.Fatalf("GET /v1/shelves/1: %d", resp.StatusCode)
+		t.Fatalf("GET %s: %d", path, resp.StatusCode)
 	}
 	return resp.Header.Get("Grpc-Metadata-X-Served-By")
 }
@@ -156,6 +162,13 @@ func TestSplitPins(t *testing.T) {
 		if who := servedBy(t, gw.base, map[string]string{"X-Canary": "0", "Cookie": "canary=never"}); who != "stable" {
 			t.Fatalf("call %d with X-Canary: 0 served by %q", i, who)
 		}
+	}
+	// A stream is placed the same way.
+	if who := servedAt(t, gw.base, "/v1/shelves/1/books:stream", map[string]string{"X-Canary": "1"}); who != "canary" {
+		t.Fatalf("a stream with X-Canary: 1 served by %q", who)
+	}
+	if who := servedAt(t, gw.base, "/v1/shelves/1/books:stream", nil); who != "stable" {
+		t.Fatalf("a stream served by %q", who)
 	}
 }
 
