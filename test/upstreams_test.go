@@ -400,7 +400,7 @@ func TestCallerDeadline(t *testing.T) {
 // calls go through the new one.
 func TestReloadKeepsInFlightCalls(t *testing.T) {
 	t.Parallel()
-	up := startCountingUpstream(t, true)
+	up := startFaultyUpstream(t, true)
 	admin := freePort(t)
 	cfg := libraryConfig(descriptorSetSchema(), up.addr, "", "reload: {watch: false}\n")
 	gw := startRosettaListen(t, fmt.Sprintf("admin: %q", admin), cfg)

@@ -115,4 +115,3 @@ func TestFrameWriterSendsWholeFrames(t *testing.T) {
 		t.Fatalf("the peer read %d bytes that differ from the %d written", len(got), len(want))
 	}
 }
-
