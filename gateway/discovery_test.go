@@ -53,7 +53,7 @@ func TestDiscoveryPooled(t *testing.T) {
 // TestDiscoveryErrors: what a discovery section may not be.
 func TestDiscoveryErrors(t *testing.T) {
 	for _, tc := range []struct{ upstream, want string }{
-		{"{grpc: {targets: [127.0.0.1:1]}, discovery: {dns: {name: x, port: 1}}}", "set grpc.targets or discovery, not both"},
+		{"{grpc: {targets: [127.0.0.1:1]}, discovery: {dns: {name: x, port: 1}}}", "set grpc.targets (or http.targets) or discovery, not both"},
 		{"{grpc: {}, discovery: {}}", "set exactly one of dns, etcd, consul"},
 		{"{grpc: {}, discovery: {dns: {name: x}, etcd: {endpoints: [a], prefix: /p}}}", "set exactly one of dns, etcd, consul"},
 		{"{grpc: {}, discovery: {dns: {name: x}}}", "port (1-65535) unless srv"},
