@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"go.opentelemetry.io/otel/trace"
+
 	"context"
 	"errors"
 	"log/slog"
@@ -28,6 +30,7 @@ type Live struct {
 	pool    *Pool
 	log     *slog.Logger
 	metrics *admin.Metrics
+	tracer  trace.Tracer
 
 	cur atomic.Pointer[held]
 
@@ -68,6 +71,8 @@ type LiveOptions struct {
 	// Metrics, when set, count the calls of every chain, export the
 	// policies' counts and the reloads.
 	Metrics *admin.Metrics
+	// Tracer, when set, traces every call of every generation.
+	Tracer trace.Tracer
 }
 
 // NewLive builds the first generation from cfg.
@@ -75,7 +80,7 @@ func NewLive(ctx context.Context, cfg *Config, opts LiveOptions) (*Live, error) 
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	l := &Live{file: opts.File, pool: NewPool(), log: opts.Logger, metrics: opts.Metrics}
+	l := &Live{file: opts.File, pool: NewPool(), log: opts.Logger, metrics: opts.Metrics, tracer: opts.Tracer}
 	if l.metrics != nil {
 		l.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rosetta_reloads_total",
@@ -98,7 +103,7 @@ func NewLive(ctx context.Context, cfg *Config, opts LiveOptions) (*Live, error) 
 // build builds the next generation; a configuration that fails to build
 // takes no number.
 func (l *Live) build(ctx context.Context, cfg *Config) (*Generation, error) {
-	g, err := Build(ctx, cfg, Options{Pool: l.pool, Logger: l.log, Seq: l.seq + 1, Metrics: l.metrics})
+	g, err := Build(ctx, cfg, Options{Pool: l.pool, Logger: l.log, Seq: l.seq + 1, Metrics: l.metrics, Tracer: l.tracer})
 	if err == nil {
 		l.seq++
 	}
@@ -230,6 +235,7 @@ func restartNeeded(old, cur *Config) []string {
 		"security.limits (listener)":   {old.Security.Limits.MaxConnsPerClient, cur.Security.Limits.MaxConnsPerClient},
 		"mqtt (broker settings)":       {brokerSettings(old.MQTT), brokerSettings(cur.MQTT)},
 		"shutdown_timeout, access_log": {[2]any{old.ShutdownTimeout, old.AccessLog == nil || *old.AccessLog}, [2]any{cur.ShutdownTimeout, cur.AccessLog == nil || *cur.AccessLog}},
+		"log, tracing":                 {[2]any{old.Log, old.Tracing}, [2]any{cur.Log, cur.Tracing}},
 	} {
 		if !reflect.DeepEqual(pair[0], pair[1]) {
 			out = append(out, name)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/rosettagw/rosetta/accesslog"
 	"github.com/rosettagw/rosetta/transports/mqtt"
 )
 
@@ -15,7 +16,7 @@ import (
 // message through the rules of the generation serving when it arrives. A
 // reload keeps the broker, its sessions and its subscriptions; those of the
 // state routes and, on an external broker, of the rules are diffed. The returned function stops them.
-func startMQTT(ctx context.Context, live *Live, logger *slog.Logger) (func(), error) {
+func startMQTT(ctx context.Context, live *Live, logger *slog.Logger, access *accesslog.Logger) (func(), error) {
 	g := live.Current()
 	s := g.mqttSettings
 	if s == nil {
@@ -27,7 +28,7 @@ func startMQTT(ctx context.Context, live *Live, logger *slog.Logger) (func(), er
 	}
 	cfg := g.cfg
 	bridge := mqtt.NewBridge(live.MQTTRules, parts.broker, mqtt.BridgeOptions{
-		DeadLetter: cfg.MQTT.DeadLetter, ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: accessLogger(cfg, logger),
+		DeadLetter: cfg.MQTT.DeadLetter, ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: logger, Access: access,
 	})
 	var br mqtt.Broker
 	var ext *mqtt.External

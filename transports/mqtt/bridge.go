@@ -1,6 +1,8 @@
 package mqtt
 
 import (
+	"github.com/rosettagw/rosetta/accesslog"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +35,7 @@ type Bridge struct {
 	noRule  string // dead-letter topic of messages no rule takes
 	forward *ingress.Forwarder
 	log     *slog.Logger
+	access  *accesslog.Logger
 }
 
 // Rules are one generation's uplink rules, tried in order: the first whose
@@ -53,8 +56,10 @@ type BridgeOptions struct {
 	// for HTTP headers: grpc-metadata-* goes with the prefix stripped.
 	// Credentials (authorization, cookie) and x-mqtt-* never go.
 	ForwardHeaders []string
-	// Logger receives one access-log line per message (nil: none).
+	// Logger receives the bridge's warnings (nil: none).
 	Logger *slog.Logger
+	// Access receives one access-log line per message (nil: none).
+	Access *accesslog.Logger
 }
 
 // NewBridge returns a bridge for the rules of the generation rules returns,
@@ -65,7 +70,7 @@ func NewBridge(rules func() (*Rules, func()), br Broker, opts BridgeOptions) *Br
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Bridge{rules: rules, broker: br, noRule: opts.DeadLetter, forward: ingress.NewForwarder(opts.ForwardHeaders), log: log}
+	return &Bridge{rules: rules, broker: br, noRule: opts.DeadLetter, forward: ingress.NewForwarder(opts.ForwardHeaders), log: log, access: opts.Access}
 }
 
 // Filters returns the subscription filters of the rules, for an external
@@ -100,7 +105,15 @@ func errNoRule(topic string) error {
 
 // Uplink handles one device message: it is the Uplink of the brokers.
 func (b *Bridge) Uplink(ctx context.Context, m *Message) error {
-	start := time.Now()
+	var rec *accesslog.Record
+	if b.access != nil {
+		rec = &accesslog.Record{Start: time.Now(), Protocol: string(router.MQTT), Method: "PUBLISH", Path: m.Topic, BytesIn: int64(len(m.Payload))}
+		if m.Sender != nil {
+			rec.Peer = m.Sender.Peer.String()
+		}
+		ctx = accesslog.NewContext(ctx, rec)
+		defer b.access.Write(rec)
+	}
 	rules, done := b.rules()
 	defer done()
 	rule, vals := rules.find(m.Topic)
@@ -114,10 +127,9 @@ func (b *Bridge) Uplink(ctx context.Context, m *Message) error {
 	if err != nil && ctx.Err() == nil {
 		b.deadLetter(ctx, rules, rule, vals, m, err, attempts)
 	}
-	b.log.LogAttrs(ctx, slog.LevelInfo, "access",
-		slog.String("proto", "mqtt"), slog.String("topic", m.Topic), slog.Int("qos", int(m.QoS)),
-		slog.String("code", status.Code(errorStatus(err)).String()),
-		slog.Int("attempts", attempts), slog.Duration("duration", time.Since(start)), slog.String("client", clientID(m)))
+	if rec != nil && !rec.HasCode { // no rule, no chain
+		rec.Code, rec.HasCode = status.Code(errorStatus(err)), true
+	}
 	return err
 }
 

@@ -20,7 +20,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -66,8 +65,6 @@ type Options struct {
 	MaxMessageBytes int64
 	// ForwardHeaders are forwarded upstream (nil: the ingress defaults).
 	ForwardHeaders []string
-	// Logger receives one access-log line per call (nil: none).
-	Logger *slog.Logger
 }
 
 // Handler is the WebSocket ingress http.Handler.
@@ -113,13 +110,7 @@ func (h *Handler) IsUpgrade(r *http.Request) bool {
 // ServeHTTP runs the chain on an upgrade request and, once it passes,
 // upgrades and pumps the messages.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	st := h.serve(w, r)
-	if h.opts.Logger != nil {
-		h.opts.Logger.LogAttrs(r.Context(), slog.LevelInfo, "access",
-			slog.String("proto", "websocket"), slog.String("path", r.URL.Path), // never the query: it may hold a token
-			slog.String("code", codes.Code(st.GetCode()).String()), slog.Duration("duration", time.Since(start)), slog.String("peer", r.RemoteAddr))
-	}
+	h.serve(w, r)
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *spb.Status {
