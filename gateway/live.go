@@ -39,6 +39,9 @@ type Live struct {
 	last    ReloadStatus
 	onSwap  []func(old, cur *Generation)
 	reloads *prometheus.CounterVec
+	// lastFailed is set when the last reload was refused (read by a
+	// scrape without waiting for a reload in progress).
+	lastFailed atomic.Bool
 }
 
 // held is a generation with the count of its users: the Live (while it is
@@ -86,7 +89,18 @@ func NewLive(ctx context.Context, cfg *Config, opts LiveOptions) (*Live, error) 
 			Name: "rosetta_reloads_total",
 			Help: "Configuration reloads, by result: ok (swapped in) or failed (refused; the running generation kept serving).",
 		}, []string{"result"})
-		l.metrics.Register(l.reloads)
+		l.metrics.Register(l.reloads, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rosetta_config_last_reload_successful",
+			Help: "Whether the last reload was swapped in (1) or refused (0); 1 before any reload.",
+		}, func() float64 {
+			if l.lastFailed.Load() {
+				return 0
+			}
+			return 1
+		}), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rosetta_config_generation",
+			Help: "The number of the serving generation (1 at start, one more per reload swapped in).",
+		}, func() float64 { return float64(l.Current().Seq) }))
 	}
 	g, err := l.build(ctx, cfg)
 	if err != nil {
@@ -173,6 +187,7 @@ func (l *Live) Reload(ctx context.Context) error {
 		result = "failed"
 		l.log.Error("reload refused; the running configuration keeps serving", "generation", l.last.Generation, "error", err)
 	}
+	l.lastFailed.Store(err != nil)
 	if l.reloads != nil {
 		l.reloads.WithLabelValues(result).Inc()
 	}

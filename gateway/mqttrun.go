@@ -27,8 +27,13 @@ func startMQTT(ctx context.Context, live *Live, logger *slog.Logger, access *acc
 		parts = &mqttParts{broker: &brokerRef{}, state: mqtt.NewState(0, nil)}
 	}
 	cfg := g.cfg
+	var metrics *mqtt.Metrics
+	if live.metrics != nil {
+		metrics = &mqtt.Metrics{}
+		live.metrics.Register(metrics)
+	}
 	bridge := mqtt.NewBridge(live.MQTTRules, parts.broker, mqtt.BridgeOptions{
-		DeadLetter: cfg.MQTT.DeadLetter, ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: logger, Access: access,
+		DeadLetter: cfg.MQTT.DeadLetter, ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: logger, Access: access, Metrics: metrics,
 	})
 	var br mqtt.Broker
 	var ext *mqtt.External
@@ -46,7 +51,7 @@ func startMQTT(ctx context.Context, live *Live, logger *slog.Logger, access *acc
 		logger.Info("mqtt bridge connected", "broker", ec.URL, "rules", len(filters))
 	} else {
 		ec := *s.embedded
-		ec.Logger = logger
+		ec.Logger, ec.Metrics = logger, metrics
 		if pw := s.passwords; pw != nil {
 			ec.Authenticate = func(s *mqtt.Sender) bool { return pw.Check(s.Username, s.Password) }
 		}
@@ -69,7 +74,7 @@ func startMQTT(ctx context.Context, live *Live, logger *slog.Logger, access *acc
 		br = emb
 		logger.Info("serving", "mqtt", emb.Addr(), "rules", len(parts.rules))
 	}
-	parts.broker.set(br)
+	parts.broker.set(br, metrics)
 	subs := &stateSubs{broker: br, unsub: map[string]func(){}}
 	if err := subs.follow(ctx, g); err != nil {
 		br.Close()

@@ -82,6 +82,9 @@ func Serve(ctx context.Context, cfg *Config, opts ServeOptions) error {
 		return err
 	}
 	door := newFrontDoor(cfg, live, opts.AccessLog)
+	if metrics != nil {
+		metrics.Register(door.ws.Collector())
+	}
 	stopMQTT, err := startMQTT(ctx, live, logger, opts.AccessLog)
 	if err != nil {
 		ln.Close()

@@ -119,9 +119,9 @@ func CodeOf(c *router.Call, err error) codes.Code {
 	return translate.CodeFromHTTP(c.Reply.HTTPStatus)
 }
 
-// Register adds a collector of the process's own (such as the reload
+// Register adds collectors of the process's own (such as the reload
 // counts).
-func (m *Metrics) Register(c prometheus.Collector) { m.registry.MustRegister(c) }
+func (m *Metrics) Register(cs ...prometheus.Collector) { m.registry.MustRegister(cs...) }
 
 // SetCollectors replaces the counts the policies and the validator of the
 // serving generation export; they are collected at each scrape. A reload

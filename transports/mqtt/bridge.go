@@ -36,6 +36,7 @@ type Bridge struct {
 	forward *ingress.Forwarder
 	log     *slog.Logger
 	access  *accesslog.Logger
+	metrics *Metrics
 }
 
 // Rules are one generation's uplink rules, tried in order: the first whose
@@ -60,6 +61,8 @@ type BridgeOptions struct {
 	Logger *slog.Logger
 	// Access receives one access-log line per message (nil: none).
 	Access *accesslog.Logger
+	// Metrics, when set, count the messages, retries and dead letters.
+	Metrics *Metrics
 }
 
 // NewBridge returns a bridge for the rules of the generation rules returns,
@@ -70,7 +73,7 @@ func NewBridge(rules func() (*Rules, func()), br Broker, opts BridgeOptions) *Br
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Bridge{rules: rules, broker: br, noRule: opts.DeadLetter, forward: ingress.NewForwarder(opts.ForwardHeaders), log: log, access: opts.Access}
+	return &Bridge{rules: rules, broker: br, noRule: opts.DeadLetter, forward: ingress.NewForwarder(opts.ForwardHeaders), log: log, access: opts.Access, metrics: opts.Metrics}
 }
 
 // Filters returns the subscription filters of the rules, for an external
@@ -114,6 +117,7 @@ func (b *Bridge) Uplink(ctx context.Context, m *Message) error {
 		ctx = accesslog.NewContext(ctx, rec)
 		defer b.access.Write(rec)
 	}
+	b.metrics.received()
 	rules, done := b.rules()
 	defer done()
 	rule, vals := rules.find(m.Topic)
@@ -124,7 +128,9 @@ func (b *Bridge) Uplink(ctx context.Context, m *Message) error {
 	} else {
 		attempts, err = b.call(ctx, rules, rule, vals, m)
 	}
+	b.metrics.retried(attempts)
 	if err != nil && ctx.Err() == nil {
+		b.metrics.deadLetter()
 		b.deadLetter(ctx, rules, rule, vals, m, err, attempts)
 	}
 	if rec != nil && !rec.HasCode { // no rule, no chain

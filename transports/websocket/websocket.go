@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ws "github.com/coder/websocket"
@@ -31,6 +32,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/rosettagw/rosetta/accesslog"
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/translate"
 	"github.com/rosettagw/rosetta/transports/ingress"
@@ -77,6 +79,10 @@ type Handler struct {
 	calls   map[*stream]struct{} // the calls in progress
 	closing bool                 // Shutdown was called
 	done    sync.WaitGroup       // one per call in progress
+
+	// The counts of the metrics (see Collector).
+	open    atomic.Int64
+	in, out atomic.Uint64
 }
 
 // New returns a Handler serving the WebSocket routes of the generation
@@ -172,6 +178,7 @@ func (h *Handler) track(s *stream) bool {
 	}
 	h.calls[s] = struct{}{}
 	h.done.Add(1)
+	h.open.Add(1)
 	return true
 }
 
@@ -179,6 +186,7 @@ func (h *Handler) untrack(s *stream) {
 	h.mu.Lock()
 	delete(h.calls, s)
 	h.mu.Unlock()
+	h.open.Add(-1)
 	h.done.Done()
 }
 
@@ -335,6 +343,10 @@ func (s *stream) read() {
 			return
 		}
 		s.touch()
+		s.h.in.Add(1)
+		if rec := accesslog.FromContext(s.ctx); rec != nil {
+			atomic.AddInt64(&rec.BytesIn, int64(len(data)))
+		}
 		var f frame
 		switch {
 		case typ == ws.MessageText && len(data) == 0:
@@ -443,6 +455,10 @@ func (s *stream) write(typ ws.MessageType, p []byte) error {
 		}
 	})
 	defer stop()
+	s.h.out.Add(1)
+	if rec := accesslog.FromContext(s.ctx); rec != nil {
+		atomic.AddInt64(&rec.BytesOut, int64(len(p)))
+	}
 	return s.conn.Write(ctx, typ, p)
 }
 
