@@ -89,6 +89,8 @@ func NewLive(ctx context.Context, cfg *Config, opts LiveOptions) (*Live, error) 
 			Name: "rosetta_reloads_total",
 			Help: "Configuration reloads, by result: ok (swapped in) or failed (refused; the running generation kept serving).",
 		}, []string{"result"})
+		l.reloads.WithLabelValues("ok") // both series exist from the start
+		l.reloads.WithLabelValues("failed")
 		l.metrics.Register(l.reloads, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rosetta_config_last_reload_successful",
 			Help: "Whether the last reload was swapped in (1) or refused (0); 1 before any reload.",

@@ -174,6 +174,7 @@ func Chain(final Handler, mws ...Middleware) Handler {
 // instead.
 var Dispatch Handler = HandlerFunc(func(ctx context.Context, c *Call) error {
 	if c.Stream != nil {
+		c.Attempts++ // a stream is one attempt, never retried
 		ctx, end := startAttempt(ctx, c)
 		err := dispatchStream(ctx, c)
 		end(c.Reply, err)
