@@ -45,6 +45,11 @@ if ! command -v redis-server >/dev/null; then
   apt-get update && apt-get install -y redis-server
 fi
 
+echo "== metrics test peer (prometheus)"
+if ! command -v prometheus >/dev/null; then
+  apt-get update && apt-get install -y prometheus
+fi
+
 echo "== go test"
 go test -count=1 -timeout 15m ./...
 

@@ -166,7 +166,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *spb.Status {
 	defer h.untrack(s)
 	call.Stream = s
 	err = route.Handler.Handle(ctx, call)
-	return s.finish(err)
+	st := s.finish(err)
+	if rec := accesslog.FromContext(ctx); rec != nil { // the messages are the call's bytes
+		rec.BytesIn, rec.BytesOut = s.bytesIn.Load(), s.bytesOut.Load()
+	}
+	return st
 }
 
 // track registers a call in progress, unless the handler is shutting down.
@@ -261,10 +265,12 @@ type stream struct {
 	openErr error
 	binary  bool
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	in     chan frame // capacity 1: the reader stops when Recv does not keep up
-	idle   *time.Timer
+	ctx context.Context
+	// bytesIn and bytesOut count the messages' bytes, for the access log.
+	bytesIn, bytesOut atomic.Int64
+	cancel            context.CancelFunc
+	in                chan frame // capacity 1: the reader stops when Recv does not keep up
+	idle              *time.Timer
 
 	pingMu sync.Mutex
 	ping   *time.Timer // runs heartbeat; a timer, not a goroutine, per socket
@@ -344,9 +350,7 @@ func (s *stream) read() {
 		}
 		s.touch()
 		s.h.in.Add(1)
-		if rec := accesslog.FromContext(s.ctx); rec != nil {
-			atomic.AddInt64(&rec.BytesIn, int64(len(data)))
-		}
+		s.bytesIn.Add(int64(len(data)))
 		var f frame
 		switch {
 		case typ == ws.MessageText && len(data) == 0:
@@ -456,9 +460,7 @@ func (s *stream) write(typ ws.MessageType, p []byte) error {
 	})
 	defer stop()
 	s.h.out.Add(1)
-	if rec := accesslog.FromContext(s.ctx); rec != nil {
-		atomic.AddInt64(&rec.BytesOut, int64(len(p)))
-	}
+	s.bytesOut.Add(int64(len(p)))
 	return s.conn.Write(ctx, typ, p)
 }
 
