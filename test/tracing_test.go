@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	libraryv1 "github.com/rosettagw/rosetta/proto/example/library/v1"
 )
@@ -43,6 +46,31 @@ func startOTLPReceiver(t testing.TB) *otlpReceiver {
 	coltracepb.RegisterTraceServiceServer(srv, r)
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
+	return r
+}
+
+// startOTLPReceiverHTTP is startOTLPReceiver for OTLP over HTTP
+// (protobuf bodies POSTed to /v1/traces).
+func startOTLPReceiverHTTP(t testing.TB) *otlpReceiver {
+	t.Helper()
+	r := &otlpReceiver{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(req.Body)
+		var export coltracepb.ExportTraceServiceRequest
+		if err == nil {
+			err = proto.Unmarshal(body, &export)
+		}
+		if req.URL.Path != "/v1/traces" || err != nil {
+			http.Error(w, fmt.Sprint(req.URL.Path, err), http.StatusBadRequest)
+			return
+		}
+		resp, _ := r.Export(req.Context(), &export)
+		b, _ := proto.Marshal(resp)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.Write(b)
+	}))
+	t.Cleanup(srv.Close)
+	r.addr = strings.TrimPrefix(srv.URL, "http://")
 	return r
 }
 
@@ -224,15 +252,15 @@ func TestTracing(t *testing.T) {
 }
 
 // TestTracingMQTT checks that a device's traceparent (an MQTT 5 user
-// property) parents the message's server span.
+// property) parents the message's server span; the spans go by OTLP over
+// HTTP.
 func TestTracingMQTT(t *testing.T) {
 	t.Parallel()
-	rcv := startOTLPReceiver(t)
+	rcv := startOTLPReceiverHTTP(t)
 	up := startIoTUpstream(t)
 	broker := freePort(t)
-	gw := startRosettaListen(t, "mqtt: "+broker, iotConfig(up.addr, anonymous, uplinkRoutes)+
-		fmt.Sprintf("tracing: {otlp: {endpoint: %q, protocol: grpc, insecure: true}}\n", rcv.addr))
-	_ = gw
+	startRosettaListen(t, "mqtt: "+broker, iotConfig(up.addr, anonymous, uplinkRoutes)+
+		fmt.Sprintf("tracing: {otlp: {endpoint: %q, protocol: http, insecure: true}}\n", rcv.addr))
 	tp, id, parent := newTraceparent(5)
 	if out, code := publish(t, broker, "mqttv5", "-u", "d1", "-q", "1", "-t", "devices/d1/telemetry", "-m", `{"id":"t1","reading":{"temperature":20}}`,
 		"-D", "PUBLISH", "user-property", "traceparent", tp); code != 0 {
