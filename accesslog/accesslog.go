@@ -54,7 +54,7 @@ type Record struct {
 	BytesIn, BytesOut int64
 	// Subject is the authenticated caller, when a policy established one.
 	Subject string
-	// RequestID is the client's x-request-id, when it sent one.
+	// RequestID is the client's X-Request-Id header, when it sent one.
 	RequestID string
 	// Trace and Span identify the call's server span, when traced.
 	Trace trace.TraceID

@@ -105,11 +105,26 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// maxRequestID bounds the X-Request-Id logged: a client's header must not
+// make the log line as long as it likes.
+const maxRequestID = 128
+
+// requestID is the request's X-Request-Id, as the access log takes it: the
+// HTTP header only (an MQTT user property of that name is the device's
+// data, never logged), cut to maxRequestID bytes.
+func requestID(r *http.Request) string {
+	id := r.Header.Get("X-Request-Id")
+	if len(id) > maxRequestID {
+		id = id[:maxRequestID]
+	}
+	return id
+}
+
 // serveLogged serves r on g through the front door's ingresses and writes
 // its access-log line once the answer is sent.
 func (f *frontDoor) serveLogged(w http.ResponseWriter, r *http.Request, g *Generation) {
 	x := &exchange{Context: r.Context(), gen: g}
-	x.rec = accesslog.Record{Start: time.Now(), Method: r.Method, Path: r.URL.Path, Peer: r.RemoteAddr, RequestID: r.Header.Get("X-Request-Id")}
+	x.rec = accesslog.Record{Start: time.Now(), Method: r.Method, Path: r.URL.Path, Peer: r.RemoteAddr, RequestID: requestID(r)}
 	x.w.ResponseWriter = w
 	r = r.WithContext(x)
 	if r.Body != nil && r.Body != http.NoBody {

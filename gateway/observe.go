@@ -85,11 +85,6 @@ func (o *observe) fill(rec *accesslog.Record, ctx context.Context, c *router.Cal
 	if c.Identity != nil {
 		rec.Subject = c.Identity.Subject
 	}
-	if rec.RequestID == "" {
-		if v := c.Incoming["x-request-id"]; len(v) > 0 {
-			rec.RequestID = v[0]
-		}
-	}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		rec.Trace, rec.Span = sc.TraceID(), sc.SpanID()
 	}
