@@ -18,6 +18,8 @@
 package gateway
 
 import (
+	"go.opentelemetry.io/otel/trace"
+
 	"cmp"
 	"context"
 	"crypto/tls"
@@ -109,6 +111,7 @@ type builder struct {
 	pool    *Pool
 	log     *slog.Logger
 	metrics *admin.Metrics
+	tracer  trace.Tracer
 	// uses records, for every route, which chain it runs and the route
 	// configuration that made it (nil for a service's own bindings).
 	uses []use
@@ -134,6 +137,8 @@ type Options struct {
 	Seq uint64
 	// Metrics, when set, counts the calls of every chain.
 	Metrics *admin.Metrics
+	// Tracer, when set, traces every call (nil: tracing off).
+	Tracer trace.Tracer
 }
 
 // Build compiles cfg into a generation. It reports every problem it finds,
@@ -151,7 +156,7 @@ func Build(ctx context.Context, cfg *Config, opts Options) (*Generation, error) 
 	}
 	g := &builder{
 		Generation: &Generation{Seq: opts.Seq, cfg: cfg, routes: &router.Routes{HTTP: &router.Table{}, Methods: map[string]*router.Route{}}, upstreams: map[string]router.Invoker{}, methods: map[string]*methodInfo{}},
-		pool:       opts.Pool, log: opts.Logger, metrics: opts.Metrics,
+		pool:       opts.Pool, log: opts.Logger, metrics: opts.Metrics, tracer: opts.Tracer,
 	}
 	err := g.build(ctx)
 	for f := range cfg.files {
@@ -239,6 +244,12 @@ func (g *builder) build(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, checkReferences(cfg)...)
+	if err := cfg.Log.check(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := cfg.Tracing.Check(); err != nil {
+		errs = append(errs, fmt.Errorf("tracing: %v", err))
+	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}

@@ -334,9 +334,7 @@ func (g *builder) chain(s *chainSpec) (h router.Handler, params []string, corsPo
 	step := func(name string, mw router.Middleware) {
 		mws, steps = append(mws, mw), append(steps, name)
 	}
-	if m := g.metrics; m != nil {
-		step("metrics", m.Middleware(s.name))
-	}
+	step("observe", g.observeStep(s.name))
 	step("cors("+corsName+")", cors.Check(corsPolicy))
 	step("query-token", querytoken.Step(g.cfg.WebSocket.AllowQueryToken, ingress.NewForwarder(g.cfg.HTTP.ForwardHeaders).Forwards("Authorization")))
 	var challenges []string

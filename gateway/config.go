@@ -1,6 +1,10 @@
 package gateway
 
 import (
+	"log/slog"
+
+	"github.com/rosettagw/rosetta/tracing"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -42,6 +46,10 @@ type Config struct {
 	// AccessLog writes one log line per call (default true); turning it off
 	// saves its CPU under heavy load.
 	AccessLog *bool `yaml:"access_log"`
+	// Log sets the level and format of the process's log.
+	Log LogConfig `yaml:"log"`
+	// Tracing exports OpenTelemetry spans of every call (off by default).
+	Tracing tracing.Config `yaml:"tracing"`
 
 	// Reload configures live reload.
 	Reload ReloadConfig `yaml:"reload"`
@@ -55,6 +63,39 @@ type Config struct {
 	// files records the files the configuration names, as Build resolves
 	// them.
 	files map[string]bool
+}
+
+// LogConfig is the log section.
+type LogConfig struct {
+	// Level is the least level logged: debug, info (the default), warn or
+	// error. Access-log lines are info: above it, there are none.
+	Level string `yaml:"level"`
+	// Format is json (the default: one JSON object a line) or text
+	// (slog's key=value lines).
+	Format string `yaml:"format"`
+}
+
+// check reports what is wrong with the log section.
+func (lc LogConfig) check() error {
+	if _, err := lc.level(); err != nil {
+		return err
+	}
+	switch lc.Format {
+	case "", "json", "text":
+		return nil
+	}
+	return fmt.Errorf("log.format %q: want json or text", lc.Format)
+}
+
+func (lc LogConfig) level() (slog.Level, error) {
+	var l slog.Level
+	if lc.Level == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(lc.Level)); err != nil {
+		return 0, fmt.Errorf("log.level %q: want debug, info, warn or error", lc.Level)
+	}
+	return l, nil
 }
 
 // ReloadConfig configures live reload.

@@ -2,19 +2,43 @@ package gateway
 
 import (
 	"bytes"
-	"log/slog"
+	"context"
 	"strings"
 	"testing"
 )
 
-func TestWithoutAccess(t *testing.T) {
-	var buf bytes.Buffer
-	log := slog.New(withoutAccess{slog.NewTextHandler(&buf, nil)}).With("component", "gw")
-	log.Info("access", "path", "/v1/x")
-	log.Info("serving", "http", "127.0.0.1:1")
-	out := buf.String()
-	if strings.Contains(out, "/v1/x") || !strings.Contains(out, "serving") || !strings.Contains(out, "component=gw") {
-		t.Fatalf("log = %q, want the serving line (with its attrs) and no access line", out)
+func TestNewLogger(t *testing.T) {
+	for _, tc := range []struct {
+		yaml       string
+		access     bool
+		want, lack string
+	}{
+		{"", true, `"msg":"serving"`, "level=INFO"},
+		{"log: {format: text}", true, "msg=serving", `"msg"`},
+		{"access_log: false", false, `"msg":"serving"`, ""},
+		{"log: {level: warn}", false, "", "serving"},
+	} {
+		cfg, err := ParseConfig([]byte(tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		log, access := NewLogger(&buf, cfg)
+		log.Info("serving", "http", "127.0.0.1:1")
+		out := buf.String()
+		if (access != nil) != tc.access || (tc.want != "" && !strings.Contains(out, tc.want)) || (tc.lack != "" && strings.Contains(out, tc.lack)) {
+			t.Errorf("%q: access log %v, log %q; want access %v, %q and not %q", tc.yaml, access != nil, out, tc.access, tc.want, tc.lack)
+		}
+	}
+	for _, bad := range []string{"log: {level: loud}", "log: {format: xml}", "tracing: {otlp: {endpoint: ''}}", "tracing: {otlp: {endpoint: x:1, protocol: udp}}", "tracing: {otlp: {endpoint: x:1}, sampling_ratio: 2}"} {
+		cfg, err := ParseConfig([]byte(bad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		section, _, _ := strings.Cut(bad, ":")
+		if _, err := Build(context.Background(), cfg, Options{}); err == nil || !strings.Contains(err.Error(), section) {
+			t.Errorf("%q: %v, want an error about %s", bad, err, section)
+		}
 	}
 }
 

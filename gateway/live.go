@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"go.opentelemetry.io/otel/trace"
+
 	"context"
 	"errors"
 	"log/slog"
@@ -29,6 +31,7 @@ type Live struct {
 	pool    *Pool
 	log     *slog.Logger
 	metrics *admin.Metrics
+	tracer  trace.Tracer
 
 	cur atomic.Pointer[held]
 
@@ -37,6 +40,9 @@ type Live struct {
 	last    ReloadStatus
 	onSwap  []func(old, cur *Generation)
 	reloads *prometheus.CounterVec
+	// lastFailed is set when the last reload was refused (read by a
+	// scrape without waiting for a reload in progress).
+	lastFailed atomic.Bool
 }
 
 // held is a generation with the count of its users: the Live (while it is
@@ -69,6 +75,8 @@ type LiveOptions struct {
 	// Metrics, when set, count the calls of every chain, export the
 	// policies' counts and the reloads.
 	Metrics *admin.Metrics
+	// Tracer, when set, traces every call of every generation.
+	Tracer trace.Tracer
 }
 
 // NewLive builds the first generation from cfg.
@@ -76,13 +84,26 @@ func NewLive(ctx context.Context, cfg *Config, opts LiveOptions) (*Live, error) 
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	l := &Live{file: opts.File, pool: NewPool(), log: opts.Logger, metrics: opts.Metrics}
+	l := &Live{file: opts.File, pool: NewPool(), log: opts.Logger, metrics: opts.Metrics, tracer: opts.Tracer}
 	if l.metrics != nil {
 		l.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rosetta_reloads_total",
 			Help: "Configuration reloads, by result: ok (swapped in) or failed (refused; the running generation kept serving).",
 		}, []string{"result"})
-		l.metrics.Register(l.reloads)
+		l.reloads.WithLabelValues("ok") // both series exist from the start
+		l.reloads.WithLabelValues("failed")
+		l.metrics.Register(l.reloads, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rosetta_config_last_reload_successful",
+			Help: "Whether the last reload was swapped in (1) or refused (0); 1 before any reload.",
+		}, func() float64 {
+			if l.lastFailed.Load() {
+				return 0
+			}
+			return 1
+		}), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rosetta_config_generation",
+			Help: "The number of the serving generation (1 at start, one more per reload swapped in).",
+		}, func() float64 { return float64(l.Current().Seq) }))
 	}
 	g, err := l.build(ctx, cfg)
 	if err != nil {
@@ -99,7 +120,7 @@ func NewLive(ctx context.Context, cfg *Config, opts LiveOptions) (*Live, error) 
 // build builds the next generation; a configuration that fails to build
 // takes no number.
 func (l *Live) build(ctx context.Context, cfg *Config) (*Generation, error) {
-	g, err := Build(ctx, cfg, Options{Pool: l.pool, Logger: l.log, Seq: l.seq + 1, Metrics: l.metrics})
+	g, err := Build(ctx, cfg, Options{Pool: l.pool, Logger: l.log, Seq: l.seq + 1, Metrics: l.metrics, Tracer: l.tracer})
 	if err == nil {
 		l.seq++
 	}
@@ -169,6 +190,7 @@ func (l *Live) Reload(ctx context.Context) error {
 		result = "failed"
 		l.log.Error("reload refused; the running configuration keeps serving", "generation", l.last.Generation, "error", err)
 	}
+	l.lastFailed.Store(err != nil)
 	if l.reloads != nil {
 		l.reloads.WithLabelValues(result).Inc()
 	}
@@ -231,6 +253,7 @@ func restartNeeded(old, cur *Config) []string {
 		"security.limits (listener)":   {old.Security.Limits.MaxConnsPerClient, cur.Security.Limits.MaxConnsPerClient},
 		"mqtt (broker settings)":       {brokerSettings(old.MQTT), brokerSettings(cur.MQTT)},
 		"shutdown_timeout, access_log": {[2]any{old.ShutdownTimeout, old.AccessLog == nil || *old.AccessLog}, [2]any{cur.ShutdownTimeout, cur.AccessLog == nil || *cur.AccessLog}},
+		"log, tracing":                 {[2]any{old.Log, old.Tracing}, [2]any{cur.Log, cur.Tracing}},
 	} {
 		if !reflect.DeepEqual(pair[0], pair[1]) {
 			out = append(out, name)

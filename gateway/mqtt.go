@@ -165,6 +165,8 @@ type brokerRef struct {
 	once  sync.Once
 	ready chan struct{}
 	b     mqtt.Broker // set once, before ready is closed
+	// metrics count what is published (nil: not counted).
+	metrics *mqtt.Metrics
 }
 
 var errNoBroker = errors.New("the MQTT broker is not running")
@@ -196,9 +198,10 @@ func (r *brokerRef) get(ctx context.Context) (mqtt.Broker, error) {
 	return nil, errNoBroker
 }
 
-// set makes b the broker; it is called once.
-func (r *brokerRef) set(b mqtt.Broker) {
-	r.b = b
+// set makes b the broker, counting publishes in metrics; it is called
+// once.
+func (r *brokerRef) set(b mqtt.Broker, metrics *mqtt.Metrics) {
+	r.b, r.metrics = b, metrics
 	close(r.readyChan())
 }
 
@@ -207,7 +210,10 @@ func (r *brokerRef) Publish(ctx context.Context, m *mqtt.Message) error {
 	if err != nil {
 		return err
 	}
-	return b.Publish(ctx, m)
+	if err = b.Publish(ctx, m); err == nil {
+		r.metrics.Published()
+	}
+	return err
 }
 
 // Close does nothing: the broker is the process's, closed when serving

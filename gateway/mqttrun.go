@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/rosettagw/rosetta/accesslog"
 	"github.com/rosettagw/rosetta/transports/mqtt"
 )
 
@@ -15,7 +16,7 @@ import (
 // message through the rules of the generation serving when it arrives. A
 // reload keeps the broker, its sessions and its subscriptions; those of the
 // state routes and, on an external broker, of the rules are diffed. The returned function stops them.
-func startMQTT(ctx context.Context, live *Live, logger *slog.Logger) (func(), error) {
+func startMQTT(ctx context.Context, live *Live, logger *slog.Logger, access *accesslog.Logger) (func(), error) {
 	g := live.Current()
 	s := g.mqttSettings
 	if s == nil {
@@ -26,8 +27,13 @@ func startMQTT(ctx context.Context, live *Live, logger *slog.Logger) (func(), er
 		parts = &mqttParts{broker: &brokerRef{}, state: mqtt.NewState(0, nil)}
 	}
 	cfg := g.cfg
+	var metrics *mqtt.Metrics
+	if live.metrics != nil {
+		metrics = &mqtt.Metrics{}
+		live.metrics.Register(metrics)
+	}
 	bridge := mqtt.NewBridge(live.MQTTRules, parts.broker, mqtt.BridgeOptions{
-		DeadLetter: cfg.MQTT.DeadLetter, ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: accessLogger(cfg, logger),
+		DeadLetter: cfg.MQTT.DeadLetter, ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: logger, Access: access, Metrics: metrics,
 	})
 	var br mqtt.Broker
 	var ext *mqtt.External
@@ -45,7 +51,7 @@ func startMQTT(ctx context.Context, live *Live, logger *slog.Logger) (func(), er
 		logger.Info("mqtt bridge connected", "broker", ec.URL, "rules", len(filters))
 	} else {
 		ec := *s.embedded
-		ec.Logger = logger
+		ec.Logger, ec.Metrics = logger, metrics
 		if pw := s.passwords; pw != nil {
 			ec.Authenticate = func(s *mqtt.Sender) bool { return pw.Check(s.Username, s.Password) }
 		}
@@ -68,7 +74,7 @@ func startMQTT(ctx context.Context, live *Live, logger *slog.Logger) (func(), er
 		br = emb
 		logger.Info("serving", "mqtt", emb.Addr(), "rules", len(parts.rules))
 	}
-	parts.broker.set(br)
+	parts.broker.set(br, metrics)
 	subs := &stateSubs{broker: br, unsub: map[string]func(){}}
 	if err := subs.follow(ctx, g); err != nil {
 		br.Close()

@@ -13,9 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rosettagw/rosetta/accesslog"
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/security/cors"
 	"github.com/rosettagw/rosetta/security/limits"
+	"github.com/rosettagw/rosetta/tracing"
 	"github.com/rosettagw/rosetta/transports/admin"
 	"github.com/rosettagw/rosetta/transports/grpcserver"
 	"github.com/rosettagw/rosetta/transports/grpcweb"
@@ -28,8 +30,10 @@ type ServeOptions struct {
 	// File is the configuration file, read again by each reload ("": no
 	// reload).
 	File string
-	// Logger receives the log; "access" records are one per call.
+	// Logger receives the log.
 	Logger *slog.Logger
+	// AccessLog, when set, receives one line per call (see NewLogger).
+	AccessLog *accesslog.Logger
 	// Reload asks for a reload each time it receives (SIGHUP).
 	Reload <-chan struct{}
 	// Ready is called once every listener serves, with the HTTP
@@ -51,7 +55,18 @@ func Serve(ctx context.Context, cfg *Config, opts ServeOptions) error {
 	if cfg.Listen.Admin != "" {
 		metrics = admin.NewMetrics()
 	}
-	live, err := NewLive(ctx, cfg, LiveOptions{File: opts.File, Logger: logger, Metrics: metrics})
+	tp, err := tracing.New(ctx, cfg.Tracing)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(sctx); err != nil {
+			logger.Warn("tracing: the last spans were not exported", "error", err)
+		}
+	}()
+	live, err := NewLive(ctx, cfg, LiveOptions{File: opts.File, Logger: logger, Metrics: metrics, Tracer: tp.Tracer()})
 	if err != nil {
 		return err
 	}
@@ -66,10 +81,13 @@ func Serve(ctx context.Context, cfg *Config, opts ServeOptions) error {
 	if err != nil {
 		return err
 	}
-	door := newFrontDoor(cfg, live, logger)
+	door := newFrontDoor(cfg, live, opts.AccessLog)
 	// Streams end when draining starts: they would hold it to its deadline.
 	door.limits.Stop = ctx
-	stopMQTT, err := startMQTT(ctx, live, logger)
+	if metrics != nil {
+		metrics.Register(door.ws.Collector())
+	}
+	stopMQTT, err := startMQTT(ctx, live, logger, opts.AccessLog)
 	if err != nil {
 		ln.Close()
 		return err
@@ -158,6 +176,14 @@ func holdOf(ctx context.Context) (release func()) {
 		return func() {}
 	}
 	h.refs.Add(1) // the request holds it: it cannot have been closed
+	if x, ok := ctx.Value(exchangeKey{}).(*exchange); ok {
+		// The call's access-log line waits for its end.
+		x.detached = true
+		return func() {
+			x.finish()
+			h.release()
+		}
+	}
 	return h.release
 }
 
@@ -176,61 +202,40 @@ type frontDoor struct {
 	inner   http.Handler // limits, then CORS, then the ingresses
 	// limits bound the streams of every request.
 	limits router.StreamLimits
+	access *accesslog.Logger
 }
 
 // newFrontDoor builds the ingresses. Their settings are the listener's
 // and are read once, at start.
-func newFrontDoor(cfg *Config, live *Live, logger *slog.Logger) *frontDoor {
+func newFrontDoor(cfg *Config, live *Live, access *accesslog.Logger) *frontDoor {
 	wc := cfg.WebSocket
 	maxBody := int(cfg.HTTP.MaxBodyBytes)
 	f := &frontDoor{
 		live:   live,
 		limits: router.StreamLimits{Idle: cmp.Or(time.Duration(cfg.HTTP.StreamIdleTimeout), 5*time.Minute)},
-		rest:   rest.New(live.routesOf, rest.Options{MaxBodyBytes: int64(maxBody), ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: accessLogger(cfg, logger)}),
+		access: access,
+		rest:   rest.New(live.routesOf, rest.Options{MaxBodyBytes: int64(maxBody), ForwardHeaders: cfg.HTTP.ForwardHeaders}),
 		ws: websocket.New(live.routesOf, websocket.Options{
 			Prefix: wc.Prefix, PingInterval: time.Duration(wc.PingInterval), IdleTimeout: time.Duration(wc.IdleTimeout),
-			MaxMessageBytes: int64(wc.MaxMessage), ForwardHeaders: cfg.HTTP.ForwardHeaders, Logger: accessLogger(cfg, logger),
+			MaxMessageBytes: int64(wc.MaxMessage), ForwardHeaders: cfg.HTTP.ForwardHeaders,
 			Hold: holdOf,
 		}),
-		grpc:    grpcserver.New(live.routesOf, grpcserver.Options{MaxMessageBytes: maxBody, Logger: accessLogger(cfg, logger)}),
-		grpcWeb: grpcweb.New(live.routesOf, grpcweb.Options{MaxMessageBytes: maxBody, Logger: accessLogger(cfg, logger)}),
+		grpc:    grpcserver.New(live.routesOf, grpcserver.Options{MaxMessageBytes: maxBody}),
+		grpcWeb: grpcweb.New(live.routesOf, grpcweb.Options{MaxMessageBytes: maxBody}),
 	}
 	f.inner = limits.Handler(cors.Handler(http.HandlerFunc(f.dispatch), f.corsPolicy), cfg.Security.Limits)
 	return f
 }
 
-// accessLogger is the logger of the ingresses: without their "access"
-// records when access_log is off.
-func accessLogger(cfg *Config, logger *slog.Logger) *slog.Logger {
-	if cfg.AccessLog != nil && !*cfg.AccessLog {
-		return slog.New(withoutAccess{logger.Handler()})
-	}
-	return logger
-}
-
-// withoutAccess drops the per-call "access" records every ingress writes.
-type withoutAccess struct{ slog.Handler }
-
-func (h withoutAccess) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "access" {
-		return nil
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h withoutAccess) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return withoutAccess{h.Handler.WithAttrs(attrs)}
-}
-
-func (h withoutAccess) WithGroup(name string) slog.Handler {
-	return withoutAccess{h.Handler.WithGroup(name)}
-}
-
 func (f *frontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, _ := f.live.acquire()
 	defer h.release()
-	ctx := router.WithStreamLimits(context.WithValue(r.Context(), genKey{}, h), f.limits)
-	f.inner.ServeHTTP(w, r.WithContext(ctx))
+	ctx := router.WithStreamLimits(r.Context(), f.limits)
+	if f.access != nil {
+		f.serveLogged(w, r.WithContext(ctx), h)
+		return
+	}
+	f.inner.ServeHTTP(w, r.WithContext(context.WithValue(ctx, genKey{}, h)))
 }
 
 // corsPolicy finds the cors policy of the method a request (or preflight)
@@ -256,16 +261,25 @@ func (f *frontDoor) corsPolicy(method string, r *http.Request) *cors.Policy {
 
 func (f *frontDoor) dispatch(w http.ResponseWriter, r *http.Request) {
 	ct := r.Header.Get("Content-Type")
+	var h http.Handler
+	var protocol string
 	switch {
 	case f.ws.IsUpgrade(r):
-		f.ws.ServeHTTP(w, r)
+		h, protocol = f.ws, "websocket"
 	case r.ProtoMajor == 2 && (ct == "application/grpc" || strings.HasPrefix(ct, "application/grpc+")):
-		f.grpc.ServeHTTP(w, r)
+		h, protocol = f.grpc, "grpc"
 	case f.grpcWeb.Handles(r):
-		f.grpcWeb.ServeHTTP(w, r)
+		h, protocol = f.grpcWeb, "connect"
+		if strings.HasPrefix(ct, "application/grpc-web") {
+			protocol = "grpc-web"
+		}
 	default:
-		f.rest.ServeHTTP(w, r)
+		h, protocol = f.rest, "http"
 	}
+	if rec := accesslog.FromContext(r.Context()); rec != nil {
+		rec.Protocol = protocol
+	}
+	h.ServeHTTP(w, r)
 }
 
 // closeStreams ends the WebSocket calls still open once the HTTP server has

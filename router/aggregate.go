@@ -200,6 +200,8 @@ func (x *execution) runStep(ctx context.Context, s *step) {
 		ctx, cancel = context.WithTimeout(ctx, s.timeout)
 		defer cancel()
 	}
+	ctx, end := startStep(ctx, s.name)
+	defer func() { end(o.err) }()
 	if s.forEach == nil {
 		var m protoreflect.Message
 		if m, o.err = x.call(ctx, s, value{}); o.err == nil {
@@ -305,7 +307,7 @@ func (x *execution) call(ctx context.Context, s *step, item value) (protoreflect
 		}
 		return nil, status.Errorf(codes.Internal, "request: %v", err)
 	}
-	reply, err := s.inv.Invoke(ctx, target, body, x.md)
+	reply, err := s.inv.Invoke(ctx, target, body, traced(ctx, x.md))
 	if err != nil {
 		return nil, err
 	}

@@ -207,7 +207,11 @@ func Chain(final Handler, mws ...Middleware) Handler {
 // instead.
 var Dispatch Handler = HandlerFunc(func(ctx context.Context, c *Call) error {
 	if c.Stream != nil {
-		return dispatchStream(ctx, c)
+		c.Attempts++ // a stream is one attempt, never retried
+		ctx, end := startAttempt(ctx, c)
+		err := dispatchStream(ctx, c)
+		end(c.Reply, err)
+		return err
 	}
 	req, err := c.Decode()
 	if err != nil {
@@ -254,7 +258,10 @@ func invoke(ctx context.Context, c *Call, req []byte) (*Reply, error) {
 		ctx, cancel = context.WithTimeout(ctx, c.Route.Timeout)
 		defer cancel()
 	}
-	return c.Route.Invoker.Invoke(ctx, c.Target, req, c.Metadata)
+	ctx, end := startAttempt(ctx, c)
+	reply, err := c.Route.Invoker.Invoke(ctx, c.Target, req, c.Metadata)
+	end(reply, err)
+	return reply, err
 }
 
 // Retry says how Dispatch retries a unary call's upstream attempts. Retries

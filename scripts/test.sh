@@ -50,6 +50,11 @@ if ! command -v dnsmasq >/dev/null && [ ! -x /usr/sbin/dnsmasq ] || ! command -v
   apt-get update && apt-get install -y dnsmasq etcd-server
 fi
 
+echo "== metrics test peer (prometheus)"
+if ! command -v prometheus >/dev/null; then
+  apt-get update && apt-get install -y prometheus
+fi
+
 echo "== go test"
 go test -count=1 -timeout 15m ./...
 

@@ -1188,7 +1188,7 @@ security:
 func waitLogged(t *testing.T, gw *rosetta, path string) {
 	t.Helper()
 	waitFor(t, "an access-log line for "+path, func() bool {
-		return strings.Contains(gw.stderr.String(), "path="+path)
+		return strings.Contains(gw.stderr.String(), `"path":"`+path)
 	})
 }
 

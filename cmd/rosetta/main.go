@@ -76,7 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if args[0] == "serve" {
-		if err := gateway.Serve(ctx, cfg, gateway.ServeOptions{File: *configPath, Logger: logger, Reload: hangups(ctx)}); err != nil {
+		logger, access := gateway.NewLogger(stderr, cfg)
+		if err := gateway.Serve(ctx, cfg, gateway.ServeOptions{File: *configPath, Logger: logger, AccessLog: access, Reload: hangups(ctx)}); err != nil {
 			return fail(stderr, "serve", *configPath, err)
 		}
 		return 0

@@ -1,6 +1,11 @@
 package jwt
 
 import (
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/rosettagw/rosetta/tracing"
+
 	"context"
 	"fmt"
 	"io"
@@ -46,7 +51,7 @@ func (r *remoteKeys) get(ctx context.Context, refresh bool) []key {
 	if need && r.inflight == nil && (r.lastAttempt.IsZero() || now.Sub(r.lastAttempt) >= r.minInterval) {
 		r.lastAttempt = now
 		r.inflight = make(chan struct{})
-		go r.fetch(r.inflight)
+		go r.fetch(trace.ContextWithSpan(context.Background(), trace.SpanFromContext(ctx)), r.inflight) // traced as the call's child
 	}
 	if wait := r.inflight; need && wait != nil {
 		r.mu.Unlock()
@@ -63,10 +68,10 @@ func (r *remoteKeys) get(ctx context.Context, refresh bool) []key {
 }
 
 // fetch downloads the key set and closes done. It runs detached from the
-// call that started it, so a cancelled call does not abort a fetch others
-// wait for.
-func (r *remoteKeys) fetch(done chan struct{}) {
-	ctx, cancel := context.WithTimeout(context.Background(), jwksTimeout)
+// call that started it (parent holds only its span), so a cancelled call
+// does not abort a fetch others wait for.
+func (r *remoteKeys) fetch(parent context.Context, done chan struct{}) {
+	ctx, cancel := context.WithTimeout(parent, jwksTimeout)
 	defer cancel()
 	keys, err := r.download(ctx)
 	r.mu.Lock()
@@ -87,7 +92,12 @@ func (r *remoteKeys) fetch(done chan struct{}) {
 	r.keys, r.fetchedAt = keys, r.now()
 }
 
-func (r *remoteKeys) download(ctx context.Context) ([]key, error) {
+func (r *remoteKeys) download(ctx context.Context) (_ []key, err error) {
+	if tracing.Active(ctx) {
+		var span trace.Span
+		ctx, span = tracing.Start(ctx, "jwks fetch", trace.SpanKindClient, attribute.String("url.full", r.url))
+		defer func() { tracing.End(span, err) }()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,11 @@
 package ratelimit
 
 import (
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/rosettagw/rosetta/tracing"
+
 	"context"
 	"fmt"
 	"time"
@@ -42,7 +47,12 @@ type redisStore struct {
 	timeout time.Duration
 }
 
-func (r *redisStore) take(ctx context.Context, keys []string, limits []*limit, used []time.Duration) (bool, error) {
+func (r *redisStore) take(ctx context.Context, keys []string, limits []*limit, used []time.Duration) (_ bool, err error) {
+	if tracing.Active(ctx) {
+		var span trace.Span
+		ctx, span = tracing.Start(ctx, "rate limit", trace.SpanKindClient, attribute.String("db.system.name", "redis"), attribute.Int("rosetta.keys", len(keys)))
+		defer func() { tracing.End(span, err) }()
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	args := make([]any, 0, 2*len(limits))

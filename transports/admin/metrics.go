@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"context"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -57,40 +56,29 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// Middleware counts and times the calls of one route, named route in the
-// labels. Put it first in the route's chain so that it sees the calls its
-// policies refuse. The labels' values come from the route set, the ingress
-// protocols and the gRPC codes, so their number is bounded.
-func (m *Metrics) Middleware(route string) router.Middleware {
-	rc := &routeCounters{
+// Route returns the series of one route, named route in the labels. Its
+// Observe counts and times each call of the route's chain, the calls its
+// policies refuse included. The labels' values come from the route set,
+// the ingress protocols and the gRPC codes, so their number is bounded.
+func (m *Metrics) Route(route string) *RouteMetrics {
+	return &RouteMetrics{
 		calls:   m.calls.MustCurryWith(prometheus.Labels{"route": route}),
 		latency: m.latency.MustCurryWith(prometheus.Labels{"route": route}),
 		ended:   m.ended.MustCurryWith(prometheus.Labels{"route": route}),
 	}
-	return func(next router.Handler) router.Handler {
-		return router.HandlerFunc(func(ctx context.Context, c *router.Call) error {
-			start := time.Now()
-			err := next.Handle(ctx, c)
-			rc.observe(c.Protocol, codeOf(c, err), time.Since(start))
-			if reason := router.StreamEndReason(err); reason != "" {
-				rc.ended.WithLabelValues(string(c.Protocol), reason).Inc()
-			}
-			return err
-		})
-	}
 }
 
-// protocols are the ingress protocols, in the order of routeCounters'
+// protocols are the ingress protocols, in the order of RouteMetrics'
 // caches.
 var protocols = [...]router.Protocol{router.HTTP, router.WebSocket, router.GRPCWeb, router.GRPC, router.MQTT}
 
 // numCodes is the number of gRPC codes (OK to Unauthenticated).
 const numCodes = int(codes.Unauthenticated) + 1
 
-// routeCounters are one route's series. The series a call touches are
+// RouteMetrics are one route's series. The series a call touches are
 // looked up once, then cached, so that a call costs no label hashing; a
 // series exists only once a call used it.
-type routeCounters struct {
+type RouteMetrics struct {
 	calls   *prometheus.CounterVec
 	latency prometheus.ObserverVec
 	ended   *prometheus.CounterVec
@@ -98,7 +86,8 @@ type routeCounters struct {
 	timer   [len(protocols)]atomic.Pointer[prometheus.Observer]
 }
 
-func (rc *routeCounters) observe(p router.Protocol, code codes.Code, d time.Duration) {
+// Observe counts one call of protocol p that ended with code after d.
+func (rc *RouteMetrics) Observe(p router.Protocol, code codes.Code, d time.Duration) {
 	if int(code) >= numCodes {
 		code = codes.Unknown // as gRPC reads a code it does not know; it bounds the labels too
 	}
@@ -125,9 +114,15 @@ func (rc *routeCounters) observe(p router.Protocol, code codes.Code, d time.Dura
 	(*counter).Inc()
 }
 
-// codeOf is the gRPC code of a call's outcome; a plain HTTP upstream's
+// StreamEnded counts one stream of protocol p that the gateway ended
+// itself, for reason (router.StreamEndReason).
+func (rc *RouteMetrics) StreamEnded(p router.Protocol, reason string) {
+	rc.ended.WithLabelValues(string(p), reason).Inc()
+}
+
+// CodeOf is the gRPC code of a call's outcome; a plain HTTP upstream's
 // error status is mapped the way google.rpc.Code documents.
-func codeOf(c *router.Call, err error) codes.Code {
+func CodeOf(c *router.Call, err error) codes.Code {
 	if err != nil {
 		return status.Code(err)
 	}
@@ -137,9 +132,9 @@ func codeOf(c *router.Call, err error) codes.Code {
 	return translate.CodeFromHTTP(c.Reply.HTTPStatus)
 }
 
-// Register adds a collector of the process's own (such as the reload
+// Register adds collectors of the process's own (such as the reload
 // counts).
-func (m *Metrics) Register(c prometheus.Collector) { m.registry.MustRegister(c) }
+func (m *Metrics) Register(cs ...prometheus.Collector) { m.registry.MustRegister(cs...) }
 
 // SetCollectors replaces the counts the policies and the validator of the
 // serving generation export; they are collected at each scrape. A reload

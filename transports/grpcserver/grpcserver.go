@@ -18,7 +18,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -43,15 +42,12 @@ type Options struct {
 	// MaxMessageBytes bounds each request message (default 4 MiB); a
 	// larger one fails with RESOURCE_EXHAUSTED.
 	MaxMessageBytes int
-	// Logger receives one access-log line per call (nil: none).
-	Logger *slog.Logger
 }
 
 // Server is the gRPC ingress.
 type Server struct {
 	srv    *grpc.Server
 	routes func(context.Context) *router.Routes
-	log    *slog.Logger
 }
 
 // New returns a Server serving the methods of the generation routes
@@ -61,7 +57,7 @@ func New(routes func(context.Context) *router.Routes, opts Options) *Server {
 	if maxMsg <= 0 {
 		maxMsg = 4 << 20
 	}
-	s := &Server{routes: routes, log: opts.Logger}
+	s := &Server{routes: routes}
 	s.srv = grpc.NewServer(
 		grpc.UnknownServiceHandler(s.handle),
 		grpc.ForceServerCodecV2(rawcodec.Codec{}),
@@ -84,15 +80,8 @@ func (s *Server) Stop() { s.srv.Stop() }
 
 // handle proxies one call.
 func (s *Server) handle(_ any, ss grpc.ServerStream) error {
-	start := time.Now()
-	ctx := ss.Context()
 	fullMethod, _ := grpc.MethodFromServerStream(ss)
-	err := s.proxy(ctx, fullMethod, ss)
-	if s.log != nil {
-		s.log.LogAttrs(ctx, slog.LevelInfo, "access", slog.String("proto", "grpc"), slog.String("method", fullMethod),
-			slog.String("code", status.Code(err).String()), slog.Duration("duration", time.Since(start)))
-	}
-	return err
+	return s.proxy(ss.Context(), fullMethod, ss)
 }
 
 func (s *Server) proxy(ctx context.Context, fullMethod string, ss grpc.ServerStream) error {

@@ -20,7 +20,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -43,8 +42,6 @@ import (
 type Options struct {
 	// MaxMessageBytes bounds the request message (default 4 MiB).
 	MaxMessageBytes int
-	// Logger receives one access-log line per call (nil: none).
-	Logger *slog.Logger
 }
 
 // Handler is the gRPC-Web and Connect http.Handler.
@@ -153,7 +150,6 @@ const acceptPost = "application/grpc, application/grpc+proto, application/grpc+j
 // applied before (preflights, response headers) and in the method's chain
 // (the origin check).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
 	route := h.routes(r.Context()).Methods[r.URL.Path]
 	p, ok := h.sniff(r)
 	if !ok { // see unreadable; a plain 415 as connect-go answers it (the Connect conformance suite refuses a JSON body there)
@@ -169,15 +165,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st = h.refuseGet(w, r, p, route)
 	}
 	if st == nil {
-		st = h.serve(w, r, p, route)
-	}
-	if h.opts.Logger != nil {
-		proto := "connect"
-		if p.grpcWeb {
-			proto = "grpc-web"
-		}
-		h.opts.Logger.LogAttrs(r.Context(), slog.LevelInfo, "access", slog.String("proto", proto), slog.String("method", r.URL.Path),
-			slog.String("code", codes.Code(st.GetCode()).String()), slog.Duration("duration", time.Since(start)), slog.String("peer", r.RemoteAddr))
+		h.serve(w, r, p, route)
 	}
 }
 

@@ -1,6 +1,8 @@
 package mqtt
 
 import (
+	"github.com/rosettagw/rosetta/accesslog"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +35,8 @@ type Bridge struct {
 	noRule  string // dead-letter topic of messages no rule takes
 	forward *ingress.Forwarder
 	log     *slog.Logger
+	access  *accesslog.Logger
+	metrics *Metrics
 }
 
 // Rules are one generation's uplink rules, tried in order: the first whose
@@ -53,8 +57,12 @@ type BridgeOptions struct {
 	// for HTTP headers: grpc-metadata-* goes with the prefix stripped.
 	// Credentials (authorization, cookie) and x-mqtt-* never go.
 	ForwardHeaders []string
-	// Logger receives one access-log line per message (nil: none).
+	// Logger receives the bridge's warnings (nil: none).
 	Logger *slog.Logger
+	// Access receives one access-log line per message (nil: none).
+	Access *accesslog.Logger
+	// Metrics, when set, count the messages, retries and dead letters.
+	Metrics *Metrics
 }
 
 // NewBridge returns a bridge for the rules of the generation rules returns,
@@ -65,7 +73,7 @@ func NewBridge(rules func() (*Rules, func()), br Broker, opts BridgeOptions) *Br
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Bridge{rules: rules, broker: br, noRule: opts.DeadLetter, forward: ingress.NewForwarder(opts.ForwardHeaders), log: log}
+	return &Bridge{rules: rules, broker: br, noRule: opts.DeadLetter, forward: ingress.NewForwarder(opts.ForwardHeaders), log: log, access: opts.Access, metrics: opts.Metrics}
 }
 
 // Filters returns the subscription filters of the rules, for an external
@@ -100,7 +108,16 @@ func errNoRule(topic string) error {
 
 // Uplink handles one device message: it is the Uplink of the brokers.
 func (b *Bridge) Uplink(ctx context.Context, m *Message) error {
-	start := time.Now()
+	var rec *accesslog.Record
+	if b.access != nil {
+		rec = &accesslog.Record{Start: time.Now(), Protocol: string(router.MQTT), Method: "PUBLISH", Path: m.Topic, BytesIn: int64(len(m.Payload))}
+		if m.Sender != nil {
+			rec.Peer = m.Sender.Peer.String()
+		}
+		ctx = accesslog.NewContext(ctx, rec)
+		defer b.access.Write(rec)
+	}
+	b.metrics.received()
 	rules, done := b.rules()
 	defer done()
 	rule, vals := rules.find(m.Topic)
@@ -111,13 +128,14 @@ func (b *Bridge) Uplink(ctx context.Context, m *Message) error {
 	} else {
 		attempts, err = b.call(ctx, rules, rule, vals, m)
 	}
+	b.metrics.retried(attempts)
 	if err != nil && ctx.Err() == nil {
+		b.metrics.deadLetter()
 		b.deadLetter(ctx, rules, rule, vals, m, err, attempts)
 	}
-	b.log.LogAttrs(ctx, slog.LevelInfo, "access",
-		slog.String("proto", "mqtt"), slog.String("topic", m.Topic), slog.Int("qos", int(m.QoS)),
-		slog.String("code", status.Code(errorStatus(err)).String()),
-		slog.Int("attempts", attempts), slog.Duration("duration", time.Since(start)), slog.String("client", clientID(m)))
+	if rec != nil && !rec.HasCode { // no rule, no chain
+		rec.Code, rec.HasCode = status.Code(errorStatus(err)), true
+	}
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -391,5 +392,29 @@ func TestWatch(t *testing.T) {
 		if i > WatchBuffer {
 			t.Fatal("the overflow was never reported")
 		}
+	}
+}
+
+// TestPublisherPassesTheTrace checks that a downlink publish carries the
+// call's trace context (set in the metadata by the upstream attempt) as
+// user properties, and nothing else of the metadata.
+func TestPublisherPassesTheTrace(t *testing.T) {
+	br := &fakeBroker{}
+	p, err := NewPublisher(br, PublishConfig{Topic: "devices/{device_id}/commands", QoS: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tp = "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-01"
+	md := metadata.Pairs("traceparent", tp, "baggage", "tenant=t1", "authorization", "Bearer secret")
+	if _, err := p.Invoke(context.Background(), "devices/d1/commands", []byte(`{}`), md); err != nil {
+		t.Fatal(err)
+	}
+	m := br.on("devices/d1/commands")
+	if len(m) != 1 {
+		t.Fatalf("published %+v", br.published)
+	}
+	want := []UserProperty{{"traceparent", tp}, {"baggage", "tenant=t1"}}
+	if !reflect.DeepEqual(m[0].UserProperties, want) {
+		t.Errorf("user properties %v, want %v", m[0].UserProperties, want)
 	}
 }

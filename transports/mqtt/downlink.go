@@ -1,6 +1,8 @@
 package mqtt
 
 import (
+	"github.com/rosettagw/rosetta/tracing"
+
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -161,7 +163,7 @@ const replyPrefix = "rosetta/replies/"
 // Invoke publishes body to target, a topic with an optional query of qos,
 // retain and wait; or, with a Method, publishes the request's payload to the
 // topic it names.
-func (p *Publisher) Invoke(ctx context.Context, target string, body []byte, _ metadata.MD) (*router.Reply, error) {
+func (p *Publisher) Invoke(ctx context.Context, target string, body []byte, md metadata.MD) (*router.Reply, error) {
 	var topic, query string
 	var vals map[string]string
 	var err error
@@ -178,6 +180,11 @@ func (p *Publisher) Invoke(ctx context.Context, target string, body []byte, _ me
 	m := &Message{Topic: topic, Payload: body, QoS: p.cfg.QoS, Retain: p.cfg.Retain}
 	if json.Valid(body) {
 		m.ContentType = "application/json"
+	}
+	for _, k := range tracing.Keys { // the call's trace goes on to the device
+		if v := md[k]; len(v) > 0 {
+			m.UserProperties = append(m.UserProperties, UserProperty{Key: k, Value: v[0]})
+		}
 	}
 	wait := p.cfg.Wait
 	if err := p.options(query, m, &wait); err != nil {

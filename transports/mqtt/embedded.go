@@ -22,6 +22,8 @@ import (
 
 // EmbeddedConfig configures the embedded broker.
 type EmbeddedConfig struct {
+	// Metrics, when set, count connected devices and acknowledgements.
+	Metrics *Metrics
 	// Addr is the TCP address devices connect to ("127.0.0.1:1883").
 	Addr string
 	// TLS, when set, makes the TCP listener speak TLS (with client
@@ -263,7 +265,9 @@ func (h *hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
 	if h.cfg.Authenticate != nil && !h.cfg.Authenticate(s) {
 		return false
 	}
-	h.senders.Store(cl, s)
+	if _, again := h.senders.Swap(cl, s); !again {
+		h.cfg.Metrics.connect(1)
+	}
 	return true
 }
 
@@ -311,7 +315,11 @@ func covers(allowed, filter string) bool {
 	return len(a) == len(f)
 }
 
-func (h *hook) OnDisconnect(cl *mochi.Client, _ error, _ bool) { h.senders.Delete(cl) }
+func (h *hook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
+	if _, ok := h.senders.LoadAndDelete(cl); ok {
+		h.cfg.Metrics.connect(-1)
+	}
+}
 
 // OnPublishDropped makes visible a message dropped for a subscriber that
 // reads too slowly (more than maxWritesPending queued).
@@ -331,10 +339,15 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	}
 	err := h.up(h.ctx, m)
 	if err == nil {
+		if pk.FixedHeader.Qos > 0 {
+			h.cfg.Metrics.ack(packets.CodeSuccess.Code)
+		}
 		return pk, nil
 	}
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
-		return pk, reasonCode(err)
+		rc := reasonCode(err)
+		h.cfg.Metrics.ack(rc.Code)
+		return pk, rc
 	}
 	// MQTT 3.1.1 has no negative acknowledgement: the message is
 	// acknowledged (it was dead-lettered) but not passed on.

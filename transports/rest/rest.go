@@ -8,14 +8,12 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -33,8 +31,6 @@ type Options struct {
 	// ForwardHeaders are forwarded upstream as metadata, besides
 	// Grpc-Metadata-* (with the prefix stripped).
 	ForwardHeaders []string
-	// Logger receives one access-log line per call (nil: none).
-	Logger *slog.Logger
 }
 
 // Handler is the REST ingress http.Handler.
@@ -42,13 +38,12 @@ type Handler struct {
 	routes  func(context.Context) *router.Routes
 	maxBody int64
 	forward *ingress.Forwarder
-	log     *slog.Logger
 }
 
 // New returns a Handler serving the HTTP routes of the generation routes
 // returns for a request's context, asked once per request.
 func New(routes func(context.Context) *router.Routes, opts Options) *Handler {
-	h := &Handler{routes: routes, maxBody: opts.MaxBodyBytes, forward: ingress.NewForwarder(opts.ForwardHeaders), log: opts.Logger}
+	h := &Handler{routes: routes, maxBody: opts.MaxBodyBytes, forward: ingress.NewForwarder(opts.ForwardHeaders)}
 	if h.maxBody <= 0 {
 		h.maxBody = 4 << 20
 	}
@@ -57,13 +52,7 @@ func New(routes func(context.Context) *router.Routes, opts Options) *Handler {
 
 // ServeHTTP transcodes one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	code := h.serve(w, r, h.routes(r.Context()))
-	if h.log != nil {
-		h.log.LogAttrs(r.Context(), slog.LevelInfo, "access",
-			slog.String("proto", "http"), slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", code), slog.Duration("duration", time.Since(start)), slog.String("peer", r.RemoteAddr))
-	}
+	h.serve(w, r, h.routes(r.Context()))
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *router.Routes) int {

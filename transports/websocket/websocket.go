@@ -21,11 +21,11 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ws "github.com/coder/websocket"
@@ -34,6 +34,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/rosettagw/rosetta/accesslog"
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/translate"
 	"github.com/rosettagw/rosetta/transports/ingress"
@@ -68,8 +69,6 @@ type Options struct {
 	MaxMessageBytes int64
 	// ForwardHeaders are forwarded upstream (nil: the ingress defaults).
 	ForwardHeaders []string
-	// Logger receives one access-log line per call (nil: none).
-	Logger *slog.Logger
 	// Hold, when set, keeps what the request's context refers to (the
 	// gateway's generation) in use until the returned release is called:
 	// an upgraded call outlives the ServeHTTP that started it.
@@ -86,6 +85,10 @@ type Handler struct {
 	calls   map[*stream]struct{} // the calls in progress
 	closing bool                 // Shutdown was called
 	done    sync.WaitGroup       // one per call in progress
+
+	// The counts of the metrics (see Collector).
+	open    atomic.Int64
+	in, out atomic.Uint64
 }
 
 // New returns a Handler serving the WebSocket routes of the generation
@@ -130,15 +133,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	upgraded, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer release()
-		start := time.Now()
-		path, peer := r.URL.Path, r.RemoteAddr // never the query: it may hold a token
-		logCtx := context.WithoutCancel(r.Context())
-		st := h.serve(w, r, upgraded)
-		if h.opts.Logger != nil {
-			h.opts.Logger.LogAttrs(logCtx, slog.LevelInfo, "access",
-				slog.String("proto", "websocket"), slog.String("path", path),
-				slog.String("code", codes.Code(st.GetCode()).String()), slog.Duration("duration", time.Since(start)), slog.String("peer", peer))
-		}
+		h.serve(w, r, upgraded)
 		close(done)
 	}()
 	select {
@@ -201,7 +196,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, upgraded chan st
 	defer h.untrack(s)
 	call.Stream = s
 	err = route.Handler.Handle(ctx, call)
-	return s.finish(err)
+	st := s.finish(err)
+	if rec := accesslog.FromContext(ctx); rec != nil { // the messages are the call's bytes
+		rec.BytesIn, rec.BytesOut = s.bytesIn.Load(), s.bytesOut.Load()
+	}
+	return st
 }
 
 // track registers a call in progress, unless the handler is shutting down.
@@ -213,6 +212,7 @@ func (h *Handler) track(s *stream) bool {
 	}
 	h.calls[s] = struct{}{}
 	h.done.Add(1)
+	h.open.Add(1)
 	return true
 }
 
@@ -220,6 +220,7 @@ func (h *Handler) untrack(s *stream) {
 	h.mu.Lock()
 	delete(h.calls, s)
 	h.mu.Unlock()
+	h.open.Add(-1)
 	h.done.Done()
 }
 
@@ -294,6 +295,8 @@ type stream struct {
 	unwatch  func() bool   // stops ending the call with the request's context
 	draining bool          // the client's messages are over: drain reads the socket
 	idle     *time.Timer
+	// bytesIn and bytesOut count the messages' bytes, for the access log.
+	bytesIn, bytesOut atomic.Int64
 
 	pingMu sync.Mutex
 	ping   *time.Timer // runs heartbeat; a timer, not a goroutine, per socket
@@ -394,6 +397,8 @@ func (s *stream) next() ([]byte, error) {
 		return nil, s.fail(status.Errorf(codes.ResourceExhausted, "a message exceeds the limit of %d bytes", s.h.opts.MaxMessageBytes))
 	}
 	s.touch()
+	s.h.in.Add(1)
+	s.bytesIn.Add(int64(len(data)))
 	switch {
 	case typ == ws.MessageText && len(data) == 0:
 		return nil, nil
@@ -517,6 +522,8 @@ func (s *stream) write(typ ws.MessageType, p []byte) error {
 		}
 	})
 	defer stop()
+	s.h.out.Add(1)
+	s.bytesOut.Add(int64(len(p)))
 	return s.conn.Write(ctx, typ, p)
 }
 
