@@ -21,8 +21,7 @@ const browserTimeout = 90 * time.Second
 // TestBrowser loads a page bundled from npm packages (test/browser) in
 // headless Chromium: it calls the gateway with @connectrpc/connect-web's
 // Connect and gRPC-Web transports, gRPC-Web in binary and in JSON (unary,
-// server streaming and an error; Chromium's own Accept-Encoding must not
-// make the Connect answers gzip, which connect-web refuses)
+// server streaming and an error)
 // and runs a bidirectional stream over the browser's WebSocket, cross-origin,
 // then posts its results back to the test.
 func TestBrowser(t *testing.T) {

@@ -104,7 +104,8 @@ func (h *Handler) sniff(r *http.Request) (protocol, bool) {
 		}
 		// A unary response is compressed only as its request was: a
 		// browser sends Accept-Encoding on every fetch, and connect-web
-		// refuses a response encoding it did not ask for.
+		// refuses a response encoding it did not ask for (when it can read
+		// Content-Encoding: same origin, or exposed).
 		p = protocol{json: ct == "application/json", ct: ct, reqEnc: r.Header.Get("Content-Encoding")}
 		p.respEnc = translate.NegotiateEncoding(p.reqEnc, "")
 		return p, true
