@@ -1,9 +1,11 @@
 // Package grpcweb is the browser RPC ingress: gRPC-Web (application/grpc-web,
-// application/grpc-web+proto and the base64 application/grpc-web-text) and
-// the Connect protocol (unary with JSON or binary bodies, server streaming
-// with application/connect+json or +proto), both at POST
-// /package.Service/Method, for unary and server-streaming methods, with the
-// route's policy chain. Its cross-origin rules
+// application/grpc-web+proto, application/grpc-web+json and the base64
+// application/grpc-web-text) and the Connect protocol (unary with JSON or
+// binary bodies, server streaming with application/connect+json or +proto),
+// both at POST /package.Service/Method, for unary and server-streaming
+// methods, with the route's policy chain. Messages may be gzip-compressed
+// both ways (grpc-encoding; Content-Encoding; Connect-Content-Encoding), each
+// bounded by the message limit once decompressed. Its cross-origin rules
 // are the method's cors policy.
 //
 // Connect shares its path with the REST ingress's automatic mapping; a
