@@ -82,8 +82,9 @@ func (h *Handler) sniff(r *http.Request) (protocol, bool) {
 	if r.Method == http.MethodGet {
 		q := r.URL.Query()
 		enc := q.Get("encoding")
+		// The answer is not compressed: Accept-Encoding, the only way a
+		// GET could ask, is sent by browsers on every fetch.
 		p = protocol{get: true, json: enc == "json", ct: "application/" + enc, reqEnc: q.Get("compression")}
-		p.respEnc = translate.NegotiateEncoding(p.reqEnc, "")
 		return p, enc != ""
 	}
 	ct := r.Header.Get("Content-Type")
