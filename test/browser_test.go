@@ -20,7 +20,8 @@ const browserTimeout = 90 * time.Second
 
 // TestBrowser loads a page bundled from npm packages (test/browser) in
 // headless Chromium: it calls the gateway with @connectrpc/connect-web's
-// Connect and gRPC-Web transports (unary, server streaming and an error)
+// Connect and gRPC-Web transports, gRPC-Web in binary and in JSON (unary,
+// server streaming and an error)
 // and runs a bidirectional stream over the browser's WebSocket, cross-origin,
 // then posts its results back to the test.
 func TestBrowser(t *testing.T) {
@@ -89,6 +90,7 @@ func TestBrowser(t *testing.T) {
 	want := map[string]any{
 		"connectUnary": "Dune", "connectStream": shelf2, "connectError": float64(5),
 		"grpcWebUnary": "Dune", "grpcWebStream": shelf2, "grpcWebError": float64(5),
+		"grpcWebJsonUnary": "Dune", "grpcWebJsonStream": shelf2, "grpcWebJsonError": float64(5),
 		"wsEchoes": []any{"hello", "from chromium"}, "wsStatus": float64(0), "wsClose": float64(1000),
 	}
 	for k, v := range want {

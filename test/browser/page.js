@@ -1,7 +1,8 @@
 // The page of Rosetta's real-browser test (test/browser_test.go). It loads
 // the library schema at run time (no generated code), calls the gateway
 // named by the "gateway" query parameter with @connectrpc/connect-web's
-// Connect and gRPC-Web transports (a unary and a server-streaming call each)
+// Connect and gRPC-Web transports, the latter in binary and in JSON
+// (application/grpc-web+json), a unary and a server-streaming call each,
 // and opens a bidirectional stream with the browser's own WebSocket, then
 // POSTs what it saw to /results.
 import { createClient } from "@connectrpc/connect";
@@ -18,6 +19,7 @@ async function rpcs(results) {
   const transports = {
     connect: createConnectTransport({ baseUrl: gateway }),
     grpcWeb: createGrpcWebTransport({ baseUrl: gateway }),
+    grpcWebJson: createGrpcWebTransport({ baseUrl: gateway, useBinaryFormat: false }),
   };
   for (const [name, transport] of Object.entries(transports)) {
     const client = createClient(service, transport);

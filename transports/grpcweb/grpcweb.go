@@ -1,9 +1,11 @@
 // Package grpcweb is the browser RPC ingress: gRPC-Web (application/grpc-web,
-// application/grpc-web+proto and the base64 application/grpc-web-text) and
-// the Connect protocol (unary with JSON or binary bodies, server streaming
-// with application/connect+json or +proto), both at POST
-// /package.Service/Method, for unary and server-streaming methods, with the
-// route's policy chain. Its cross-origin rules
+// application/grpc-web+proto, application/grpc-web+json and the base64
+// application/grpc-web-text) and the Connect protocol (unary with JSON or
+// binary bodies, server streaming with application/connect+json or +proto),
+// both at POST /package.Service/Method, for unary and server-streaming
+// methods, with the route's policy chain. Messages may be gzip-compressed
+// both ways (grpc-encoding; Content-Encoding; Connect-Content-Encoding), each
+// bounded by the message limit once decompressed. Its cross-origin rules
 // are the method's cors policy.
 //
 // Connect shares its path with the REST ingress's automatic mapping; a
@@ -77,8 +79,9 @@ func (h *Handler) sniff(r *http.Request) (protocol, bool) {
 	if r.Method == http.MethodGet {
 		q := r.URL.Query()
 		enc := q.Get("encoding")
+		// The answer is not compressed: Accept-Encoding, the only way a
+		// GET could ask, is sent by browsers on every fetch.
 		p = protocol{get: true, json: enc == "json", ct: "application/" + enc, reqEnc: q.Get("compression")}
-		p.respEnc = translate.NegotiateEncoding(p.reqEnc, "")
 		return p, enc != ""
 	}
 	ct := r.Header.Get("Content-Type")
@@ -101,7 +104,8 @@ func (h *Handler) sniff(r *http.Request) (protocol, bool) {
 		}
 		// A unary response is compressed only as its request was: a
 		// browser sends Accept-Encoding on every fetch, and connect-web
-		// refuses a response encoding it did not ask for.
+		// refuses a response encoding it did not ask for (when it can read
+		// Content-Encoding: same origin, or exposed).
 		p = protocol{json: ct == "application/json", ct: ct, reqEnc: r.Header.Get("Content-Encoding")}
 		p.respEnc = translate.NegotiateEncoding(p.reqEnc, "")
 		return p, true
