@@ -103,8 +103,8 @@ func (g *sizeGuard) follow(b []byte) {
 			}
 		case 2:
 			k := min(g.left, len(b)-i)
-			if g.typ == 1 && g.version == 0 { // CONNECT: protocol name, then level
-				g.connect = append(g.connect, b[i : i+k][:min(k, 16)]...)
+			if g.typ == 1 && g.version == 0 && len(g.connect) < 16 { // CONNECT: protocol name, then level
+				g.connect = append(g.connect, b[i:i+min(k, 16-len(g.connect))]...) // its first 16 bytes, however read
 				if len(g.connect) >= 2 {
 					if at := 2 + (int(g.connect[0])<<8 | int(g.connect[1])); len(g.connect) > at {
 						g.version = g.connect[at]
