@@ -714,15 +714,16 @@ security:
 // served measures normal calls while an attack runs: each must succeed;
 // their latencies are logged (for RELIABILITY.md), never asserted.
 type served struct {
-	t    *testing.T
-	lat  []time.Duration
-	stop chan struct{}
-	done chan struct{}
+	t     *testing.T
+	lat   []time.Duration
+	first chan struct{} // closed once a normal call has completed
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 // serveNormally calls call in a loop until the returned served is ended.
 func serveNormally(t *testing.T, call func() error) *served {
-	s := &served{t: t, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &served{t: t, first: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		for {
@@ -737,14 +738,21 @@ func serveNormally(t *testing.T, call func() error) *served {
 				return
 			}
 			s.lat = append(s.lat, time.Since(start))
+			if len(s.lat) == 1 {
+				close(s.first)
+			}
 		}
 	}()
 	return s
 }
 
-// end stops the normal calls, requires at least one, and logs their
-// latencies.
+// end waits for a normal call to have completed, then stops them and logs
+// their latencies.
 func (s *served) end(what string) {
+	select {
+	case <-s.first:
+	case <-s.done: // a call failed
+	}
 	close(s.stop)
 	<-s.done
 	if len(s.lat) == 0 {
@@ -847,10 +855,11 @@ func TestAttackHostileClients(t *testing.T) {
 		if r.status != http.StatusRequestURITooLong && r.status != http.StatusBadRequest {
 			t.Errorf("10,000 query parameters: %d %s, want 414 or 400", r.status, r.body)
 		}
-		// Under the URL bound, many parameters are a clear 400 too.
+		// Under the URL bound, many parameters that set nothing are
+		// ignored (http.strict_query is off by default).
 		r = get(t, gw.base, "/v1/shelves/1/books?"+strings.Repeat("a=1&", 1500))
-		if r.status != http.StatusBadRequest {
-			t.Errorf("1,500 unknown query parameters: %d %s, want 400", r.status, r.body)
+		if r.status != http.StatusOK {
+			t.Errorf("1,500 unknown query parameters: %d %s, want 200", r.status, r.body)
 		}
 		s.end("10,000 query parameters")
 	})
@@ -915,9 +924,10 @@ func TestAttackMQTTSlowDevices(t *testing.T) {
 		}
 	}
 	for _, dev := range []string{"never-acks", "never-reads"} {
-		if !regexp.MustCompile(`client store quota reached.*client=` + dev).MatchString(gw.stderr.String()) {
-			t.Errorf("no warning in the log that %s's messages in flight hit their bound", dev)
-		}
+		warned := regexp.MustCompile(`client store quota reached.*"client":"` + dev + `"`)
+		waitFor(t, "a warning in the log that "+dev+"'s messages in flight hit their bound", func() bool {
+			return warned.MatchString(gw.stderr.String())
+		})
 	}
 	// A normal device still gets its commands.
 	got := subscribe(t, broker, "mqttv5", "devices/fine/commands")

@@ -462,10 +462,10 @@ func TestCacheCheck(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("routes: exit %d\n%s", code, stderr)
 	}
-	if want := "example.library.v1.LibraryService/GetShelf\n  ways:  gRPC, gRPC-Web, Connect, WebSocket; REST GET /v1/{name=shelves/*}; REST HEAD /v1/{name=shelves/*}\n  chain: cors(same-origin) → query-token → mqtt-owner → cache(memory, ttl=30s, vary=accept-language, key per identity) → dispatch"; !strings.Contains(stdout, want) {
+	if want := "example.library.v1.LibraryService/GetShelf\n  ways:  gRPC, gRPC-Web, Connect, WebSocket; REST GET /v1/{name=shelves/*}; REST HEAD /v1/{name=shelves/*}\n  chain: observe → cors(same-origin) → query-token → mqtt-owner → cache(memory, ttl=30s, vary=accept-language, key per identity) → dispatch"; !strings.Contains(stdout, want) {
 		t.Errorf("routes lacks %q:\n%s", want, stdout)
 	}
-	if strings.Contains(stdout, "CreateBook\n  ways:  gRPC, gRPC-Web, Connect, WebSocket; REST POST /v1/{parent=shelves/*}/books\n  chain: cors(same-origin) → query-token → mqtt-owner → validate → cache") {
+	if strings.Contains(stdout, "CreateBook\n  ways:  gRPC, gRPC-Web, Connect, WebSocket; REST POST /v1/{parent=shelves/*}/books\n  chain: observe → cors(same-origin) → query-token → mqtt-owner → validate → cache") {
 		t.Errorf("CreateBook, which has side effects, is cached:\n%s", stdout)
 	}
 }

@@ -159,8 +159,8 @@ func TestRoutes(t *testing.T) {
 	}
 	// Each method once, with every way it is reached and its one chain.
 	for _, want := range []string{
-		"example.library.v1.LibraryService/GetShelf\n  ways:  gRPC, gRPC-Web, Connect, WebSocket; REST GET /v1/{name=shelves/*}; REST HEAD /v1/{name=shelves/*}\n  chain: cors(same-origin) → query-token → mqtt-owner → dispatch",
-		"example.library.v1.LibraryService/CreateBook\n  ways:  gRPC, gRPC-Web, Connect, WebSocket; REST POST /v1/{parent=shelves/*}/books\n  chain: cors(same-origin) → query-token → mqtt-owner → validate → dispatch",
+		"example.library.v1.LibraryService/GetShelf\n  ways:  gRPC, gRPC-Web, Connect, WebSocket; REST GET /v1/{name=shelves/*}; REST HEAD /v1/{name=shelves/*}\n  chain: observe → cors(same-origin) → query-token → mqtt-owner → dispatch",
+		"example.library.v1.LibraryService/CreateBook\n  ways:  gRPC, gRPC-Web, Connect, WebSocket; REST POST /v1/{parent=shelves/*}/books\n  chain: observe → cors(same-origin) → query-token → mqtt-owner → validate → dispatch",
 		"example.library.v1.LibraryService/ImportBooks\n  ways:  gRPC, gRPC-Web, Connect, WebSocket; REST POST /example.library.v1.LibraryService/ImportBooks\n",
 	} {
 		if !strings.Contains(chains, want) {

@@ -235,8 +235,10 @@ func errorStatus(err error) *spb.Status {
 // unary call's answer, or its error status.
 func (h *Handler) serveClientStream(ctx context.Context, w http.ResponseWriter, gen *router.Routes, call *router.Call, s *restStream) int {
 	call.Stream = s
-	defer s.stopReading() // once the answer is written
 	err := call.Route.Handler.Handle(ctx, call)
+	// Before the answer: writing it discards what is left of the body
+	// (the request is not full duplex), which must not meet a Recv.
+	s.stopReading()
 	for k, vs := range call.ResponseHeader {
 		w.Header()[http.CanonicalHeaderKey(k)] = vs
 	}
