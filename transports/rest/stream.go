@@ -43,6 +43,14 @@ func (h *Handler) serveStream(ctx context.Context, w http.ResponseWriter, r *htt
 	md := call.Route.Method
 	if md.IsStreamingClient() {
 		s.messages = newMessageReader(r.Body, h.maxBody, decodeMessage)
+		if r.ProtoMajor == 1 {
+			// The connection ends with the call: net/http would otherwise
+			// read what the client has not sent of the body, to reuse the
+			// connection, while the stream may still read it, and a stream
+			// that ends before its body cannot leave the connection in a
+			// state to carry another request.
+			w.Header().Set("Connection", "close")
+		}
 		if md.IsStreamingServer() {
 			_ = s.rc.EnableFullDuplex() // HTTP/2 is full duplex already
 		} else {
