@@ -63,6 +63,21 @@ type Record struct {
 	Peer string
 
 	claimed bool
+	// mu orders the updates of the call's goroutine and the line's
+	// writing: an ingress may end the request (a gRPC client gone) while
+	// the call still runs; written drops what comes after the line.
+	mu      sync.Mutex
+	written bool
+}
+
+// Update runs f on r, unless r's line was written already (the request
+// ended before the call): f's changes then have nowhere to go.
+func (r *Record) Update(f func(*Record)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.written {
+		f(r)
+	}
 }
 
 // Claim reports whether the caller is the first to fill r in: the chain
@@ -115,7 +130,10 @@ func (l *Logger) Write(r *Record) {
 		return
 	}
 	bp := l.bufs.Get().(*[]byte)
+	r.mu.Lock()
+	r.written = true
 	b := l.Append((*bp)[:0], r, time.Since(r.Start))
+	r.mu.Unlock()
 	l.mu.Lock()
 	_, _ = l.w.Write(b)
 	l.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/rosettagw/rosetta/accesslog"
@@ -42,6 +43,9 @@ type exchange struct {
 	rec    accesslog.Record
 	w      countingWriter
 	body   countingBody
+	// bytesIn counts the body: an ingress may read it in a goroutine of
+	// its own (gRPC) while the line is written.
+	bytesIn atomic.Int64
 	// detached is set when the call outlives the request's handler (an
 	// upgraded WebSocket): its line is written when the call ends.
 	detached bool
@@ -105,12 +109,12 @@ func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 // countingBody counts the bytes of a request body.
 type countingBody struct {
 	io.ReadCloser
-	n *int64
+	n *atomic.Int64
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	*b.n += int64(n)
+	b.n.Add(int64(n))
 	return n, err
 }
 
@@ -137,7 +141,7 @@ func (f *frontDoor) serveLogged(w http.ResponseWriter, r *http.Request, h *held)
 	x.w.ResponseWriter = w
 	r = r.WithContext(x)
 	if r.Body != nil && r.Body != http.NoBody {
-		x.body = countingBody{ReadCloser: r.Body, n: &x.rec.BytesIn}
+		x.body = countingBody{ReadCloser: r.Body, n: &x.bytesIn}
 		r.Body = &x.body
 	}
 	f.inner.ServeHTTP(&x.w, r)
@@ -148,6 +152,11 @@ func (f *frontDoor) serveLogged(w http.ResponseWriter, r *http.Request, h *held)
 
 // finish writes the exchange's access-log line.
 func (x *exchange) finish() {
-	x.rec.Status, x.rec.BytesOut = x.w.status, x.rec.BytesOut+x.w.n
+	x.rec.Update(func(r *accesslog.Record) {
+		r.Status, r.BytesOut = x.w.status, r.BytesOut+x.w.n
+		if r.BytesIn == 0 {
+			r.BytesIn = x.bytesIn.Load()
+		}
+	})
 	x.access.Write(&x.rec)
 }

@@ -70,7 +70,7 @@ func (o *observe) Handle(ctx context.Context, c *router.Call) error {
 		span.End()
 	}
 	if rec != nil {
-		o.fill(rec, ctx, c, code)
+		rec.Update(func(rec *accesslog.Record) { o.fill(rec, ctx, c, code) })
 	}
 	return err
 }

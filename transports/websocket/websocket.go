@@ -198,7 +198,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, upgraded chan st
 	err = route.Handler.Handle(ctx, call)
 	st := s.finish(err)
 	if rec := accesslog.FromContext(ctx); rec != nil { // the messages are the call's bytes
-		rec.BytesIn, rec.BytesOut = s.bytesIn.Load(), s.bytesOut.Load()
+		rec.Update(func(rec *accesslog.Record) { rec.BytesIn, rec.BytesOut = s.bytesIn.Load(), s.bytesOut.Load() })
 	}
 	return st
 }
