@@ -308,18 +308,11 @@ func wantBaseline(t *testing.T, admin string, rounds int, churn func(round int))
 	}
 	const slack = 4
 	var g, f float64
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitFor(t, fmt.Sprintf("the gateway's goroutines and descriptors back to their baseline (%v, %v) after %d rounds", g0, f0, rounds), func() bool {
 		g, f = processCounts(t, admin)
-		if g <= g0+slack && f <= f0+slack {
-			t.Logf("after %d rounds: %v goroutines (baseline %v), %v open descriptors (baseline %v)", rounds, g, g0, f, f0)
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %d rounds the gateway holds %v goroutines (baseline %v) and %v descriptors (baseline %v)", rounds, g, g0, f, f0)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return g <= g0+slack && f <= f0+slack
+	})
+	t.Logf("after %d rounds: %v goroutines (baseline %v), %v open descriptors (baseline %v)", rounds, g, g0, f, f0)
 }
 
 // TestDisconnectLeavesNothing: clients that vanish mid-stream (REST NDJSON

@@ -1,3 +1,10 @@
+//go:build long
+
+// The long-run tests take minutes, so scripts/test.sh leaves them out
+// (the build tag keeps them out of every other run too). Run them with
+//
+//	go test -tags long ./test/ -run TestLong -timeout 25m -v
+
 package test
 
 import (
@@ -13,23 +20,12 @@ import (
 	libraryv1 "github.com/rosettagw/rosetta/proto/example/library/v1"
 )
 
-// longRun says whether the long-run tests run: they take minutes, so
-// scripts/test.sh leaves them out. Run them with
-//
-//	ROSETTA_LONG=1 go test ./test/ -run TestLong -timeout 20m -v
-func longRun(t *testing.T) {
-	if os.Getenv("ROSETTA_LONG") == "" {
-		t.Skip("a long-run test: set ROSETTA_LONG=1 (see RELIABILITY.md)")
-	}
-}
-
 // TestLongIdleStreams keeps three bidirectional streams open through the
 // gateway, idle, across several minutes (ROSETTA_LONG_IDLE, default 6m)
 // against a grpc-go server with the default keepalive enforcement (one ping
 // per 5 minutes at most): the gateway's pings must not get the connection
 // closed with GOAWAY too_many_pings, so each stream still echoes afterwards.
 func TestLongIdleStreams(t *testing.T) {
-	longRun(t)
 	idle := 6 * time.Minute
 	if s := os.Getenv("ROSETTA_LONG_IDLE"); s != "" {
 		var err error
