@@ -7,11 +7,13 @@
 // the call turned out to be (route, status, attempts, identity, trace), and
 // the ingress writes it once the answer is sent. Writing costs no
 // allocation: the line is appended to a pooled buffer by hand, with no
-// reflection, and written with one Write. No header, query or payload is
+// reflection, and written with one Write (or gathered with
+// others and written every flush interval). No header, query or payload is
 // logged, so neither are the secrets they may hold.
 package accesslog
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"strconv"
@@ -108,20 +110,69 @@ func FromContext(ctx context.Context) *Record {
 	return r
 }
 
-// Logger writes access-log lines to a writer, one Write per line.
+// Logger writes access-log lines to a writer. With a flush interval, lines
+// gather in a buffer written out when it is full and at least once per
+// interval, as Envoy's file access log does (its file_flush_interval): one
+// write system call for many lines rather than one per call. Close writes
+// what is left.
 type Logger struct {
 	mu   sync.Mutex
 	w    io.Writer
+	buf  *bufio.Writer // nil: each line is written at once
 	json bool
 	bufs sync.Pool
+	stop chan struct{} // closed by Close
+	done chan struct{} // closed when the flusher has ended
 }
 
+// bufferBytes is the size of a buffered Logger's buffer: a line is a few
+// hundred bytes.
+const bufferBytes = 64 << 10
+
 // New returns a logger writing to w in format: "json" or "text" (slog's
-// key=value form). A nil *Logger writes nothing.
-func New(w io.Writer, format string) *Logger {
+// key=value form). With flushEvery > 0, lines are buffered and written at
+// least that often; 0 writes each line with one Write. A nil *Logger writes
+// nothing.
+func New(w io.Writer, format string, flushEvery time.Duration) *Logger {
 	l := &Logger{w: w, json: format != "text"}
 	l.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
+	if flushEvery > 0 {
+		l.buf = bufio.NewWriterSize(w, bufferBytes)
+		l.stop, l.done = make(chan struct{}), make(chan struct{})
+		go l.flusher(flushEvery)
+	}
 	return l
+}
+
+// flusher writes the buffered lines out every interval until Close.
+func (l *Logger) flusher(every time.Duration) {
+	defer close(l.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			l.mu.Lock()
+			_ = l.buf.Flush()
+			l.mu.Unlock()
+		}
+	}
+}
+
+// Close writes the buffered lines and stops the flusher. Lines written
+// after it go out at once.
+func (l *Logger) Close() {
+	if l == nil || l.buf == nil {
+		return
+	}
+	close(l.stop)
+	<-l.done
+	l.mu.Lock()
+	_ = l.buf.Flush()
+	l.buf = nil
+	l.mu.Unlock()
 }
 
 // Write writes r's line, with the latency measured now.
@@ -135,7 +186,16 @@ func (l *Logger) Write(r *Record) {
 	b := l.Append((*bp)[:0], r, time.Since(r.Start))
 	r.mu.Unlock()
 	l.mu.Lock()
-	_, _ = l.w.Write(b)
+	if l.buf != nil {
+		// A line is never split between two writes: another writer of
+		// the same file (the process's log) could come between them.
+		if len(b) > l.buf.Available() {
+			_ = l.buf.Flush()
+		}
+		_, _ = l.buf.Write(b)
+	} else {
+		_, _ = l.w.Write(b)
+	}
 	l.mu.Unlock()
 	if cap(b) <= 4<<10 {
 		*bp = b

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,7 +28,7 @@ func record() *Record {
 
 func TestJSONLine(t *testing.T) {
 	var buf bytes.Buffer
-	New(&buf, "json").Write(record())
+	New(&buf, "json", 0).Write(record())
 	line := buf.String()
 	if strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") {
 		t.Fatalf("want one line: %q", line)
@@ -55,7 +57,7 @@ func TestJSONLine(t *testing.T) {
 
 func TestTextLine(t *testing.T) {
 	var buf bytes.Buffer
-	New(&buf, "text").Write(record())
+	New(&buf, "text", 0).Write(record())
 	line := buf.String()
 	for _, want := range []string{"level=INFO msg=access protocol=http ", `path="/v1/shelves/\"1\"\n\x01\xff"`, " status=200 code=OK ", ` subject="ana é" `, " trace_id=01020300000000000000000000000000 "} {
 		if !strings.Contains(line, want) {
@@ -79,7 +81,7 @@ func TestClaim(t *testing.T) {
 }
 
 func TestWriteAllocates(t *testing.T) {
-	l, r := New(io.Discard, "json"), record()
+	l, r := New(io.Discard, "json", 0), record()
 	if n := testing.AllocsPerRun(100, func() { l.Write(r) }); n != 0 {
 		t.Errorf("a line costs %v allocations, want 0", n)
 	}
@@ -103,7 +105,7 @@ func BenchmarkAccessLine(b *testing.B) {
 	})
 	for _, format := range []string{"json", "text"} {
 		b.Run(format, func(b *testing.B) {
-			l := New(io.Discard, format)
+			l := New(io.Discard, format, 0)
 			b.ReportAllocs()
 			defer perOp(b)()
 			for b.Loop() {
@@ -124,4 +126,74 @@ func perOp(b *testing.B) func() {
 	}
 	start := cpu()
 	return func() { b.ReportMetric(float64(cpu()-start)/float64(b.N), "cpu-ns/op") }
+}
+
+// writes records each Write call and signals it.
+type writes struct {
+	mu    sync.Mutex
+	calls [][]byte
+	wrote chan struct{}
+}
+
+func (w *writes) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.calls = append(w.calls, bytes.Clone(p))
+	w.mu.Unlock()
+	select {
+	case w.wrote <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+func (w *writes) all() [][]byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.calls)
+}
+
+func TestBufferedLinesWaitForCloseOrInterval(t *testing.T) {
+	w := &writes{wrote: make(chan struct{}, 1)}
+	l := New(w, "json", time.Hour)
+	l.Write(record())
+	if got := w.all(); len(got) != 0 {
+		t.Fatalf("a buffered line was written at once: %q", got)
+	}
+	l.Close()
+	if got := w.all(); len(got) != 1 || bytes.Count(got[0], []byte("\n")) != 1 {
+		t.Fatalf("after Close, writes %q; want the one line", got)
+	}
+	l.Write(record()) // after Close: at once
+	if got := w.all(); len(got) != 2 {
+		t.Fatalf("a line after Close was not written at once: %d writes", len(got))
+	}
+
+	w = &writes{wrote: make(chan struct{}, 1)}
+	l = New(w, "json", time.Millisecond)
+	defer l.Close()
+	l.Write(record())
+	<-w.wrote // the flusher wrote it, without Close
+	if got := w.all(); len(got) != 1 || bytes.Count(got[0], []byte("\n")) != 1 {
+		t.Fatalf("writes %q; want the one line", got)
+	}
+}
+
+func TestBufferedLinesAreNeverSplit(t *testing.T) {
+	w := &writes{wrote: make(chan struct{}, 1)}
+	l := New(w, "json", time.Hour)
+	r := record()
+	r.RequestID = strings.Repeat("x", 100) // lines that do not divide the buffer
+	for range 3 * bufferBytes / 300 {
+		l.Write(r)
+	}
+	l.Close()
+	calls := w.all()
+	if len(calls) < 3 {
+		t.Fatalf("%d writes for %d KiB of lines; want one per buffer", len(calls), 3*bufferBytes>>10)
+	}
+	for i, c := range calls {
+		if len(c) > bufferBytes || c[len(c)-1] != '\n' || c[0] != '{' {
+			t.Fatalf("write %d (%d bytes) does not hold whole lines: starts %q, ends %q", i, len(c), c[:1], c[len(c)-1:])
+		}
+	}
 }

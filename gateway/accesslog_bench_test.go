@@ -54,7 +54,8 @@ services: [{name: example.library.v1.LibraryService, upstream: library}]
 	for _, bc := range []struct {
 		name   string
 		access *accesslog.Logger
-	}{{"off", nil}, {"json", accesslog.New(io.Discard, "json")}, {"json-devnull", accesslog.New(devNull, "json")}} {
+	}{{"off", nil}, {"json", accesslog.New(io.Discard, "json", 0)}, {"json-devnull", accesslog.New(devNull, "json", 0)}, {"json-devnull-buffered", accesslog.New(devNull, "json", time.Second)}} {
+		defer bc.access.Close()
 		b.Run(bc.name, func(b *testing.B) {
 			door := newFrontDoor(cfg, live, bc.access)
 			req := httptest.NewRequest(http.MethodGet, "/v1/shelves/1", nil)

@@ -73,6 +73,11 @@ type LogConfig struct {
 	// Format is json (the default: one JSON object a line) or text
 	// (slog's key=value lines).
 	Format string `yaml:"format"`
+	// FlushInterval is how long an access-log line may wait in a buffer
+	// before it is written (default 1s, as Envoy's file access log): one
+	// write for many lines instead of one per call. 0s writes each line
+	// at once. What is buffered is written when the gateway stops.
+	FlushInterval *Duration `yaml:"flush_interval"`
 }
 
 // check reports what is wrong with the log section.

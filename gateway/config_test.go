@@ -24,6 +24,7 @@ func TestNewLogger(t *testing.T) {
 		}
 		var buf bytes.Buffer
 		log, access := NewLogger(&buf, cfg)
+		access.Close()
 		log.Info("serving", "http", "127.0.0.1:1")
 		out := buf.String()
 		if (access != nil) != tc.access || (tc.want != "" && !strings.Contains(out, tc.want)) || (tc.lack != "" && strings.Contains(out, tc.lack)) {

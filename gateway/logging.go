@@ -15,7 +15,8 @@ import (
 
 // NewLogger returns the process's logger as cfg's log section sets it,
 // writing to w, and its access log: nil when access_log is off or the
-// level is above info.
+// level is above info. The caller closes the access log when it is done,
+// to write what it buffers.
 func NewLogger(w io.Writer, cfg *Config) (*slog.Logger, *accesslog.Logger) {
 	level, err := cfg.Log.level()
 	if err != nil {
@@ -29,7 +30,11 @@ func NewLogger(w io.Writer, cfg *Config) (*slog.Logger, *accesslog.Logger) {
 	if (cfg.AccessLog != nil && !*cfg.AccessLog) || level > slog.LevelInfo {
 		return slog.New(h), nil
 	}
-	return slog.New(h), accesslog.New(w, cfg.Log.Format)
+	flush := time.Second
+	if cfg.Log.FlushInterval != nil {
+		flush = time.Duration(*cfg.Log.FlushInterval)
+	}
+	return slog.New(h), accesslog.New(w, cfg.Log.Format, flush)
 }
 
 // exchange is one HTTP request's state in the front door: its context

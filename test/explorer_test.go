@@ -27,8 +27,8 @@ const explorerScript = `(async () => {
   const sleep = ms => new Promise(r => setTimeout(r, ms));
   async function waitFor(what, f, scope) {
     // A bound, not a timing assertion: it only turns a hang into an
-    // error that names what never appeared.
-    for (let i = 0; i < 1200; i++) {
+    // error that names what never appeared (within the test's own bound).
+    for (let i = 0; i < 4800; i++) {
       try { const v = f(); if (v) return v; } catch (e) {}
       await sleep(50);
     }

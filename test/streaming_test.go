@@ -591,6 +591,11 @@ func TestWebSocketOrigins(t *testing.T) {
 	r := do(t, ros.base, request{method: "GET", path: "/ws/example.library.v1.LibraryService/Chat?access_token=secret",
 		header: map[string]string{"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}})
 	wantStatus(t, r, 400, codeInvalidArgument, "")
+	// The refused upgrade's line is the only one with a 400 (access-log
+	// lines may wait in a buffer before they are written).
+	waitFor(t, "the refused upgrade's access-log line", func() bool {
+		return strings.Contains(ros.stderr.String(), `"status":400`)
+	})
 	if strings.Contains(ros.stderr.String(), "secret") {
 		t.Errorf("the query token was logged:\n%s", ros.stderr)
 	}

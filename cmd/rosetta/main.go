@@ -77,6 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if args[0] == "serve" {
 		logger, access := gateway.NewLogger(stderr, cfg)
+		defer access.Close()
 		if err := gateway.Serve(ctx, cfg, gateway.ServeOptions{File: *configPath, Logger: logger, AccessLog: access, Reload: hangups(ctx)}); err != nil {
 			return fail(stderr, "serve", *configPath, err)
 		}
