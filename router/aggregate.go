@@ -441,7 +441,7 @@ type methodInvoker struct{ route *Route }
 func (m methodInvoker) Invoke(ctx context.Context, target string, req []byte, md metadata.MD) (*Reply, error) {
 	c := &Call{Route: m.route, Target: target, Metadata: md.Copy(), Decode: func() ([]byte, error) { return req, nil }}
 	if caller, ok := ctx.Value(callerKey{}).(*Call); ok {
-		c.Protocol, c.Peer, c.Query = caller.Protocol, caller.Peer, caller.Query
+		c.Protocol, c.Peer, c.RawQuery = caller.Protocol, caller.Peer, caller.RawQuery
 		c.PeerCertificates, c.Credentials = caller.PeerCertificates, caller.Credentials
 		c.Incoming = caller.Incoming.Copy() // steps run in parallel, and a step may add to it
 	}

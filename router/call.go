@@ -43,10 +43,12 @@ type Call struct {
 	// policies (Authorization, API keys, X-Forwarded-For). Policies read it;
 	// only Metadata goes upstream.
 	Incoming metadata.MD
-	// Query is the request URL's query parameters (REST, WebSocket and
-	// gRPC-Web); nil for protocols without one (gRPC, MQTT). Policies read
-	// credentials in it (Route.CredentialParams); it is never forwarded.
-	Query url.Values
+	// RawQuery is the request URL's query (REST, WebSocket and gRPC-Web);
+	// empty for protocols without one (gRPC, MQTT). Policies read
+	// credentials in it (Route.CredentialParams) through QueryParams; it is
+	// never forwarded.
+	RawQuery string
+	query    url.Values // RawQuery parsed, on first use
 	// PeerCertificates are the client's verified TLS certificates, if any.
 	PeerCertificates []*x509.Certificate
 	// Credentials are identity material that is not a header, such as the
@@ -84,6 +86,16 @@ type Call struct {
 	// only the upstream's metadata. For a stream it holds the upstream's
 	// header and trailer, and no message.
 	Reply *Reply
+}
+
+// QueryParams returns the parameters of RawQuery, parsed on first use (a
+// malformed pair is left out, as url.URL.Query does): most calls have no
+// policy that reads them.
+func (c *Call) QueryParams() url.Values {
+	if c.query == nil && c.RawQuery != "" {
+		c.query, _ = url.ParseQuery(c.RawQuery)
+	}
+	return c.query
 }
 
 // Credentials are identity material carried outside headers.

@@ -52,9 +52,10 @@ func (k *Keys) Wrap(next router.Handler) router.Handler {
 			v = c.Incoming.Get(k.header)
 			n := len(v) + len(c.Incoming.Get("grpc-metadata-"+k.header))
 			if k.query != "" {
-				n += len(c.Query[k.query])
+				q := c.QueryParams()[k.query]
+				n += len(q)
 				if len(v) == 0 {
-					v = c.Query[k.query]
+					v = q
 				}
 			}
 			if n > 1 {

@@ -126,7 +126,7 @@ func TestQueryParam(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &router.Call{Incoming: metadata.MD{}, Query: tt.query}
+			c := &router.Call{Incoming: metadata.MD{}, RawQuery: tt.query.Encode()}
 			if tt.header != "" {
 				c.Incoming.Set("x-api-key", tt.header)
 			}

@@ -30,16 +30,16 @@ const Param = "access_token"
 func Step(allow, forward bool) router.Middleware {
 	return func(next router.Handler) router.Handler {
 		return router.HandlerFunc(func(ctx context.Context, c *router.Call) error {
-			if c.Protocol != router.WebSocket || !c.Query.Has(Param) {
+			if c.Protocol != router.WebSocket || !c.QueryParams().Has(Param) {
 				return next.Handle(ctx, c)
 			}
 			if !allow {
 				return security.Deny(codes.InvalidArgument, "QUERY_TOKEN_REFUSED", "a token in the query string is not accepted; send it in the Authorization header or as the subprotocol rosetta.bearer.TOKEN")
 			}
-			if len(c.Query[Param]) > 1 || len(c.Incoming["authorization"]) > 0 {
+			if len(c.QueryParams()[Param]) > 1 || len(c.Incoming["authorization"]) > 0 {
 				return security.Deny(codes.InvalidArgument, "CREDENTIALS_AMBIGUOUS", "more than one authorization credential: send one")
 			}
-			if token := c.Query.Get(Param); token != "" {
+			if token := c.QueryParams().Get(Param); token != "" {
 				c.Incoming["authorization"] = []string{"Bearer " + token}
 				if forward {
 					c.Incoming[security.ForwardAuthorization] = []string{"1"}

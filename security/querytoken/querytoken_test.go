@@ -2,7 +2,6 @@ package querytoken_test
 
 import (
 	"context"
-	"net/url"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -35,8 +34,7 @@ func TestStep(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			seen = nil
-			q, _ := url.ParseQuery(tt.query)
-			c := &router.Call{Protocol: tt.proto, Query: q, Incoming: metadata.MD{}, Metadata: metadata.MD{}}
+			c := &router.Call{Protocol: tt.proto, RawQuery: tt.query, Incoming: metadata.MD{}, Metadata: metadata.MD{}}
 			if tt.header != "" {
 				c.Incoming["authorization"] = []string{tt.header}
 			}

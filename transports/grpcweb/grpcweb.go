@@ -204,9 +204,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p protocol, rout
 		Metadata: md,
 		Target:   route.Target,
 	}
-	if r.URL.RawQuery != "" {
-		call.Query = r.URL.Query()
-	}
+	call.RawQuery = r.URL.RawQuery
 	if r.TLS != nil {
 		call.PeerCertificates = r.TLS.PeerCertificates
 	}

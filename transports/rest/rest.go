@@ -90,10 +90,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, gen *router.Rout
 	if r.TLS != nil {
 		call.PeerCertificates = r.TLS.PeerCertificates
 	}
-	query := r.URL.RawQuery
-	if query != "" {
-		call.Query = r.URL.Query()
-		query = withoutParams(query, call.Query, route.CredentialParams)
+	call.RawQuery = r.URL.RawQuery
+	query := call.RawQuery
+	if query != "" && len(route.CredentialParams) > 0 {
+		query = withoutParams(query, call.QueryParams(), route.CredentialParams)
 	}
 	var decodeMessage func([]byte) ([]byte, error) // of a client stream
 	if route.Binding != nil {

@@ -177,9 +177,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, upgraded chan st
 		call.Incoming["authorization"] = []string{"Bearer " + token}
 	}
 	delete(call.Incoming, "sec-websocket-protocol") // it may carry the token
-	if r.URL.RawQuery != "" {
-		call.Query = r.URL.Query()
-	}
+	call.RawQuery = r.URL.RawQuery
 	if r.TLS != nil {
 		call.PeerCertificates = r.TLS.PeerCertificates
 	}
