@@ -40,6 +40,14 @@ type Validator struct {
 	responseViolations atomic.Uint64
 }
 
+// unmarshal decodes a message to check. AllowPartial: the rules checked are
+// buf.validate's, and a proto2 required field is the upstream's to enforce
+// (as it is for a message without rules, which is never decoded here);
+// checking it would walk the whole dynamic message once more per call.
+func (v *Validator) unmarshal(b []byte, m proto.Message) error {
+	return proto.UnmarshalOptions{Resolver: v.resolver, AllowPartial: true}.Unmarshal(b, m)
+}
+
 // New returns a Validator for messages of the schema that res resolves.
 func New(res translate.Resolver, log *slog.Logger) (*Validator, error) {
 	v, err := protovalidate.New(protovalidate.WithExtensionTypeResolver(res))
@@ -64,7 +72,7 @@ func (v *Validator) Requests(md protoreflect.MethodDescriptor) router.Middleware
 	}
 	check := func(req []byte) error {
 		msg := dynamicpb.NewMessage(in)
-		if err := (proto.UnmarshalOptions{Resolver: v.resolver}).Unmarshal(req, msg); err != nil {
+		if err := v.unmarshal(req, msg); err != nil {
 			return status.Errorf(codes.InvalidArgument, "request %s: %v", in.FullName(), err)
 		}
 		return v.check(msg, "request")
@@ -171,7 +179,7 @@ func (v *Validator) Responses(md protoreflect.MethodDescriptor, mode ResponseMod
 				return err
 			}
 			msg := dynamicpb.NewMessage(out)
-			err := (proto.UnmarshalOptions{Resolver: v.resolver}).Unmarshal(c.Reply.Message, msg)
+			err := v.unmarshal(c.Reply.Message, msg)
 			if err == nil {
 				err = v.check(msg, "response")
 			}
