@@ -874,7 +874,8 @@ func TestAttackMQTTSlowDevices(t *testing.T) {
 	t.Parallel()
 	up := startIoTUpstream(t)
 	broker := freePort(t)
-	gw := startRosettaListen(t, fmt.Sprintf("mqtt: %q", broker), iotConfig(up.addr, anonymous, uplinkRoutes+downlinkRoutes))
+	admin := freePort(t)
+	gw := startRosettaListen(t, fmt.Sprintf("mqtt: %q, admin: %q", broker, admin), iotConfig(up.addr, anonymous, uplinkRoutes+downlinkRoutes))
 	waitFor(t, "the embedded broker", func() bool {
 		c, err := net.Dial("tcp", broker)
 		if err == nil {
@@ -924,10 +925,17 @@ func TestAttackMQTTSlowDevices(t *testing.T) {
 		}
 	}
 	for _, dev := range []string{"never-acks", "never-reads"} {
-		warned := regexp.MustCompile(`client store quota reached.*"client":"` + dev + `"`)
+		warned := regexp.MustCompile(`client store quota reached.*"client":"` + dev + `".*"dropped":1\b`)
 		waitFor(t, "a warning in the log that "+dev+"'s messages in flight hit their bound", func() bool {
 			return warned.MatchString(gw.stderr.String())
 		})
+	}
+	// Every drop is counted; the log has a device's 1st, 2nd, 4th... only.
+	waitFor(t, "the drops counted", func() bool {
+		return metricSum(t, admin, "rosetta_mqtt_messages_dropped_total") >= 2
+	})
+	if n := strings.Count(gw.stderr.String(), "client store quota reached"); n > 2*11 {
+		t.Errorf("%d warnings for dropped messages; want at most 11 a device (1, 2, 4, ... 1024)", n)
 	}
 	// A normal device still gets its commands.
 	got := subscribe(t, broker, "mqttv5", "devices/fine/commands")

@@ -97,10 +97,11 @@ func NewEmbedded(cfg EmbeddedConfig, up Uplink) (*Embedded, error) {
 	// ("client store quota reached").
 	caps.MaximumInflight = maxWritesPending
 	caps.MaximumClientWritesPending = maxWritesPending
-	srv := mochi.New(&mochi.Options{Capabilities: caps, InlineClient: true, Logger: slog.New(brokerLog{log.Handler()})})
+	drops := &drops{metrics: cfg.Metrics}
+	srv := mochi.New(&mochi.Options{Capabilities: caps, InlineClient: true, Logger: slog.New(brokerLog{log.Handler(), drops})})
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Embedded{srv: srv, ctx: ctx, cancel: cancel}
-	e.hook = &hook{cfg: cfg, up: up, ctx: ctx, log: log}
+	e.hook = &hook{cfg: cfg, up: up, ctx: ctx, log: log, drops: drops}
 	if err := srv.AddHook(e.hook, nil); err != nil {
 		return nil, err
 	}
@@ -183,8 +184,41 @@ func message(pk packets.Packet) *Message {
 // packet: the broker logs whole packets ("error processing packet" with
 // pk=...), which hold CONNECT passwords, user properties and payloads. A
 // packet attribute is replaced by its type; only attributes known to hold
-// no client data are kept as they are.
-type brokerLog struct{ slog.Handler }
+// no client data are kept as they are. The broker's warning for each QoS 1
+// message dropped because a device has too many unacknowledged is counted
+// and thinned out (see drops).
+type brokerLog struct {
+	slog.Handler
+	drops *drops
+}
+
+// quotaReached is the broker's warning for a QoS 1 message it dropped
+// because the device already has the most unacknowledged ones it may.
+const quotaReached = "client store quota reached"
+
+// drops counts the messages the broker drops for a device, by reason, and
+// says which drops to log: a device's 1st, 2nd, 4th, 8th... since it
+// connected, so that a device that never reads or never acknowledges is
+// visible without flooding the log with a line per message.
+type drops struct {
+	metrics *Metrics
+	clients sync.Map // client ID → *[numDropReasons]atomic.Int64, while connected
+}
+
+// dropped counts a drop for client and reports whether to log it, with the
+// client's count of drops for that reason.
+func (d *drops) dropped(client string, reason dropReason) (int64, bool) {
+	d.metrics.drop(reason)
+	v, ok := d.clients.Load(client)
+	if !ok {
+		v, _ = d.clients.LoadOrStore(client, new([numDropReasons]atomic.Int64))
+	}
+	n := v.(*[numDropReasons]atomic.Int64)[reason].Add(1)
+	return n, n&(n-1) == 0
+}
+
+// forget drops a client's counts once it is gone.
+func (d *drops) forget(client string) { d.clients.Delete(client) }
 
 func (h brokerLog) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
@@ -195,10 +229,21 @@ func (h brokerLog) Handle(ctx context.Context, r slog.Record) error {
 		return nil
 	}
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	var client string
 	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "client" {
+			client = a.Value.String()
+		}
 		out.AddAttrs(safeBrokerAttr(a))
 		return true
 	})
+	if r.Message == quotaReached && h.drops != nil {
+		n, log := h.drops.dropped(client, dropInflight)
+		if !log {
+			return nil
+		}
+		out.AddAttrs(slog.Int("inflight", maxWritesPending), slog.Int64("dropped", n))
+	}
 	return h.Handler.Handle(ctx, out)
 }
 
@@ -227,10 +272,12 @@ func (h brokerLog) WithAttrs(as []slog.Attr) slog.Handler {
 	for i, a := range as {
 		safe[i] = safeBrokerAttr(a)
 	}
-	return brokerLog{h.Handler.WithAttrs(safe)}
+	return brokerLog{h.Handler.WithAttrs(safe), h.drops}
 }
 
-func (h brokerLog) WithGroup(name string) slog.Handler { return brokerLog{h.Handler.WithGroup(name)} }
+func (h brokerLog) WithGroup(name string) slog.Handler {
+	return brokerLog{h.Handler.WithGroup(name), h.drops}
+}
 
 // hook is the embedded broker's hook: authentication on CONNECT and the
 // synchronous uplink of every PUBLISH.
@@ -241,7 +288,7 @@ type hook struct {
 	ctx     context.Context
 	log     *slog.Logger
 	senders sync.Map // *mochi.Client → *Sender
-	dropped atomic.Int64
+	drops   *drops
 }
 
 func (h *hook) ID() string { return "rosetta-bridge" }
@@ -316,6 +363,7 @@ func covers(allowed, filter string) bool {
 }
 
 func (h *hook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
+	h.drops.forget(cl.ID)
 	if _, ok := h.senders.LoadAndDelete(cl); ok {
 		h.cfg.Metrics.connect(-1)
 	}
@@ -324,7 +372,7 @@ func (h *hook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
 // OnPublishDropped makes visible a message dropped for a subscriber that
 // reads too slowly (more than maxWritesPending queued).
 func (h *hook) OnPublishDropped(cl *mochi.Client, pk packets.Packet) {
-	if n := h.dropped.Add(1); n&(n-1) == 0 { // 1, 2, 4...: visible, not flooding
+	if n, log := h.drops.dropped(cl.ID, dropSlowReader); log {
 		h.log.Warn("mqtt message dropped for a slow subscriber", "client", cl.ID, "topic", pk.TopicName, "queue", maxWritesPending, "dropped", n)
 	}
 }

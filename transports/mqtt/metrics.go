@@ -14,7 +14,24 @@ type Metrics struct {
 	in, out              atomic.Uint64
 	deadLetters, retries atomic.Uint64
 	acks                 [256]atomic.Uint64 // by PUBACK reason code
+	dropped              [numDropReasons]atomic.Uint64
 }
+
+// dropReason is why the embedded broker dropped a message for a device.
+type dropReason int
+
+const (
+	// dropSlowReader: the device reads too slowly, and its queue of
+	// packets to write is full.
+	dropSlowReader dropReason = iota
+	// dropInflight: a QoS 1 message while the device already has the most
+	// unacknowledged ones it may.
+	dropInflight
+	numDropReasons
+)
+
+// dropReasons are the label values of dropReason.
+var dropReasons = [numDropReasons]string{"slow_reader", "inflight_full"}
 
 var (
 	connectedDesc = prometheus.NewDesc("rosetta_mqtt_connected_devices",
@@ -29,6 +46,8 @@ var (
 		"Uplinks that failed and were dead-lettered (published, or logged when no topic is set).", nil, nil)
 	retriesDesc = prometheus.NewDesc("rosetta_mqtt_retries_total",
 		"Upstream attempts of uplinks beyond the first.", nil, nil)
+	droppedDesc = prometheus.NewDesc("rosetta_mqtt_messages_dropped_total",
+		"Messages the embedded broker dropped for a device: its write queue was full (slow_reader) or it had the most unacknowledged QoS 1 messages it may (inflight_full).", []string{"reason"}, nil)
 )
 
 // reasons name the reason codes a PUBACK of the bridge carries.
@@ -42,7 +61,7 @@ var reasons = map[byte]string{
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{connectedDesc, inDesc, outDesc, acksDesc, deadDesc, retriesDesc} {
+	for _, d := range []*prometheus.Desc{connectedDesc, inDesc, outDesc, acksDesc, deadDesc, retriesDesc, droppedDesc} {
 		ch <- d
 	}
 }
@@ -56,6 +75,15 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(retriesDesc, prometheus.CounterValue, float64(m.retries.Load()))
 	for code, name := range reasons {
 		ch <- prometheus.MustNewConstMetric(acksDesc, prometheus.CounterValue, float64(m.acks[code].Load()), name)
+	}
+	for r, name := range dropReasons {
+		ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(m.dropped[r].Load()), name)
+	}
+}
+
+func (m *Metrics) drop(r dropReason) {
+	if m != nil {
+		m.dropped[r].Add(1)
 	}
 }
 
