@@ -415,6 +415,8 @@ func abs(v int64) int64 { return max(v, -v) }
 // acknowledgements still due and disconnects. A PUBACK with a failure
 // reason is counted, not fatal.
 func publisher(ctx context.Context, c *mqttConn, dev *pubDevice, deadline time.Time) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	credit := make(chan struct{}, mqttWindow)
 	for range mqttWindow {
 		credit <- struct{}{}
@@ -457,6 +459,13 @@ func publisher(ctx context.Context, c *mqttConn, dev *pubDevice, deadline time.T
 		c.disconnect() // ends the reader below
 		wrote <- err
 	}()
+	// fail stops the writer: closing the connection ends a write it is
+	// in, cancelling its wait for credit.
+	fail := func(err error) error {
+		c.c.Close()
+		cancel()
+		return errors.Join(fmt.Errorf("device %s: %w", dev.id, err), <-wrote)
+	}
 	for {
 		_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		typ, err := c.read()
@@ -464,16 +473,13 @@ func publisher(ctx context.Context, c *mqttConn, dev *pubDevice, deadline time.T
 			if finished.Load() {
 				return <-wrote
 			}
-			c.c.Close() // the writer gives up too
-			return errors.Join(fmt.Errorf("device %s: %w", dev.id, err), <-wrote)
+			return fail(err)
 		}
 		if typ&0xf0 != mqttPuback {
-			c.c.Close()
-			return errors.Join(fmt.Errorf("device %s: unexpected packet type %#x", dev.id, typ), <-wrote)
+			return fail(fmt.Errorf("unexpected packet type %#x", typ))
 		}
 		if _, reason, err := c.pubackOf(); err != nil {
-			c.c.Close()
-			return errors.Join(err, <-wrote)
+			return fail(err)
 		} else if reason >= 0x80 {
 			dev.nack.Add(1)
 			dev.firstErr.CompareAndSwap(nil, fmt.Sprintf("reason %#x", reason))
