@@ -9,17 +9,21 @@
 #   bench/run.sh rpc   native gRPC through Rosetta against nginx's grpc_pass
 #                      (ghz), Connect and gRPC-Web against vanguard (needs
 #                      nginx and ghz, installed here)
+#   bench/run.sh mqtt  QoS 1 messages/s through the MQTT bridge (one gRPC call
+#                      each) against the embedded broker alone, and Mosquitto
+#                      alone for reference (installed here)
 #
 # Settings (environment): BENCH_ROUNDS (3), BENCH_SECONDS (4) per measured
-# run, BENCH_WARMUP (1) seconds before each, BENCH_CONCURRENCY (32),
+# run, BENCH_WARMUP (1) seconds before each, BENCH_CONCURRENCY (32; MQTT
+# devices in the mqtt run),
 # BENCH_IDLE (10000, idle WebSocket connections of the ws run),
 # BENCH_KEEP=1 keeps the scratch folder (configs, logs).
 set -euo pipefail
 
 mode="${1:-rest}"
 case "$mode" in
-rest | ws | rpc) ;;
-*) echo "usage: $0 [rest|ws|rpc]" >&2; exit 2 ;;
+rest | ws | rpc | mqtt) ;;
+*) echo "usage: $0 [rest|ws|rpc|mqtt]" >&2; exit 2 ;;
 esac
 
 bench="$(cd "$(dirname "$0")" && pwd)"
@@ -52,6 +56,24 @@ apt_install() {
 	echo "installing $1 with apt-get" >&2
 	apt-get install -y "$1" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$1" >/dev/null; }
 }
+
+if [ "$mode" = mqtt ]; then
+	# mosquitto is in /usr/sbin, which a user's PATH may not hold.
+	mosquitto="$(PATH="$PATH:/usr/sbin:/sbin" command -v mosquitto || true)"
+	if [ -z "$mosquitto" ]; then
+		apt_install mosquitto
+		mosquitto="$(PATH="$PATH:/usr/sbin:/sbin" command -v mosquitto)"
+	fi
+	echo "building" >&2
+	(cd "$root" && go build -o "$work/bin/rosetta" ./cmd/rosetta)
+	(cd "$bench" && go build -o "$work/bin/" ./upstream ./driver)
+	"$work/bin/driver" -mode mqtt -bin "$work/bin" -work "$work" \
+		-descriptors "$root/proto/iot.binpb" -mosquitto "$mosquitto" \
+		-build "$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)" \
+		-rounds "${BENCH_ROUNDS:-3}" -seconds "${BENCH_SECONDS:-4}" \
+		-warmup "${BENCH_WARMUP:-1}" -concurrency "${BENCH_CONCURRENCY:-32}"
+	exit
+fi
 if [ "$mode" = rest ] && ! command -v wrk >/dev/null; then
 	apt_install wrk
 fi

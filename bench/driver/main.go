@@ -5,8 +5,9 @@
 // proxies, ghz for direct gRPC) and prints a markdown table of medians with
 // ratios to grpc-gateway. With -mode ws it measures Rosetta's WebSocket
 // ingress instead (issue 3): echo messages per second on bidirectional
-// streams, and memory per idle connection. bench/run.sh builds everything
-// and runs it; see BENCHMARKS.md.
+// streams, and memory per idle connection; with -mode mqtt, QoS 1 messages
+// per second through the MQTT bridge against the broker alone (issue 18).
+// bench/run.sh builds everything and runs it; see BENCHMARKS.md.
 //
 // Progress goes to standard error, the report to standard output.
 package main
@@ -43,9 +44,10 @@ type config struct {
 	seconds     int // of each measured run
 	warmup      int // seconds of load before each measured run
 	concurrency int
-	mode        string // rest, ws or rpc
+	mode        string // rest, ws, rpc or mqtt
 	idle        int    // idle WebSocket connections (ws mode)
 	nginx       string // nginx executable (rpc mode)
+	mosquitto   string // mosquitto executable (mqtt mode; "" leaves it out)
 }
 
 func main() {
@@ -60,12 +62,13 @@ func main() {
 	flag.IntVar(&cfg.seconds, "seconds", 4, "seconds of each measured run")
 	flag.IntVar(&cfg.warmup, "warmup", 1, "seconds of unmeasured load before each measured run")
 	flag.IntVar(&cfg.concurrency, "concurrency", 32, "connections (wrk, ws echo) or workers (ghz) of every run")
-	flag.StringVar(&cfg.mode, "mode", "rest", "rest: the REST comparison; ws: Rosetta's WebSocket echo rate and idle-connection memory; rpc: gRPC against nginx, Connect and gRPC-Web against vanguard")
+	flag.StringVar(&cfg.mode, "mode", "rest", "rest: the REST comparison; ws: Rosetta's WebSocket echo rate and idle-connection memory; rpc: gRPC against nginx, Connect and gRPC-Web against vanguard; mqtt: QoS 1 messages through the MQTT bridge against the broker alone (-descriptors is then proto/iot.binpb)")
 	flag.StringVar(&cfg.nginx, "nginx", "nginx", "nginx executable (rpc mode)")
 	flag.IntVar(&cfg.idle, "idle", 10000, "idle WebSocket connections whose memory the ws mode measures")
+	flag.StringVar(&cfg.mosquitto, "mosquitto", "", "mosquitto executable, measured alone for reference in the mqtt mode (empty: not measured)")
 	flag.Parse()
 	if cfg.bin == "" || cfg.descriptors == "" || cfg.work == "" || cfg.rounds < 1 || cfg.seconds < 1 || cfg.warmup < 0 || cfg.concurrency < 1 ||
-		(cfg.mode != "rest" && cfg.mode != "ws" && cfg.mode != "rpc") || cfg.idle < 1 {
+		(cfg.mode != "rest" && cfg.mode != "ws" && cfg.mode != "rpc" && cfg.mode != "mqtt") || cfg.idle < 1 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -88,6 +91,8 @@ func run(ctx context.Context, cfg config) error {
 		return runWebSocket(ctx, cfg)
 	case "rpc":
 		return runRPC(ctx, cfg)
+	case "mqtt":
+		return runMQTT(ctx, cfg)
 	}
 	for _, tool := range []*string{&cfg.wrk, &cfg.ghz} {
 		path, err := exec.LookPath(*tool)

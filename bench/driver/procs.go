@@ -98,9 +98,9 @@ func (p *process) cpuTicks() (int64, error) {
 var goneAway = []string{"broken pipe", "context canceled", "connection reset by peer"}
 
 // complaints reads the process's log, skipping its start-up line and INFO
-// records (access log lines, "serving"). It returns how many of the other
-// lines are about clients that went away, how many are not, and at most max
-// of the latter.
+// records, text or JSON (access log lines, "serving"). It returns how many
+// of the other lines are about clients that went away, how many are not,
+// and at most max of the latter.
 func (p *process) complaints(max int) (gone, other int, examples []string) {
 	f, err := os.Open(p.log)
 	if err != nil {
@@ -112,7 +112,7 @@ func (p *process) complaints(max int) (gone, other int, examples []string) {
 	for sc.Scan() {
 		l := sc.Text()
 		switch {
-		case strings.HasPrefix(l, "listening on ") || strings.Contains(l, "level=INFO"):
+		case strings.HasPrefix(l, "listening on ") || strings.Contains(l, "level=INFO") || strings.Contains(l, `"level":"INFO"`):
 		case slices.ContainsFunc(goneAway, func(s string) bool { return strings.Contains(l, s) }):
 			gone++
 		default:

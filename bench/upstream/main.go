@@ -2,7 +2,9 @@
 // LibraryService methods the REST scenarios call, answered from canned data
 // (bench/fixtures) with no locking and no allocation beyond what grpc-go
 // needs, so that it is never the bottleneck, and Chat, the bidirectional
-// stream of the WebSocket run, as a plain echo.
+// stream of the WebSocket run, as a plain echo; and the example
+// DeviceService of the MQTT run (devices.go), which counts each device's
+// readings and checks their order.
 //
 // Usage:
 //
@@ -31,6 +33,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rosettagw/rosetta/bench/fixtures"
+	iotv1 "github.com/rosettagw/rosetta/proto/example/iot/v1"
 	libraryv1 "github.com/rosettagw/rosetta/proto/example/library/v1"
 )
 
@@ -49,6 +52,7 @@ func run(addr string) error {
 	}
 	srv := grpc.NewServer()
 	libraryv1.RegisterLibraryServiceServer(srv, newLibrary())
+	iotv1.RegisterDeviceServiceServer(srv, new(devices))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {

@@ -151,9 +151,11 @@ func clientID(m *Message) string {
 // returns the number of upstream attempts made and the error.
 func (b *Bridge) call(ctx context.Context, rules *Rules, rule *Rule, vals []string, m *Message) (int, error) {
 	enc := rule.encoding(m)
-	c := b.newCall(rule, vals, m, func() ([]byte, error) { return rule.decode(m, vals, enc) })
+	u := b.newCall(rule, vals, m, enc)
+	c := &u.call
 	if m.QoS > 0 && rule.cfg.Retry.Attempts > 1 {
-		c.Retry = &router.Retry{Attempts: rule.cfg.Retry.Attempts, Backoff: rule.cfg.Retry.Backoff, MaxBackoff: rule.cfg.Retry.MaxBackoff}
+		u.retry = router.Retry{Attempts: rule.cfg.Retry.Attempts, Backoff: rule.cfg.Retry.Backoff, MaxBackoff: rule.cfg.Retry.MaxBackoff}
+		c.Retry = &u.retry
 	}
 	err := rule.Route.Handler.Handle(ctx, c)
 	if err == nil && rule.Binding == nil && c.Reply != nil && c.Reply.HTTPStatus >= 300 {
@@ -166,14 +168,37 @@ func (b *Bridge) call(ctx context.Context, rules *Rules, rule *Rule, vals []stri
 	return c.Attempts, err
 }
 
-// newCall builds the protocol-neutral call of a message: with the topic's
-// owner segment, when the rule names one, for the chain's owner step.
-func (b *Bridge) newCall(rule *Rule, vals []string, m *Message, decode func() ([]byte, error)) *router.Call {
+// uplinkCall is the call of one message with what it points to, allocated
+// at once: a message costs one allocation here rather than one per part.
+type uplinkCall struct {
+	call  router.Call
+	creds router.Credentials
+	retry router.Retry
+	// The values of the call's mqtt-topic, x-mqtt-topic and
+	// x-mqtt-client-id, each its own array so that a step changing one
+	// changes no other.
+	topicIn, topicOut, clientID [1]string
+	m                           *Message
+	rule                        *Rule
+	vals                        []string
+	enc                         Payload
+}
+
+// decode is the call's Decode: the message's request in wire form.
+func (u *uplinkCall) decode() ([]byte, error) { return u.rule.decode(u.m, u.vals, u.enc) }
+
+// newCall builds the protocol-neutral call of a message, decoded with enc
+// when the chain asks: with the topic's owner segment, when the rule names
+// one, for the chain's owner step.
+func (b *Bridge) newCall(rule *Rule, vals []string, m *Message, enc Payload) *uplinkCall {
+	u := &uplinkCall{m: m, rule: rule, vals: vals, enc: enc}
+	u.topicIn[0], u.topicOut[0] = m.Topic, m.Topic
 	// A message's credentials are its CONNECT's (c.Credentials, the
 	// certificate): user properties that would be credentials, or the
 	// forwarding headers the client address is read from, are not shown to
 	// the policies.
-	in := metadata.MD{"mqtt-topic": {m.Topic}}
+	in := make(metadata.MD, 1+len(m.UserProperties))
+	in["mqtt-topic"] = u.topicIn[:]
 	for _, p := range m.UserProperties {
 		k := strings.ToLower(p.Key)
 		if strings.HasPrefix(k, ":") || ingress.GatewaySet(k) || slices.Contains(ingress.Credentials, k) || k == "mqtt-topic" {
@@ -181,15 +206,16 @@ func (b *Bridge) newCall(rule *Rule, vals []string, m *Message, decode func() ([
 		}
 		in[k] = append(in[k], p.Value)
 	}
-	c := &router.Call{
+	c := &u.call
+	*c = router.Call{
 		Route:    rule.Route,
 		Protocol: router.MQTT,
 		Incoming: in,
 		Metadata: b.forwarded(m.UserProperties),
 		Target:   rule.Route.Target,
-		Decode:   decode,
+		Decode:   u.decode,
 	}
-	c.Metadata["x-mqtt-topic"] = []string{m.Topic}
+	c.Metadata["x-mqtt-topic"] = u.topicOut[:]
 	if rule.Binding == nil { // an HTTP upstream: the segments go into its path
 		escaped := make([]string, len(vals))
 		for i, v := range vals {
@@ -204,10 +230,12 @@ func (b *Bridge) newCall(rule *Rule, vals []string, m *Message, decode func() ([
 		}
 		c.Peer = s.Peer
 		c.PeerCertificates = s.Certificates
-		c.Credentials = &router.Credentials{ClientID: s.ClientID, Username: s.Username, Password: s.Password}
-		c.Metadata["x-mqtt-client-id"] = []string{s.ClientID}
+		u.creds = router.Credentials{ClientID: s.ClientID, Username: s.Username, Password: s.Password}
+		c.Credentials = &u.creds
+		u.clientID[0] = s.ClientID
+		c.Metadata["x-mqtt-client-id"] = u.clientID[:]
 	}
-	return c
+	return u
 }
 
 // forwarded is the metadata the user properties props give the upstream:
@@ -218,7 +246,7 @@ func (b *Bridge) newCall(rule *Rule, vals []string, m *Message, decode func() ([
 // printable ASCII).
 func (b *Bridge) forwarded(props []UserProperty) metadata.MD {
 	if len(props) == 0 {
-		return metadata.MD{}
+		return make(metadata.MD, 3) // the gateway's x-mqtt-* keys, content-type
 	}
 	h := make(http.Header, len(props))
 	for _, p := range props {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"mime"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -292,26 +293,28 @@ func (r *Rule) QoS() byte { return r.cfg.QoS }
 
 // match returns the values of the named segments when topic matches the rule.
 func (r *Rule) match(topic string) ([]string, bool) {
-	levels := strings.Split(topic, "/")
 	var vals []string
+	rest, more := topic, true
 	for i, s := range r.levels {
-		switch s.Kind {
-		case translate.DeepWildcard:
+		if s.Kind == translate.DeepWildcard {
 			return vals, true
-		case translate.Literal:
-			if i >= len(levels) || levels[i] != s.Text {
-				return nil, false
-			}
-		case translate.Wildcard:
-			if i >= len(levels) {
-				return nil, false
-			}
+		}
+		if !more {
+			return nil, false
+		}
+		var level string
+		level, rest, more = strings.Cut(rest, "/")
+		if s.Kind == translate.Literal && level != s.Text {
+			return nil, false
 		}
 		if r.named[i] {
-			vals = append(vals, levels[i])
+			if vals == nil {
+				vals = make([]string, 0, len(r.names))
+			}
+			vals = append(vals, level)
 		}
 	}
-	return vals, len(levels) == len(r.levels)
+	return vals, !more
 }
 
 // expand fills a topic template with the values of the named segments.
@@ -344,14 +347,19 @@ func (r *Rule) encoding(m *Message) Payload {
 // decode builds the request in wire form from m and the named segments'
 // values. A payload that cannot be decoded is a *translate.BadRequestError.
 func (r *Rule) decode(m *Message, vals []string, enc Payload) ([]byte, error) {
-	escaped := make([]string, len(vals))
-	for i, v := range vals {
-		escaped[i] = url.PathEscape(v)
-	}
-	req := &translate.Request{PathValues: escaped, Body: m.Payload, ContentType: m.ContentType}
 	if r.cfg.Method == nil {
 		return m.Payload, nil
 	}
+	escaped := vals
+	for i, v := range vals {
+		if e := url.PathEscape(v); e != v {
+			if &escaped[0] == &vals[0] {
+				escaped = slices.Clone(vals)
+			}
+			escaped[i] = e
+		}
+	}
+	req := &translate.Request{PathValues: escaped, Body: m.Payload, ContentType: m.ContentType}
 	if enc == JSON || (enc == Raw && r.rawField == nil) {
 		return r.jsonB.DecodeRequest(req)
 	}
