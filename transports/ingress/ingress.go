@@ -63,9 +63,9 @@ func (f *Forwarder) Incoming(r *http.Request) metadata.MD {
 // metadata cannot carry (not printable ASCII), is refused with
 // INVALID_ARGUMENT naming the header.
 func (f *Forwarder) Metadata(r *http.Request) (metadata.MD, error) {
-	for _, k := range Credentials {
-		c := http.CanonicalHeaderKey(k)
-		if len(r.Header[c])+len(r.Header["Grpc-Metadata-"+c]) > 1 {
+	for i, k := range Credentials {
+		h := credentialHeaders[i]
+		if len(r.Header[h[0]])+len(r.Header[h[1]]) > 1 {
 			return nil, badHeader(k, "more than one "+k+" credential: send one")
 		}
 	}
@@ -166,6 +166,17 @@ func PassThrough(in metadata.MD, remoteAddr, host string) (metadata.MD, error) {
 // Authorization it verified; an api_key policy's own header, whatever its
 // name, is dropped by the policy.
 var Credentials = []string{"authorization", "proxy-authorization", "x-api-key"}
+
+// credentialHeaders are the canonical HTTP header keys of Credentials,
+// alone and as Grpc-Metadata-* (computed once, not per request).
+var credentialHeaders = func() [][2]string {
+	hs := make([][2]string, len(Credentials))
+	for i, k := range Credentials {
+		c := http.CanonicalHeaderKey(k)
+		hs[i] = [2]string{c, "Grpc-Metadata-" + c}
+	}
+	return hs
+}()
 
 // CheckCredentials refuses, with INVALID_ARGUMENT naming the header, a
 // request (its headers or metadata, keys lower-case) with more than one
