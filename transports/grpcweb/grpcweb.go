@@ -77,6 +77,11 @@ type protocol struct {
 func (h *Handler) sniff(r *http.Request) (protocol, bool) {
 	var p protocol
 	if r.Method == http.MethodGet {
+		// A Connect GET names its encoding in the query; every other GET
+		// (REST) is told apart without parsing its query.
+		if !strings.Contains(r.URL.RawQuery, "encoding=") {
+			return p, false
+		}
 		q := r.URL.Query()
 		enc := q.Get("encoding")
 		// The answer is not compressed: Accept-Encoding, the only way a
