@@ -48,6 +48,8 @@ const (
 	// grpc-go and grpc-js clients can be set to. A client pinging more
 	// often (a flood) gets GOAWAY ENHANCE_YOUR_CALM too_many_pings.
 	grpcMinPing = 10 * time.Second
+	// grpcWorkers is the number of goroutines kept to run calls.
+	grpcWorkers = 64
 )
 
 // newNativeGRPC returns the ingress of listen.grpc: the gRPC ingress with
@@ -63,6 +65,11 @@ func (f *frontDoor) newNativeGRPC(cfg *Config, tlsConf *tls.Config) *grpcserver.
 		grpc.MaxConcurrentStreams(grpcMaxStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: grpcIdleConn}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: grpcMinPing, PermitWithoutStream: true}),
+		// Calls run on goroutines kept between calls (a call finding
+		// them all busy gets a goroutine of its own): a call's stack,
+		// deep through the chain and the upstream client, is not grown
+		// anew on every call.
+		grpc.NumStreamWorkers(grpcWorkers),
 	}
 	if tlsConf != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsConf)))
