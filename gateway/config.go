@@ -259,6 +259,10 @@ type WebSocketConfig struct {
 // Listen names the listeners' addresses.
 type Listen struct {
 	HTTP string `yaml:"http"`
+	// GRPC is the address of a listener for native gRPC only, served by
+	// grpc-go's own HTTP/2 transport (TLS as security.tls sets it); off
+	// when empty. Native gRPC is served on HTTP too, more slowly.
+	GRPC string `yaml:"grpc"`
 	// MQTT is the embedded MQTT broker's address.
 	MQTT string `yaml:"mqtt"`
 	// Admin is the address of health, readiness, route, reload and metrics

@@ -131,7 +131,11 @@ const maxRequestID = 128
 // HTTP header only (an MQTT user property of that name is the device's
 // data, never logged), cut to maxRequestID bytes.
 func requestID(r *http.Request) string {
-	id := r.Header.Get("X-Request-Id")
+	return clipRequestID(r.Header.Get("X-Request-Id"))
+}
+
+// clipRequestID cuts a request ID to maxRequestID bytes.
+func clipRequestID(id string) string {
 	if len(id) > maxRequestID {
 		id = id[:maxRequestID]
 	}

@@ -81,6 +81,17 @@ func Serve(ctx context.Context, cfg *Config, opts ServeOptions) error {
 	if err != nil {
 		return err
 	}
+	var grpcLn net.Listener
+	if cfg.Listen.GRPC != "" {
+		if grpcLn, err = net.Listen("tcp", cfg.Listen.GRPC); err != nil {
+			ln.Close()
+			return err
+		}
+		grpcLn = connLimit(grpcLn, first.sec)
+	}
+	// A listener that fails ends the other's serving too.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	door := newFrontDoor(cfg, live, opts.AccessLog)
 	// Streams end when draining starts: they would hold it to its deadline.
 	door.limits.Stop = ctx
@@ -90,30 +101,56 @@ func Serve(ctx context.Context, cfg *Config, opts ServeOptions) error {
 	stopMQTT, err := startMQTT(ctx, live, logger, opts.AccessLog)
 	if err != nil {
 		ln.Close()
+		if grpcLn != nil {
+			grpcLn.Close()
+		}
 		return err
 	}
 	defer stopMQTT()
 	stopWatch := watch(ctx, live, cfg, opts.Reload, logger)
 	defer stopWatch()
 	adm.markReady()
-	logger.Info("serving", "http", ln.Addr().String(), "generation", first.Seq, "routes", len(first.routes.HTTP.Routes()), "methods", len(first.routes.Methods))
+	attrs := []any{"http", ln.Addr().String(), "generation", first.Seq, "routes", len(first.routes.HTTP.Routes()), "methods", len(first.routes.Methods)}
+	if grpcLn != nil {
+		attrs = append(attrs, "grpc", grpcLn.Addr().String())
+	}
+	logger.Info("serving", attrs...)
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr().String(), first)
 	}
 	drain := time.Duration(cfg.ShutdownTimeout)
+	grpcDone := make(chan error, 1)
+	if grpcLn != nil {
+		native := door.newNativeGRPC(cfg, first.sec.tls)
+		go func() {
+			err := serveNativeGRPC(ctx, grpcLn, native, drain, logger)
+			stop()
+			grpcDone <- err
+		}()
+	} else {
+		grpcDone <- nil
+	}
 	err = serveHTTP(ctx, listener(ln, first.sec), door, drain, logger)
+	stop()
 	door.closeStreams(drain, logger)
-	return err
+	return errors.Join(err, <-grpcDone)
 }
 
 // listener bounds the connections per client and makes ln speak TLS, as
 // the security section configures.
 func listener(ln net.Listener, s *securityParts) net.Listener {
-	if n := s.limits.MaxConnsPerClient; n > 0 {
-		ln = limits.Listener(ln, n, nil)
-	}
+	ln = connLimit(ln, s)
 	if s.tls != nil {
 		ln = tls.NewListener(ln, s.tls)
+	}
+	return ln
+}
+
+// connLimit bounds the connections per client on ln, as the security
+// section's limits configure.
+func connLimit(ln net.Listener, s *securityParts) net.Listener {
+	if n := s.limits.MaxConnsPerClient; n > 0 {
+		ln = limits.Listener(ln, n, nil)
 	}
 	return ln
 }

@@ -81,18 +81,11 @@ func httpWay(name, method, path, body string, extra map[string]string) way {
 	}}
 }
 
-// chainWays are the ways to the guarded methods: each REST binding, the
-// auto-mapped POST, gRPC, gRPC-Web, Connect, WebSocket, MQTT and an
-// aggregate step.
-var chainWays = []way{
-	httpWay("REST annotation binding", "GET", "/v1/shelves/1/books", "", nil),
-	httpWay("REST route naming the policy", "GET", "/v1/guarded/shelves/1/books", "", nil),
-	httpWay("auto-mapped POST (Ping)", "POST", "/example.library.v1.LibraryService/Ping", `{"message":"hi"}`, nil),
-	httpWay("Connect", "POST", "/example.library.v1.LibraryService/ListBooks", `{"parent":"shelves/1","pageSize":PAGE_SIZE}`,
-		map[string]string{"Connect-Protocol-Version": "1"}),
-	httpWay("aggregate step", "POST", "/v1/aggregate/books", `{"parent":"shelves/1","pageSize":PAGE_SIZE}`, nil),
-	{"gRPC", func(t *testing.T, gw *rosetta, _ string, h map[string]string, pageSize int) (bool, string) {
-		conn, err := grpc.NewClient(strings.TrimPrefix(gw.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+// grpcWay is native gRPC to the gateway's address addr returns (its shared
+// listener, or listen.grpc).
+func grpcWay(name string, addr func(gw *rosetta) string) way {
+	return way{name, func(t *testing.T, gw *rosetta, _ string, h map[string]string, pageSize int) (bool, string) {
+		conn, err := grpc.NewClient(addr(gw), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +98,21 @@ var chainWays = []way{
 		var resp libraryv1.ListBooksResponse
 		err = conn.Invoke(ctx, "/example.library.v1.LibraryService/ListBooks", &libraryv1.ListBooksRequest{Parent: "shelves/1", PageSize: int32(pageSize)}, &resp)
 		return err == nil, fmt.Sprint(status.Convert(err).Code(), " ", err)
-	}},
+	}}
+}
+
+// chainWays are the ways to the guarded methods: each REST binding, the
+// auto-mapped POST, gRPC (on both listeners), gRPC-Web, Connect,
+// WebSocket, MQTT and an aggregate step.
+var chainWays = []way{
+	httpWay("REST annotation binding", "GET", "/v1/shelves/1/books", "", nil),
+	httpWay("REST route naming the policy", "GET", "/v1/guarded/shelves/1/books", "", nil),
+	httpWay("auto-mapped POST (Ping)", "POST", "/example.library.v1.LibraryService/Ping", `{"message":"hi"}`, nil),
+	httpWay("Connect", "POST", "/example.library.v1.LibraryService/ListBooks", `{"parent":"shelves/1","pageSize":PAGE_SIZE}`,
+		map[string]string{"Connect-Protocol-Version": "1"}),
+	httpWay("aggregate step", "POST", "/v1/aggregate/books", `{"parent":"shelves/1","pageSize":PAGE_SIZE}`, nil),
+	grpcWay("gRPC", func(gw *rosetta) string { return strings.TrimPrefix(gw.base, "http://") }),
+	grpcWay("gRPC on listen.grpc", func(gw *rosetta) string { return gw.grpc }),
 	{"gRPC-Web", func(t *testing.T, gw *rosetta, _ string, h map[string]string, pageSize int) (bool, string) {
 		msg, _ := proto.Marshal(&libraryv1.ListBooksRequest{Parent: "shelves/1", PageSize: int32(pageSize)})
 		hdr := map[string]string{"Content-Type": "application/grpc-web+proto", "X-Grpc-Web": "1"}
@@ -204,7 +211,7 @@ func TestPolicyGuardsEveryWay(t *testing.T) {
 			up := startObservedUpstream(t, "")
 			broker := freePort(t)
 			routes := fmt.Sprintf(chainRoutes, k.guard)
-			gw := startRosettaListen(t, fmt.Sprintf("mqtt: %q", broker), libraryConfig(descriptorSetSchema(), up.addr, "    auto_mapping: true\n", routes+"policies: "+k.policies+"\n"))
+			gw := startRosettaGRPC(t, fmt.Sprintf("mqtt: %q", broker), libraryConfig(descriptorSetSchema(), up.addr, "    auto_mapping: true\n", routes+"policies: "+k.policies+"\n"))
 			waitFor(t, "the embedded broker", func() bool {
 				c, err := net.Dial("tcp", broker)
 				if err == nil {

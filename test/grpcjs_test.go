@@ -15,8 +15,8 @@ import (
 )
 
 // TestGRPCJSMetadata calls the native gRPC ingress with @grpc/grpc-js
-// (test/grpcjs, run by node): custom request metadata reaches the upstream,
-// and the upstream's header and trailer metadata reach the client, on
+// (test/grpcjs, run by node), on the shared listener and on listen.grpc:
+// custom request metadata reaches the upstream, and the upstream's header and trailer metadata reach the client, on
 // success and on error; a client compressing with gzip is served.
 func TestGRPCJSMetadata(t *testing.T) {
 	t.Parallel()
@@ -29,11 +29,18 @@ func TestGRPCJSMetadata(t *testing.T) {
 		t.Fatal("@grpc/grpc-js is not installed; scripts/test.sh installs it (cd test/grpcjs && npm ci)")
 	}
 	up := startObservedUpstream(t, "")
-	gw := startRosetta(t, libraryConfig(descriptorSetSchema(), up.addr, "", ""))
+	gw := startRosettaGRPC(t, "", libraryConfig(descriptorSetSchema(), up.addr, "", ""))
+	for name, addr := range map[string]string{"shared listener": gw.base[len("http://"):], "listen.grpc": gw.grpc} {
+		t.Run(name, func(t *testing.T) { grpcJSMetadata(t, node, dir, up, addr) })
+	}
+}
 
+// grpcJSMetadata runs test/grpcjs/client.js against the gateway at addr.
+func grpcJSMetadata(t *testing.T, node, dir string, up *observedUpstream, addr string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*requestTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "client.js", gw.base[len("http://"):])
+	cmd := exec.CommandContext(ctx, node, "client.js", addr)
 	cmd.Dir = dir
 	out, err := cmd.Output()
 	if err != nil {

@@ -244,6 +244,9 @@ type rosetta struct {
 	base string
 	// config is the path of its configuration file.
 	config string
+	// grpc is the address of its native gRPC listener (listen.grpc), ""
+	// when it has none.
+	grpc string
 }
 
 // writeConfig writes a configuration into the test's temporary directory
@@ -263,6 +266,19 @@ func writeConfig(t testing.TB, yaml string) string {
 func startRosetta(t testing.TB, cfg string) *rosetta {
 	t.Helper()
 	return startRosettaListen(t, "", cfg)
+}
+
+// startRosettaGRPC is startRosettaListen with a native gRPC listener
+// (listen.grpc) as well, at rosetta.grpc.
+func startRosettaGRPC(t testing.TB, listen, cfg string) *rosetta {
+	t.Helper()
+	addr := freePort(t)
+	if listen != "" {
+		listen += ", "
+	}
+	r := startRosettaListen(t, listen+fmt.Sprintf("grpc: %q", addr), cfg)
+	r.grpc = addr
+	return r
 }
 
 // startRosettaListen is startRosetta with more listeners: listen is added to

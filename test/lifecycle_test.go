@@ -37,7 +37,8 @@ type streamEnd struct {
 	msg  string
 }
 
-// quietStreams opens one stream of each streaming protocol, each of which
+// quietStreams opens one stream of each streaming protocol (native gRPC
+// on both listeners when the gateway has listen.grpc), each of which
 // then carries nothing (a bidirectional Chat after one echo, or a watch of
 // shelves/quiet after its one book), and returns once every one has
 // received its first message. Each stream's end arrives on the channel.
@@ -45,16 +46,21 @@ func quietStreams(t *testing.T, ros *rosetta) (n int, ends <-chan streamEnd) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
-	conn, err := grpc.NewClient(strings.TrimPrefix(ros.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	lib := libraryv1.NewLibraryServiceClient(conn)
 	quiet := &libraryv1.ListBooksRequest{Parent: "shelves/quiet"}
-
-	opens := map[string]func(ready func()) (codes.Code, string){
-		"gRPC bidirectional": func(ready func()) (codes.Code, string) {
+	opens := map[string]func(ready func()) (codes.Code, string){}
+	// The gRPC streams, on the shared listener and on the native one.
+	grpcAddrs := map[string]string{"gRPC": strings.TrimPrefix(ros.base, "http://")}
+	if ros.grpc != "" {
+		grpcAddrs["native gRPC"] = ros.grpc
+	}
+	for name, addr := range grpcAddrs {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		lib := libraryv1.NewLibraryServiceClient(conn)
+		opens[name+" bidirectional"] = func(ready func()) (codes.Code, string) {
 			s, err := lib.Chat(ctx)
 			if err == nil {
 				err = s.Send(&libraryv1.PingRequest{Message: "hello"})
@@ -65,8 +71,8 @@ func quietStreams(t *testing.T, ros *rosetta) (n int, ends <-chan streamEnd) {
 				}
 			}
 			return status.Code(err), status.Convert(err).Message()
-		},
-		"gRPC server stream": func(ready func()) (codes.Code, string) {
+		}
+		opens[name+" server stream"] = func(ready func()) (codes.Code, string) {
 			s, err := lib.StreamBooks(ctx, quiet)
 			for err == nil {
 				if _, err = s.Recv(); err == nil {
@@ -74,7 +80,9 @@ func quietStreams(t *testing.T, ros *rosetta) (n int, ends <-chan streamEnd) {
 				}
 			}
 			return status.Code(err), status.Convert(err).Message()
-		},
+		}
+	}
+	for name, open := range map[string]func(ready func()) (codes.Code, string){
 		"REST SSE": func(ready func()) (codes.Code, string) {
 			body := openGET(ctx, ros.base+"/v1/shelves/quiet/books:stream", "text/event-stream")
 			defer body.Close()
@@ -157,6 +165,8 @@ func quietStreams(t *testing.T, ros *rosetta) (n int, ends <-chan streamEnd) {
 			json.Unmarshal([]byte(last), &frame)
 			return statusIn(string(frame.Status), "")
 		},
+	} {
+		opens[name] = open
 	}
 	out := make(chan streamEnd, len(opens))
 	readies := make(chan string, len(opens))
@@ -257,7 +267,7 @@ func TestStreamIdleLimit(t *testing.T) {
 	t.Parallel()
 	u := startStreamUpstream(t)
 	admin := freePort(t)
-	ros := startRosettaListen(t, fmt.Sprintf("admin: %q", admin),
+	ros := startRosettaGRPC(t, fmt.Sprintf("admin: %q", admin),
 		libraryConfig(descriptorSetSchema(), u.addr, "    auto_mapping: true\n", "http: {stream_idle_timeout: 2s}\n"))
 	n, ends := quietStreams(t, ros)
 	for _, e := range collectEnds(t, n, ends) {
@@ -277,7 +287,7 @@ func TestStreamIdleLimit(t *testing.T) {
 func TestShutdownEndsStreams(t *testing.T) {
 	t.Parallel()
 	u := startStreamUpstream(t)
-	ros := startRosetta(t, libraryConfig(descriptorSetSchema(), u.addr, "    auto_mapping: true\n", "shutdown_timeout: 5s\n"))
+	ros := startRosettaGRPC(t, "", libraryConfig(descriptorSetSchema(), u.addr, "    auto_mapping: true\n", "shutdown_timeout: 5s\n"))
 	n, ends := quietStreams(t, ros)
 	if code := ros.stop(t); code != 0 {
 		t.Errorf("rosetta exited with %d after SIGTERM, want 0\n%s", code, ros.stderr)

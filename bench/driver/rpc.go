@@ -36,6 +36,14 @@ const (
 	protoGRPCWeb = "gRPC-Web"
 )
 
+// Rosetta's native gRPC targets: its gRPC-only listener (listen.grpc,
+// grpc-go's own transport) and its shared HTTP listener (grpc-go's
+// http.Handler transport behind net/http's HTTP/2 server).
+const (
+	rosettaGRPC   = "Rosetta, listen.grpc"
+	rosettaShared = "Rosetta, shared port"
+)
+
 // rpcTarget is a proxy of the rpc mode, or the upstream itself (proc nil).
 type rpcTarget struct {
 	name  string
@@ -111,9 +119,11 @@ func runRPC(ctx context.Context, cfg config) error {
 		return err
 	}
 	procs = append(procs, upstream)
-	rosAddr, nginxAddr, vgAddr := mustAddr(), mustAddr(), mustAddr()
+	rosAddr, rosGRPCAddr, nginxAddr, vgAddr := mustAddr(), mustAddr(), mustAddr(), mustAddr()
 	file := filepath.Join(cfg.work, "rosetta.yaml")
-	if err := os.WriteFile(file, []byte(rosettaConfig(rosAddr, upAddr, cfg.descriptors)), 0o644); err != nil {
+	// Native gRPC both on the shared listener and on listen.grpc.
+	rosCfg := strings.Replace(rosettaConfig(rosAddr, upAddr, cfg.descriptors), "\n", fmt.Sprintf("\n  grpc: %s\n", rosGRPCAddr), 1)
+	if err := os.WriteFile(file, []byte(rosCfg), 0o644); err != nil {
 		return err
 	}
 	ros, err := startProcess(cfg.work, "rosetta", rosAddr, filepath.Join(cfg.bin, "rosetta"), "serve", "-config", file)
@@ -133,7 +143,8 @@ func runRPC(ctx context.Context, cfg config) error {
 	procs = append(procs, vg)
 
 	targets := []*rpcTarget{
-		{name: rosetta, proto: protoGRPC, addr: rosAddr, proc: ros},
+		{name: rosettaGRPC, proto: protoGRPC, addr: rosGRPCAddr, proc: ros},
+		{name: rosettaShared, proto: protoGRPC, addr: rosAddr, proc: ros},
 		{name: "nginx", proto: protoGRPC, addr: nginxAddr, proc: ngx, peer: true},
 		{name: direct, proto: protoGRPC, addr: upAddr},
 		{name: rosetta, proto: protoConnect, addr: rosAddr, proc: ros},
