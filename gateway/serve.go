@@ -155,15 +155,19 @@ func connLimit(ln net.Listener, s *securityParts) net.Listener {
 	return ln
 }
 
-// serveHTTP serves h on ln (HTTP/1.1 and h2c) until ctx ends, then stops
-// accepting and waits up to drain for in-flight calls.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, drain time.Duration, logger *slog.Logger) error {
+// serveHTTP serves door on ln (HTTP/1.1 and h2c) until ctx ends, then
+// stops accepting and waits up to drain for in-flight calls. Every
+// request's context carries door's stream limits, set once in the
+// listener's base context rather than per request.
+func serveHTTP(ctx context.Context, ln net.Listener, door *frontDoor, drain time.Duration, logger *slog.Logger) error {
+	base := router.WithStreamLimits(context.Background(), door.limits)
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	protocols.SetHTTP2(true) // over TLS, when security.tls is set
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           door,
+		BaseContext:       func(net.Listener) context.Context { return base },
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
@@ -264,15 +268,17 @@ func newFrontDoor(cfg *Config, live *Live, access *accesslog.Logger) *frontDoor 
 	return f
 }
 
+// ServeHTTP serves one request on the generation serving now. Its context
+// comes from the listener's base context (see serveHTTP), which carries
+// the stream limits.
 func (f *frontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, _ := f.live.acquire()
 	defer h.release()
-	ctx := router.WithStreamLimits(r.Context(), f.limits)
 	if f.access != nil {
-		f.serveLogged(w, r.WithContext(ctx), h)
+		f.serveLogged(w, r, h)
 		return
 	}
-	f.inner.ServeHTTP(w, r.WithContext(context.WithValue(ctx, genKey{}, h)))
+	f.inner.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), genKey{}, h)))
 }
 
 // corsPolicy finds the cors policy of the method a request (or preflight)
