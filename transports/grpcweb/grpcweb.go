@@ -477,7 +477,7 @@ func (o *writer) send(msg []byte) error {
 		_, err := o.w.Write(translate.Compress(nil, o.p.respEnc, msg))
 		return err
 	}
-	if o.p.respEnc != "" {
+	if o.p.respEnc != "" && len(msg) >= translate.MinCompressBytes {
 		return o.frame(translate.FlagCompressed, translate.Compress(nil, o.p.respEnc, msg))
 	}
 	return o.frame(0, msg)
