@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -64,6 +65,15 @@ type Options struct {
 	// still in progress and of the final status and close frame, to a
 	// client that stopped reading (default 5s).
 	CloseTimeout time.Duration
+	// WriteTimeout bounds the writing of each message to the client
+	// (default 10s): a client that reads nothing for that long while a
+	// message waits is dropped (the socket closed at once, the call ended
+	// with RESOURCE_EXHAUSTED, counted as a stream ended for
+	// "write_timeout" and logged). At most one message per call waits: a
+	// client that does not read stops the upstream (backpressure).
+	WriteTimeout time.Duration
+	// Logger receives a warning for each client dropped (nil: none).
+	Logger *slog.Logger
 	// MaxMessageBytes bounds each client message (default 4 MiB); a larger
 	// one ends the call with RESOURCE_EXHAUSTED.
 	MaxMessageBytes int64
@@ -109,6 +119,12 @@ func New(routes func(context.Context) *router.Routes, opts Options) *Handler {
 	}
 	if opts.CloseTimeout <= 0 {
 		opts.CloseTimeout = 5 * time.Second
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Handler{routes: routes, opts: opts, forward: ingress.NewForwarder(opts.ForwardHeaders), calls: map[*stream]struct{}{}}
 }
@@ -545,12 +561,13 @@ func (s *stream) Send(msg []byte) error {
 // failed during a write (by Shutdown, the idle timeout ...) would lose its
 // socket, and the client its final status. A write in progress gets
 // CloseTimeout after the call ends instead, which still unblocks one to a
-// client that stopped reading.
+// client that stopped reading. A write that takes longer than WriteTimeout
+// drops the client (dropSlow).
 func (s *stream) write(typ ws.MessageType, p []byte) error {
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(s.ctx))
+	ctx, cancel := context.WithTimeoutCause(context.WithoutCancel(s.ctx), s.h.opts.WriteTimeout, errWriteTimeout)
 	defer cancel()
 	stop := context.AfterFunc(s.ctx, func() {
 		grace := time.NewTimer(s.h.opts.CloseTimeout)
@@ -564,7 +581,25 @@ func (s *stream) write(typ ws.MessageType, p []byte) error {
 	defer stop()
 	s.h.out.Add(1)
 	s.bytesOut.Add(int64(len(p)))
-	return s.conn.Write(ctx, typ, p)
+	err := s.conn.Write(ctx, typ, p)
+	if err != nil && context.Cause(ctx) == errWriteTimeout {
+		return s.dropSlow()
+	}
+	return err
+}
+
+// errWriteTimeout is the cause of a write's context that timed out.
+var errWriteTimeout = errors.New("write timeout")
+
+// dropSlow ends the call of a client that read nothing for WriteTimeout
+// while a message waited for it. coder/websocket has already closed the
+// socket (the write's context ended): the client gets no final status, it
+// was not reading one.
+func (s *stream) dropSlow() error {
+	s.h.opts.Logger.Warn("WebSocket client dropped: it read nothing for the write timeout",
+		"peer", s.call.Peer.String(), "method", "/"+string(s.call.Route.Method.FullName()), "write_timeout", s.h.opts.WriteTimeout)
+	return s.fail(router.NewStreamEnd("write_timeout", status.Newf(codes.ResourceExhausted,
+		"the client read nothing for %v: write timeout", s.h.opts.WriteTimeout)))
 }
 
 // finish ends the call with the chain's result: a plain HTTP answer when
