@@ -250,6 +250,9 @@ type WebSocketConfig struct {
 	Prefix       string   `yaml:"prefix"`
 	PingInterval Duration `yaml:"ping_interval"`
 	IdleTimeout  Duration `yaml:"idle_timeout"`
+	// WriteTimeout drops a client that reads nothing for that long while
+	// a message waits for it (default 10s).
+	WriteTimeout Duration `yaml:"write_timeout"`
 	MaxMessage   ByteSize `yaml:"max_message_bytes"`
 	// AllowQueryToken accepts a bearer token in the access_token query
 	// parameter (default false: such a request is refused).

@@ -45,13 +45,19 @@ func (o *observe) Handle(ctx context.Context, c *router.Call) error {
 	}
 	var span trace.Span
 	if o.tracer != nil {
-		ctx, span = tracing.Server(ctx, o.tracer, o.name, c.Incoming,
-			attribute.String("rpc.method", o.name),
-			attribute.String("rosetta.protocol", string(c.Protocol)),
-			attribute.String("rosetta.route", routeName(c.Route)),
-			attribute.String("network.peer.address", c.Peer.Addr().String()))
+		ctx, span = o.startSpan(ctx, c)
 	}
 	err := o.next.Handle(ctx, c)
+	o.record(ctx, c, err, start, span, rec)
+	return err
+}
+
+// record counts and times the call, ends its span and fills in its
+// access-log record. Like startSpan, it keeps its locals out of Handle's
+// frame.
+//
+//go:noinline
+func (o *observe) record(ctx context.Context, c *router.Call, err error, start time.Time, span trace.Span, rec *accesslog.Record) {
 	code := admin.CodeOf(c, err)
 	if o.metrics != nil {
 		o.metrics.Observe(c.Protocol, code, time.Since(start))
@@ -72,7 +78,19 @@ func (o *observe) Handle(ctx context.Context, c *router.Call) error {
 	if rec != nil {
 		rec.Update(func(rec *accesslog.Record) { o.fill(rec, ctx, c, code) })
 	}
-	return err
+}
+
+// startSpan starts the call's server span. It is a function of its own so
+// that its attributes are not in Handle's frame, which stays on the stack
+// of a streaming call's goroutine for the life of the call.
+//
+//go:noinline
+func (o *observe) startSpan(ctx context.Context, c *router.Call) (context.Context, trace.Span) {
+	return tracing.Server(ctx, o.tracer, o.name, c.Incoming,
+		attribute.String("rpc.method", o.name),
+		attribute.String("rosetta.protocol", string(c.Protocol)),
+		attribute.String("rosetta.route", routeName(c.Route)),
+		attribute.String("network.peer.address", c.Peer.Addr().String()))
 }
 
 // fill records what the call turned out to be.

@@ -259,6 +259,7 @@ func newFrontDoor(cfg *Config, live *Live, access *accesslog.Logger) *frontDoor 
 		ws: websocket.New(live.routesOf, websocket.Options{
 			Prefix: wc.Prefix, PingInterval: time.Duration(wc.PingInterval), IdleTimeout: time.Duration(wc.IdleTimeout),
 			MaxMessageBytes: int64(wc.MaxMessage), ForwardHeaders: cfg.HTTP.ForwardHeaders,
+			WriteTimeout: time.Duration(wc.WriteTimeout), Logger: live.log,
 			Hold: holdOf,
 		}),
 		grpc:    grpcserver.New(live.routesOf, grpcserver.Options{MaxMessageBytes: maxBody}),

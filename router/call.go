@@ -219,12 +219,25 @@ func Chain(final Handler, mws ...Middleware) Handler {
 // instead.
 var Dispatch Handler = HandlerFunc(func(ctx context.Context, c *Call) error {
 	if c.Stream != nil {
-		c.Attempts++ // a stream is one attempt, never retried
-		ctx, end := startAttempt(ctx, c)
-		err := dispatchStream(ctx, c)
-		end(c.Reply, err)
-		return err
+		return dispatchStreamAttempt(ctx, c)
 	}
+	return dispatchUnary(ctx, c)
+})
+
+// dispatchStreamAttempt pumps a streaming call. It is a function of its own
+// so that the unary path's locals are not in the frame that stays on the
+// stack of a streaming call's goroutine for the life of the call.
+func dispatchStreamAttempt(ctx context.Context, c *Call) error {
+	c.Attempts++ // a stream is one attempt, never retried
+	ctx, end := startAttempt(ctx, c)
+	err := dispatchStream(ctx, c)
+	end(c.Reply, err)
+	return err
+}
+
+// dispatchUnary decodes the call's request, applies the route deadline and
+// invokes the route's upstream, retrying as the call's Retry allows.
+func dispatchUnary(ctx context.Context, c *Call) error {
 	req, err := c.Decode()
 	if err != nil {
 		return err
@@ -261,7 +274,7 @@ var Dispatch Handler = HandlerFunc(func(ctx context.Context, c *Call) error {
 		release()
 		backoff = min(2*backoff, r.maxBackoff())
 	}
-})
+}
 
 // invoke makes one attempt of a unary call, within the route's deadline.
 func invoke(ctx context.Context, c *Call, req []byte) (*Reply, error) {

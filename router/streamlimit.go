@@ -36,9 +36,15 @@ func WithStreamLimits(ctx context.Context, l StreamLimits) context.Context {
 // StreamEnd is why the gateway itself ended a stream: it carries the
 // status the client gets.
 type StreamEnd struct {
-	// Reason is "idle" or "shutdown".
+	// Reason is "idle" or "shutdown", or an ingress's own (NewStreamEnd).
 	Reason string
 	st     *status.Status
+}
+
+// NewStreamEnd returns the StreamEnd of an ingress that ended a stream
+// itself for reason (such as "write_timeout"), the client getting st.
+func NewStreamEnd(reason string, st *status.Status) *StreamEnd {
+	return &StreamEnd{Reason: reason, st: st}
 }
 
 func (e *StreamEnd) Error() string { return e.st.Message() }

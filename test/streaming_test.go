@@ -436,7 +436,10 @@ func result(t *testing.T, frame map[string]any) map[string]any {
 }
 
 func TestWebSocket(t *testing.T) {
-	u, ros := startStreaming(t, streamingConfig)
+	// The slow reader pauses until the upstream stalls, however long a
+	// busy machine takes: it is not dropped (TestWebSocketClientNeverReads
+	// is the client that never reads).
+	u, ros := startStreaming(t, streamingConfig+"websocket: {write_timeout: 10m}\n")
 
 	t.Run("unary", func(t *testing.T) {
 		c := dialWS(t, ros, "GetBook", nil)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -61,7 +62,13 @@ func runWebSocket(ctx context.Context, cfg config) error {
 	file := filepath.Join(cfg.work, "rosetta.yaml")
 	// Heartbeat and idle timeout far beyond the run: idle clients do not read,
 	// so they would not answer pings.
-	conf := rosettaConfig(addr, upAddr, cfg.descriptors) + "websocket: {ping_interval: 10m, idle_timeout: 10m}\n"
+	// The admin listener's metrics break the idle memory down (Go runtime).
+	adminAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	conf := strings.Replace(rosettaConfig(addr, upAddr, cfg.descriptors), "listen:\n", "listen:\n  admin: "+adminAddr+"\n", 1) +
+		"websocket: {ping_interval: 10m, idle_timeout: 10m}\n"
 	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
 		return err
 	}
@@ -91,7 +98,7 @@ func runWebSocket(ctx context.Context, cfg config) error {
 			round+1, cfg.rounds, s.rate, s.proxyCPU, s.upstreamCPU)
 		echoes = append(echoes, s)
 	}
-	mem, err := idleMemory(ctx, url, gw, idle)
+	mem, err := idleMemory(ctx, url, "http://"+adminAddr+"/metrics", gw, idle)
 	if err != nil {
 		return fmt.Errorf("idle connections: %w", err)
 	}
@@ -262,13 +269,72 @@ type idleResult struct {
 	conns               int
 	beforeKiB, afterKiB int64
 	openSeconds         float64
+	// before and after are the Go runtime's figures (runtimeMetrics).
+	before, after map[string]float64
+}
+
+// runtimeMetrics are the gateway's Go runtime figures that break its idle
+// memory down, as its admin listener's /metrics names them.
+var runtimeMetrics = []struct{ name, label string }{
+	{"go_goroutines", "goroutines"},
+	{"go_memstats_stack_inuse_bytes", "goroutine stacks (KiB)"},
+	{"go_memstats_heap_alloc_bytes", "heap objects, live or not yet collected (KiB)"},
+	{"go_memstats_heap_inuse_bytes", "heap spans in use (KiB)"},
+	{"go_memstats_next_gc_bytes", "heap goal of the next collection (KiB)"},
+}
+
+// scrapeRuntime reads runtimeMetrics from a Prometheus text exposition.
+func scrapeRuntime(ctx context.Context, url string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		for _, m := range runtimeMetrics {
+			if name == m.name {
+				v, err := strconv.ParseFloat(value, 64)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %s %q", url, name, value)
+				}
+				out[name] = v
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	for _, m := range runtimeMetrics {
+		if _, ok := out[m.name]; !ok {
+			return nil, fmt.Errorf("%s: no %s", url, m.name)
+		}
+	}
+	return out, nil
 }
 
 // idleMemory reads the gateway's VmRSS, opens n Chat calls, echoes one
 // message on each (so that each has its upstream stream), lets them sit
 // idle for a few seconds and reads VmRSS again.
-func idleMemory(ctx context.Context, url string, gw *process, n int) (idleResult, error) {
+func idleMemory(ctx context.Context, url, metricsURL string, gw *process, n int) (idleResult, error) {
 	before, err := gw.rssKiB()
+	if err != nil {
+		return idleResult{}, err
+	}
+	rtBefore, err := scrapeRuntime(ctx, metricsURL)
 	if err != nil {
 		return idleResult{}, err
 	}
@@ -322,7 +388,11 @@ func idleMemory(ctx context.Context, url string, gw *process, n int) (idleResult
 	if err != nil {
 		return idleResult{}, err
 	}
-	return idleResult{conns: n, beforeKiB: before, afterKiB: after, openSeconds: opened.Seconds()}, nil
+	rtAfter, err := scrapeRuntime(ctx, metricsURL)
+	if err != nil {
+		return idleResult{}, err
+	}
+	return idleResult{conns: n, beforeKiB: before, afterKiB: after, openSeconds: opened.Seconds(), before: rtBefore, after: rtAfter}, nil
 }
 
 // writeWebSocketReport prints the ws mode's markdown report.
@@ -351,6 +421,17 @@ func writeWebSocketReport(w io.Writer, cfg config, hz float64, loadBefore, loadA
 	fmt.Fprintf(w, "| memory per idle connection | %.1f KiB | |\n", float64(mem.afterKiB-mem.beforeKiB)/float64(mem.conns))
 	fmt.Fprintf(w, "\nThe %d idle connections were opened by 32 dialers in %.1f s, one echo on each (so that each has its upstream gRPC stream), then left idle for 3 s before VmRSS was read (/proc/PID/status). Heartbeat and idle timeout set to 10 minutes for the run.\n",
 		mem.conns, mem.openSeconds)
+	fmt.Fprintf(w, "\nWhere it goes: the Go runtime's figures from Rosetta's admin /metrics, read after each VmRSS.\n\n")
+	fmt.Fprintln(w, "| Go runtime | before | with the idle connections | per idle connection |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|")
+	for _, m := range runtimeMetrics {
+		b, a := mem.before[m.name], mem.after[m.name]
+		if m.name == "go_goroutines" {
+			fmt.Fprintf(w, "| %s | %.0f | %.0f | %.2f |\n", m.label, b, a, (a-b)/float64(mem.conns))
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.0f | %.1f |\n", m.label, b/1024, a/1024, (a-b)/1024/float64(mem.conns))
+	}
 }
 
 // rssKiB returns the process's resident set size, VmRSS of

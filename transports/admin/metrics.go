@@ -47,7 +47,7 @@ func NewMetrics() *Metrics {
 		}, []string{"protocol", "route"}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rosetta_streams_ended_total",
-			Help: "Streaming calls the gateway ended itself, by ingress protocol, route and reason (idle: no message for the stream idle timeout; shutdown: the gateway was stopping).",
+			Help: "Streaming calls the gateway ended itself, by ingress protocol, route and reason (idle: no message for the stream idle timeout; shutdown: the gateway was stopping; write_timeout: a WebSocket client read nothing for the write timeout).",
 		}, []string{"protocol", "route", "reason"}),
 	}
 	m.registry.MustRegister(m.calls, m.latency, m.ended, &m.policies,

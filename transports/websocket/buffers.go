@@ -28,8 +28,12 @@ const chunkSize = 4 << 10
 
 var chunks = sync.Pool{New: func() any { return new([chunkSize]byte) }}
 
-// hijacker is the http.ResponseWriter given to ws.Accept.
-type hijacker struct{ http.ResponseWriter }
+// hijacker is the http.ResponseWriter given to ws.Accept; the lazyConn
+// it makes, if any, is stored in *lazy.
+type hijacker struct {
+	http.ResponseWriter
+	lazy **lazyConn
+}
 
 // Hijack takes the connection over from net/http with small buffers.
 func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -50,7 +54,10 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		p, _ := brw.Reader.Peek(n)
 		lc.pending = append([]byte(nil), p...)
 	}
-	return lc, bufio.NewReadWriter(bufio.NewReaderSize(lc, smallBuffer), bufio.NewWriterSize(&frameWriter{conn: conn}, smallBuffer)), nil
+	lc.br = bufio.NewReaderSize(lc, smallBuffer)
+	lc.peek = lc.peekReadable
+	*h.lazy = lc
+	return lc, bufio.NewReadWriter(lc.br, bufio.NewWriterSize(&frameWriter{conn: conn}, smallBuffer)), nil
 }
 
 // lazyConn reads into a pooled chunk once the socket is readable, and
@@ -60,8 +67,37 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 type lazyConn struct {
 	net.Conn
 	raw     syscall.RawConn
+	br      *bufio.Reader // coder/websocket's reader over this connection
 	chunk   *[chunkSize]byte
-	pending []byte // read and not yet consumed, in chunk (or the hijack's leftover)
+	pending []byte                // read and not yet consumed, in chunk (or the hijack's leftover)
+	peek    func(fd uintptr) bool // peekReadable, bound once
+	peeked  [1]byte               // where park's MSG_PEEK copies to
+}
+
+// idle reports whether nothing read from the socket is left unconsumed
+// (in a chunk, or in coder/websocket's reader): the next message starts
+// with data still to arrive.
+func (c *lazyConn) idle() bool { return len(c.pending) == 0 && c.br.Buffered() == 0 }
+
+// park returns once the socket has data to read, or an end or error to
+// report, without reading it: the Read that follows takes it. An idle
+// connection's reader parks here, in a shallow frame, rather than deep in
+// coder/websocket's frame reading, so that the garbage collector shrinks
+// its goroutine's stack to the smallest size (a stack shrinks only while
+// at most a quarter of it is in use).
+func (c *lazyConn) park() {
+	c.raw.Read(c.peek)
+}
+
+// peekReadable is the raw read of park: true once a one-byte MSG_PEEK
+// finds data (or the end, or an error), false to wait for the poller.
+func (c *lazyConn) peekReadable(fd uintptr) bool {
+	for {
+		_, _, err := syscall.Recvfrom(int(fd), c.peeked[:], syscall.MSG_PEEK)
+		if err != syscall.EINTR {
+			return err != syscall.EAGAIN
+		}
+	}
 }
 
 func (c *lazyConn) Read(p []byte) (int, error) {

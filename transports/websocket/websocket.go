@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -64,6 +65,15 @@ type Options struct {
 	// still in progress and of the final status and close frame, to a
 	// client that stopped reading (default 5s).
 	CloseTimeout time.Duration
+	// WriteTimeout bounds the writing of each message to the client
+	// (default 10s): a client that reads nothing for that long while a
+	// message waits is dropped (the socket closed at once, the call ended
+	// with RESOURCE_EXHAUSTED, counted as a stream ended for
+	// "write_timeout" and logged). At most one message per call waits: a
+	// client that does not read stops the upstream (backpressure).
+	WriteTimeout time.Duration
+	// Logger receives a warning for each client dropped (nil: none).
+	Logger *slog.Logger
 	// MaxMessageBytes bounds each client message (default 4 MiB); a larger
 	// one ends the call with RESOURCE_EXHAUSTED.
 	MaxMessageBytes int64
@@ -110,6 +120,12 @@ func New(routes func(context.Context) *router.Routes, opts Options) *Handler {
 	if opts.CloseTimeout <= 0 {
 		opts.CloseTimeout = 5 * time.Second
 	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	return &Handler{routes: routes, opts: opts, forward: ingress.NewForwarder(opts.ForwardHeaders), calls: map[*stream]struct{}{}}
 }
 
@@ -126,39 +142,47 @@ func (h *Handler) IsUpgrade(r *http.Request) bool {
 // goroutine) while the call lasts; a call refused before the upgrade is
 // answered before ServeHTTP returns.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := h.newStream(w, r)
+	if s == nil { // refused, and answered
+		return
+	}
 	release := func() {}
 	if h.opts.Hold != nil {
 		release = h.opts.Hold(r.Context())
 	}
-	upgraded, done := make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
 	go func() {
 		defer release()
-		h.serve(w, r, upgraded)
+		s.run()
 		close(done)
 	}()
 	select {
-	case <-upgraded:
+	case <-s.upgraded:
 	case <-done:
 	}
 }
 
-// serve runs the call; it closes upgraded once the socket is open (w and r
-// are then no longer used, and r's context is cancelled when ServeHTTP
-// returns).
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, upgraded chan struct{}) *spb.Status {
+// newStream builds the call of an upgrade request and registers it, or
+// answers the request and returns nil when it is refused before its chain
+// runs. It runs in net/http's goroutine, so that its frame is not on the
+// stack of the call's goroutine for the life of the call.
+func (h *Handler) newStream(w http.ResponseWriter, r *http.Request) *stream {
 	route := h.routes(r.Context()).WebSocket[strings.TrimPrefix(r.URL.Path, h.opts.Prefix)]
 	if route == nil || route.Method == nil {
-		return h.refuse(w, http.StatusNotFound, codes.NotFound, "no WebSocket method at "+r.URL.Path)
+		h.refuse(w, http.StatusNotFound, codes.NotFound, "no WebSocket method at "+r.URL.Path)
+		return nil
 	}
 	if r.Method != http.MethodGet || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		w.Header().Set("Upgrade", "websocket")
-		return h.refuse(w, http.StatusUpgradeRequired, codes.FailedPrecondition, "a WebSocket method needs a GET upgrade request")
+		h.refuse(w, http.StatusUpgradeRequired, codes.FailedPrecondition, "a WebSocket method needs a GET upgrade request")
+		return nil
 	}
 	token := bearerProtocol(r)
 	md, err := h.forward.Metadata(r)
 	if err != nil {
 		st := status.Convert(err)
-		return h.refuse(w, http.StatusBadRequest, st.Code(), st.Message())
+		h.refuse(w, http.StatusBadRequest, st.Code(), st.Message())
+		return nil
 	}
 	call := &router.Call{
 		Route:    route,
@@ -170,7 +194,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, upgraded chan st
 	}
 	if token != "" {
 		if r.Header.Get("Authorization") != "" {
-			return h.refuse(w, http.StatusBadRequest, codes.InvalidArgument, "more than one authorization credential: send the token in the Authorization header or as the subprotocol, not both")
+			h.refuse(w, http.StatusBadRequest, codes.InvalidArgument, "more than one authorization credential: send the token in the Authorization header or as the subprotocol, not both")
+			return nil
 		}
 		// The jwt policy verifies it, and forwards it when the call is
 		// marked (Authorization is in http.forward_headers).
@@ -184,21 +209,36 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, upgraded chan st
 	// Until the upgrade the call ends with the request (a client gone);
 	// after it, with the socket.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	defer cancel()
-	s := &stream{h: h, w: w, r: r, call: call, ctx: ctx, cancel: cancel, upgraded: upgraded,
+	s := &stream{h: h, w: w, r: r, call: call, ctx: ctx, cancel: cancel, upgraded: make(chan struct{}),
 		unwatch: context.AfterFunc(r.Context(), cancel)}
-	defer s.unwatch()
 	if !h.track(s) {
-		return h.refuse(w, http.StatusServiceUnavailable, codes.Unavailable, "the gateway is shutting down")
+		s.unwatch()
+		cancel()
+		h.refuse(w, http.StatusServiceUnavailable, codes.Unavailable, "the gateway is shutting down")
+		return nil
 	}
-	defer h.untrack(s)
 	call.Stream = s
-	err = route.Handler.Handle(ctx, call)
-	st := s.finish(err)
-	if rec := accesslog.FromContext(ctx); rec != nil { // the messages are the call's bytes
+	return s
+}
+
+// run runs the call's chain, which opens the socket (closing upgraded) and
+// pumps the messages, then ends the call. It is the only frame of ours
+// under the chain's for the life of the call: the smaller the frames an
+// idle call waits in, the smaller the stack the garbage collector leaves
+// its goroutine.
+func (s *stream) run() {
+	s.end(s.call.Route.Handler.Handle(s.ctx, s.call))
+}
+
+// end ends the call with the chain's result (finish) and lets go of it.
+func (s *stream) end(err error) {
+	s.finish(err)
+	if rec := accesslog.FromContext(s.ctx); rec != nil { // the messages are the call's bytes
 		rec.Update(func(rec *accesslog.Record) { rec.BytesIn, rec.BytesOut = s.bytesIn.Load(), s.bytesOut.Load() })
 	}
-	return st
+	s.h.untrack(s)
+	s.unwatch()
+	s.cancel()
 }
 
 // track registers a call in progress, unless the handler is shutting down.
@@ -247,16 +287,15 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 }
 
 // refuse answers a request that is not upgraded with a google.rpc.Status.
-func (h *Handler) refuse(w http.ResponseWriter, httpStatus int, code codes.Code, msg string) *spb.Status {
-	return refuseStatus(w, httpStatus, &spb.Status{Code: int32(code), Message: msg}, nil)
+func (h *Handler) refuse(w http.ResponseWriter, httpStatus int, code codes.Code, msg string) {
+	refuseStatus(w, httpStatus, &spb.Status{Code: int32(code), Message: msg}, nil)
 }
 
 // refuseStatus answers with st; res resolves the Any types of its details.
-func refuseStatus(w http.ResponseWriter, httpStatus int, st *spb.Status, res translate.Resolver) *spb.Status {
+func refuseStatus(w http.ResponseWriter, httpStatus int, st *spb.Status, res translate.Resolver) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(httpStatus)
 	w.Write(translate.StatusJSON(st, res))
-	return st
 }
 
 // bearerProtocol returns the bearer token offered as a subprotocol. (A
@@ -282,10 +321,14 @@ type stream struct {
 	r    *http.Request
 	call *router.Call
 
-	once    sync.Once
-	conn    *ws.Conn
-	openErr error
-	binary  bool
+	once sync.Once
+	conn *ws.Conn
+	lazy *lazyConn // the connection under conn, unless TLS
+	// readGate orders the reader's look at what is buffered
+	// (readerIdle) and Close's own reads.
+	readGate sync.Mutex
+	openErr  error
+	binary   bool
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -316,7 +359,7 @@ func (s *stream) open() error {
 		for k, vs := range s.call.ResponseHeader {
 			s.w.Header()[http.CanonicalHeaderKey(k)] = vs
 		}
-		conn, err := ws.Accept(hijacker{s.w}, s.r, &ws.AcceptOptions{
+		conn, err := ws.Accept(hijacker{s.w, &s.lazy}, s.r, &ws.AcceptOptions{
 			Subprotocols:       []string{JSONProtocol, ProtoProtocol},
 			InsecureSkipVerify: true, // the Handler checked the origin against its own allow-list
 		})
@@ -372,6 +415,16 @@ func (s *stream) failRead(err error, gone string) error {
 	return s.fail(status.Errorf(codes.InvalidArgument, "WebSocket protocol error: %v", err))
 }
 
+// readerIdle reports whether the client's next message is still to
+// arrive (lazyConn.idle). coder/websocket's Close reads the socket itself
+// (the client's reply to the close frame) while the reader may be about
+// to park: readGate keeps the two apart.
+func (s *stream) readerIdle() bool {
+	s.readGate.Lock()
+	defer s.readGate.Unlock()
+	return s.lazy.idle()
+}
+
 // touch restarts the idle timer.
 func (s *stream) touch() { s.idle.Reset(s.h.opts.IdleTimeout) }
 
@@ -381,6 +434,9 @@ func (s *stream) touch() { s.idle.Reset(s.h.opts.IdleTimeout) }
 // once the client's messages are over), which also answers the client's
 // pings and reads the pongs of the heartbeat.
 func (s *stream) next() ([]byte, error) {
+	if s.lazy != nil && s.readerIdle() {
+		s.lazy.park()
+	}
 	// Not the call's context: cancelling a read closes the socket, and
 	// the final status must still go out. Closing the socket ends it.
 	typ, rd, err := s.conn.Reader(context.Background())
@@ -503,12 +559,13 @@ func (s *stream) Send(msg []byte) error {
 // failed during a write (by Shutdown, the idle timeout ...) would lose its
 // socket, and the client its final status. A write in progress gets
 // CloseTimeout after the call ends instead, which still unblocks one to a
-// client that stopped reading.
+// client that stopped reading. A write that takes longer than WriteTimeout
+// drops the client (dropSlow).
 func (s *stream) write(typ ws.MessageType, p []byte) error {
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(s.ctx))
+	ctx, cancel := context.WithTimeoutCause(context.WithoutCancel(s.ctx), s.h.opts.WriteTimeout, errWriteTimeout)
 	defer cancel()
 	stop := context.AfterFunc(s.ctx, func() {
 		grace := time.NewTimer(s.h.opts.CloseTimeout)
@@ -522,7 +579,25 @@ func (s *stream) write(typ ws.MessageType, p []byte) error {
 	defer stop()
 	s.h.out.Add(1)
 	s.bytesOut.Add(int64(len(p)))
-	return s.conn.Write(ctx, typ, p)
+	err := s.conn.Write(ctx, typ, p)
+	if err != nil && context.Cause(ctx) == errWriteTimeout {
+		return s.dropSlow()
+	}
+	return err
+}
+
+// errWriteTimeout is the cause of a write's context that timed out.
+var errWriteTimeout = errors.New("write timeout")
+
+// dropSlow ends the call of a client that read nothing for WriteTimeout
+// while a message waited for it. coder/websocket has already closed the
+// socket (the write's context ended): the client gets no final status, it
+// was not reading one.
+func (s *stream) dropSlow() error {
+	s.h.opts.Logger.Warn("WebSocket client dropped: it read nothing for the write timeout",
+		"peer", s.call.Peer.String(), "method", "/"+string(s.call.Route.Method.FullName()), "write_timeout", s.h.opts.WriteTimeout)
+	return s.fail(router.NewStreamEnd("write_timeout", status.Newf(codes.ResourceExhausted,
+		"the client read nothing for %v: write timeout", s.h.opts.WriteTimeout)))
 }
 
 // finish ends the call with the chain's result: a plain HTTP answer when
@@ -531,7 +606,7 @@ func (s *stream) write(typ ws.MessageType, p []byte) error {
 // schema of the generation the call runs on.
 func (s *stream) resolver() translate.Resolver { return s.h.routes(s.ctx).Resolver }
 
-func (s *stream) finish(err error) *spb.Status {
+func (s *stream) finish(err error) {
 	refused := false
 	s.once.Do(func() { refused, s.openErr = true, errRefused })
 	s.mu.Lock()
@@ -545,10 +620,11 @@ func (s *stream) finish(err error) *spb.Status {
 		if err == nil { // a chain that did not dispatch: nothing to answer with
 			st = &spb.Status{Code: int32(codes.Internal), Message: "the call ended before it started"}
 		}
-		return refuseStatus(s.w, translate.HTTPStatus(codes.Code(st.GetCode())), st, s.resolver())
+		refuseStatus(s.w, translate.HTTPStatus(codes.Code(st.GetCode())), st, s.resolver())
+		return
 	}
-	if s.conn == nil {
-		return &spb.Status{Code: int32(codes.InvalidArgument), Message: "WebSocket handshake failed: " + s.openErr.Error()}
+	if s.conn == nil { // the handshake failed: ws.Accept answered
+		return
 	}
 	s.idle.Stop()
 	s.pingMu.Lock()
@@ -563,7 +639,7 @@ func (s *stream) finish(err error) *spb.Status {
 	body := append(append([]byte(`{"status":`), translate.StatusJSON(st, s.resolver())...), '}')
 	if s.conn.Write(ctx, ws.MessageText, body) != nil {
 		s.conn.CloseNow()
-		return st
+		return
 	}
 	code, reason := ws.StatusNormalClosure, ""
 	if st.GetCode() != 0 {
@@ -576,6 +652,7 @@ func (s *stream) finish(err error) *spb.Status {
 		}
 	}
 	s.cancel() // stops the reader and the heartbeat, so Close reads the reply itself
+	s.readGate.Lock()
 	s.conn.Close(code, reason)
-	return st
+	s.readGate.Unlock()
 }
