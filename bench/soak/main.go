@@ -51,6 +51,7 @@ type config struct {
 	workers   int // per protocol
 	latency   time.Duration
 	redisSlow time.Duration
+	logLevel  string // the gateway's
 }
 
 func main() {
@@ -72,6 +73,7 @@ func main() {
 	flag.IntVar(&cfg.workers, "workers", 8, "clients per protocol (MQTT: devices)")
 	flag.DurationVar(&cfg.latency, "latency", 200*time.Millisecond, "latency the proxy adds in front of a replica")
 	flag.DurationVar(&cfg.redisSlow, "redis-latency", time.Second, "latency the proxy adds in front of Redis (above the gateway's 500ms Redis timeout)")
+	flag.StringVar(&cfg.logLevel, "log", "warn", "the gateway's log level (info: also recoveries; the access log stays off)")
 	flag.Parse()
 	if *upstream != "" {
 		if err := serveUpstream(*upstream, *delivered); err != nil {
@@ -191,7 +193,8 @@ func startWorld(cfg config, w *world) error {
 	}
 	w.base, w.admin = "http://"+httpAddr, "http://"+adminAddr
 	conf := filepath.Join(cfg.work, "rosetta.yaml")
-	body := gatewayConfig(httpAddr, adminAddr, cfg.protoDir, w.replicas[0].addr, w.upProxy.addr(), w.redisProxy.addr(), brokerAddr)
+	body := gatewayConfig(httpAddr, adminAddr, cfg.protoDir, w.replicas[0].addr, w.upProxy.addr(), w.redisProxy.addr(), brokerAddr) +
+		"log: {level: " + cfg.logLevel + "}\n"
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		return err
 	}
@@ -235,7 +238,6 @@ routes:
     qos: 1
     retry: {attempts: 600, backoff: 10ms, max_backoff: 200ms}
 access_log: false
-log: {level: warn}
 `, httpAddr, adminAddr, filepath.Join(protoDir, "library.binpb"), filepath.Join(protoDir, "iot.binpb"), replica0, replica1, redis, broker)
 }
 

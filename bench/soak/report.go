@@ -151,8 +151,8 @@ func (r *report) write(w io.Writer) {
 	inFault := make([]bool, total+1)
 	fmt.Fprintln(w, "**Per fault** (window: from the fault's start to the next one's; recovery: from the fault's end to the first second with calls and no error on any protocol)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| at | fault | calls | errors (during / after) | error rate | recovery | errors by protocol | first error |")
-	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---|---|")
+	fmt.Fprintln(w, "| at | fault | calls | errors (during / after) | error rate | recovery | max latency | errors by protocol | first error |")
+	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---|---|")
 	for i, ev := range r.events {
 		from, mid, to := int(ev.start.Seconds()), int(math.Ceil(ev.end.Seconds())), total
 		if i+1 < len(r.events) {
@@ -163,6 +163,7 @@ func (r *report) write(w io.Writer) {
 		}
 		during, after := span(r.buckets, from, mid), span(r.buckets, mid, to)
 		var calls, errsDuring, errsAfter int64
+		var slowest time.Duration
 		var by []string
 		first := ""
 		for _, n := range names {
@@ -171,6 +172,7 @@ func (r *report) write(w io.Writer) {
 				continue
 			}
 			calls += d.calls + a.calls
+			slowest = max(slowest, d.latMax, a.latMax)
 			errsDuring += d.errors
 			errsAfter += a.errors
 			if e := d.errors + a.errors; e > 0 {
@@ -188,8 +190,8 @@ func (r *report) write(w io.Writer) {
 				rec = "**not within the window**"
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %d / %d | %s | %s | %s | %s |\n", clock(ev.start), ev.name, calls, errsDuring, errsAfter,
-			pct(errsDuring+errsAfter, calls), rec, strings.Join(by, ", "), cell(first))
+		fmt.Fprintf(w, "| %s | %s | %d | %d / %d | %s | %s | %s | %s | %s |\n", clock(ev.start), ev.name, calls, errsDuring, errsAfter,
+			pct(errsDuring+errsAfter, calls), rec, ms(slowest), strings.Join(by, ", "), cell(first))
 	}
 	var quiet tally
 	quietFirst := ""
