@@ -12,6 +12,12 @@
 #   bench/run.sh mqtt  QoS 1 messages/s through the MQTT bridge (one gRPC call
 #                      each) against the embedded broker alone, and Mosquitto
 #                      alone for reference (installed here)
+#   bench/run.sh soak  the soak with faults (RELIABILITY.md): mixed load at
+#                      half the measured capacity for SOAK_DURATION (30m)
+#                      while replicas, Redis and Mosquitto are killed and a
+#                      proxy adds latency and resets (needs redis-server and
+#                      mosquitto, installed here); any SOAK_ARGS are passed on
+#                      (e.g. "-rate 400 -fault-for 10s -fault-gap 20s")
 #
 # Settings (environment): BENCH_ROUNDS (3), BENCH_SECONDS (4) per measured
 # run, BENCH_WARMUP (1) seconds before each, BENCH_CONCURRENCY (32; MQTT
@@ -22,8 +28,8 @@ set -euo pipefail
 
 mode="${1:-rest}"
 case "$mode" in
-rest | ws | rpc | mqtt) ;;
-*) echo "usage: $0 [rest|ws|rpc|mqtt]" >&2; exit 2 ;;
+rest | ws | rpc | mqtt | soak) ;;
+*) echo "usage: $0 [rest|ws|rpc|mqtt|soak]" >&2; exit 2 ;;
 esac
 
 bench="$(cd "$(dirname "$0")" && pwd)"
@@ -72,6 +78,18 @@ if [ "$mode" = mqtt ]; then
 		-build "$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)" \
 		-rounds "${BENCH_ROUNDS:-3}" -seconds "${BENCH_SECONDS:-4}" \
 		-warmup "${BENCH_WARMUP:-1}" -concurrency "${BENCH_CONCURRENCY:-32}"
+	exit
+fi
+if [ "$mode" = soak ]; then
+	command -v redis-server >/dev/null || apt_install redis-server
+	PATH="$PATH:/usr/sbin" command -v mosquitto >/dev/null || apt_install mosquitto
+	echo "building" >&2
+	(cd "$root" && go build -o "$work/bin/rosetta" ./cmd/rosetta)
+	(cd "$bench" && go build -o "$work/bin/" ./soak)
+	# shellcheck disable=SC2086 # SOAK_ARGS is split on purpose
+	"$work/bin/soak" -rosetta "$work/bin/rosetta" -proto "$root/proto" -work "$work" \
+		-build "$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)" \
+		-duration "${SOAK_DURATION:-30m}" ${SOAK_ARGS:-}
 	exit
 fi
 if [ "$mode" = rest ] && ! command -v wrk >/dev/null; then

@@ -89,7 +89,10 @@ func (g *builder) buildSecurity() (*securityParts, error) {
 	var redisClient redis.UniversalClient
 	if cfg.Redis.Addr != "" {
 		p, err := g.pool.acquire(cfg, "redis", cfg.Redis, func(env *poolEnv) (any, func(), error) {
-			opts := &redis.Options{Addr: cfg.Redis.Addr, DB: cfg.Redis.DB, DialTimeout: time.Second, MaxRetries: -1}
+			// ContextTimeoutEnabled: the callers' deadlines (redis.timeout)
+			// bound the reads and writes; without it go-redis waits its own
+			// ReadTimeout (seconds) on a slow Redis, whatever the timeout.
+			opts := &redis.Options{Addr: cfg.Redis.Addr, DB: cfg.Redis.DB, DialTimeout: time.Second, MaxRetries: -1, ContextTimeoutEnabled: true}
 			if f := cfg.Redis.PasswordFile; f != "" {
 				pw, err := readSecret(env.path(f))
 				if err != nil {
