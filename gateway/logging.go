@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -35,6 +36,14 @@ func NewLogger(w io.Writer, cfg *Config) (*slog.Logger, *accesslog.Logger) {
 		flush = time.Duration(*cfg.Log.FlushInterval)
 	}
 	return slog.New(h), accesslog.New(w, cfg.Log.Format, flush)
+}
+
+// redisLog writes go-redis's own log lines (a dial that failed, a pool
+// problem) as warnings of the process's log.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client", "detail", fmt.Sprintf(format, v...))
 }
 
 // exchange is one HTTP request's state in the front door: its context

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/rosettagw/rosetta/accesslog"
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/security/cors"
@@ -51,6 +53,9 @@ func Serve(ctx context.Context, cfg *Config, opts ServeOptions) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// go-redis logs its own (connection pool) problems; they go to the
+	// process's log, in its format, not as plain text beside it.
+	redis.SetLogger(redisLog{logger})
 	var metrics *admin.Metrics
 	if cfg.Listen.Admin != "" {
 		metrics = admin.NewMetrics()
