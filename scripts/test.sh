@@ -78,9 +78,10 @@ go test -run '^$' -fuzz '^FuzzDecodeJSON$' -fuzztime 10s ./translate
 go test -run '^$' -fuzz '^FuzzEncodeJSON$' -fuzztime 10s ./translate
 go test -run '^$' -fuzz '^FuzzDecodeRequest$' -fuzztime 10s ./translate
 
-echo "== fuzz (the other parsers: path templates, gRPC-Web and Connect requests, MQTT rules and packet framing, the configuration; short runs)"
+echo "== fuzz (the other parsers: path templates, gRPC-Web and Connect requests, WebSocket messages, MQTT rules and packet framing, the configuration; short runs)"
 go test -run '^$' -fuzz '^FuzzParseTemplate$' -fuzztime 5s ./translate
 go test -run '^$' -fuzz '^FuzzGRPCWebRequest$' -fuzztime 5s ./transports/grpcweb
+go test -run '^$' -fuzz '^FuzzMessages$' -fuzztime 10s ./transports/websocket
 go test -run '^$' -fuzz '^FuzzRuleDecode$' -fuzztime 5s ./transports/mqtt
 go test -run '^$' -fuzz '^FuzzSizeGuard$' -fuzztime 5s ./transports/mqtt
 go test -run '^$' -fuzz '^FuzzParseConfig$' -fuzztime 5s ./gateway
