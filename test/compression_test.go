@@ -235,8 +235,17 @@ func TestCompressionGRPCWeb(t *testing.T) {
 		if r.header.Get("Content-Type") != "application/grpc-web+json" || r.header.Get("Grpc-Encoding") != "gzip" {
 			t.Errorf("Content-Type %q, Grpc-Encoding %q", r.header.Get("Content-Type"), r.header.Get("Grpc-Encoding"))
 		}
-		if len(flags) != 2 || flags[0] != 1 || !strings.Contains(string(gunzip(t, payloads[0])), `"title":"Dune"`) || trailerStatus(flags, payloads, nil) != "0" {
+		// A message under 1 KiB goes uncompressed: its envelope says so.
+		if len(flags) != 2 || flags[0] != 0 || !strings.Contains(string(payloads[0]), `"title":"Dune"`) || trailerStatus(flags, payloads, nil) != "0" {
 			t.Errorf("frames %v %q", flags, payloads)
+		}
+		// One of 1 KiB or more is compressed.
+		title := strings.Repeat("Dune ", 400)
+		flags, payloads, _ = call(t, "CreateBook", "application/grpc-web+json",
+			compressedEnvelope(t, []byte(`{"parent": "shelves/1", "bookId": "big", "book": {"title": "`+title+`"}}`)),
+			map[string]string{"Grpc-Encoding": "gzip", "Grpc-Accept-Encoding": "gzip"})
+		if len(flags) != 2 || flags[0] != 1 || !strings.Contains(string(gunzip(t, payloads[0])), title) || trailerStatus(flags, payloads, nil) != "0" {
+			t.Errorf("a 2 KB answer: frames %v %q", flags, payloads)
 		}
 	})
 
@@ -244,8 +253,8 @@ func TestCompressionGRPCWeb(t *testing.T) {
 		msg, _ := proto.Marshal(&libraryv1.ListBooksRequest{Parent: "shelves/fail"})
 		flags, payloads, _ := call(t, "StreamBooks", "application/grpc-web+proto", compressedEnvelope(t, msg), map[string]string{"Grpc-Encoding": "gzip"})
 		var b libraryv1.Book
-		if len(flags) != 2 || flags[0] != 1 || proto.Unmarshal(gunzip(t, payloads[0]), &b) != nil || b.GetName() != "shelves/fail/books/1" || trailerStatus(flags, payloads, nil) != "15" {
-			t.Errorf("frames %v, book %v, want one compressed book and DATA_LOSS", flags, &b)
+		if len(flags) != 2 || flags[0] != 0 || proto.Unmarshal(payloads[0], &b) != nil || b.GetName() != "shelves/fail/books/1" || trailerStatus(flags, payloads, nil) != "15" {
+			t.Errorf("frames %v, book %v, want one book (uncompressed: under 1 KiB) and DATA_LOSS", flags, &b)
 		}
 	})
 
@@ -311,7 +320,7 @@ func TestCompressionConnect(t *testing.T) {
 			t.Fatalf("%d Connect-Content-Encoding %q: %s", r.status, r.header.Get("Connect-Content-Encoding"), r.body)
 		}
 		flags, payloads := frames(t, r.body)
-		if len(flags) != 2 || flags[0] != 1 || !strings.Contains(string(gunzip(t, payloads[0])), `shelves/fail/books/1`) ||
+		if len(flags) != 2 || flags[0] != 0 || !strings.Contains(string(payloads[0]), `shelves/fail/books/1`) || // under 1 KiB: uncompressed
 			flags[1]&2 == 0 || !strings.Contains(string(payloads[1]), `"data_loss"`) {
 			t.Errorf("frames %v %q", flags, payloads)
 		}
