@@ -77,6 +77,7 @@ echo "== fuzz (translate: the JSON transcoder against protojson; short runs)"
 go test -run '^$' -fuzz '^FuzzDecodeJSON$' -fuzztime 10s ./translate
 go test -run '^$' -fuzz '^FuzzEncodeJSON$' -fuzztime 10s ./translate
 go test -run '^$' -fuzz '^FuzzDecodeRequest$' -fuzztime 10s ./translate
+go test -run '^$' -fuzz '^FuzzWireValid$' -fuzztime 10s ./translate
 
 echo "== fuzz (the other parsers: path templates, gRPC-Web and Connect requests, WebSocket messages, MQTT rules and packet framing, the configuration; short runs)"
 go test -run '^$' -fuzz '^FuzzParseTemplate$' -fuzztime 5s ./translate
