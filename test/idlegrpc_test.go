@@ -93,8 +93,15 @@ func TestIdleGRPCStreams(t *testing.T) {
 			perStream := float64(rss-baseRSS) / idleStreams
 			t.Logf("%s: %d idle streams: RSS %d → %d KiB, %.1f KiB per stream; goroutines %.0f → %.0f, %.1f per stream",
 				listener, idleStreams, baseRSS, rss, perStream, baseG, g, (g-baseG)/idleStreams)
-			if perStream > maxIdleStreamKiB {
-				t.Errorf("%.1f KiB of RSS per idle stream, want at most %d", perStream, maxIdleStreamKiB)
+			bound := float64(maxIdleStreamKiB)
+			if raceBuild {
+				// The race detector's shadow memory multiplies a
+				// program's by 5 to 10 (go.dev/doc/articles/race_detector):
+				// 371 KiB per stream was measured under it.
+				bound *= 10
+			}
+			if perStream > bound {
+				t.Errorf("%.1f KiB of RSS per idle stream, want at most %.0f", perStream, bound)
 			}
 
 			// Normal calls are served while the streams are open.
