@@ -56,7 +56,10 @@ func wireValid(md protoreflect.MessageDescriptor, b []byte, depth int) bool {
 // fieldValid checks the value of known field fd at the start of b and
 // returns its length, or a negative number when it is not certainly valid.
 func fieldValid(fd protoreflect.FieldDescriptor, num protowire.Number, typ protowire.Type, b []byte, depth int) int {
-	want := wireType(fd.Kind())
+	want := wireTypeOf(fd.Kind())
+	if fd.Kind() == protoreflect.GroupKind {
+		want = protowire.StartGroupType
+	}
 	switch {
 	case typ == want && want == protowire.BytesType:
 		v, n := protowire.ConsumeBytes(b)
@@ -97,20 +100,4 @@ func fieldValid(fd protoreflect.FieldDescriptor, num protowire.Number, typ proto
 		return n
 	}
 	return -1 // stored as an unknown field by the decoder: let it say
-}
-
-// wireType is the wire type a field of kind k is encoded with (unpacked).
-func wireType(k protoreflect.Kind) protowire.Type {
-	switch k {
-	case protoreflect.BoolKind, protoreflect.EnumKind, protoreflect.Int32Kind, protoreflect.Sint32Kind,
-		protoreflect.Uint32Kind, protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Uint64Kind:
-		return protowire.VarintType
-	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
-		return protowire.Fixed32Type
-	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
-		return protowire.Fixed64Type
-	case protoreflect.GroupKind:
-		return protowire.StartGroupType
-	}
-	return protowire.BytesType // string, bytes, message
 }
