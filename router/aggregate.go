@@ -159,7 +159,10 @@ func (a *Aggregate) Handle(ctx context.Context, c *Call) error {
 		if err := c.Stream.SetHeader(c.ResponseHeader); err != nil {
 			return err
 		}
-		return c.Stream.Send(answer)
+		if err := c.Stream.Send(answer); err != nil || c.Flush == nil {
+			return err
+		}
+		return c.Flush()
 	}
 	c.Reply = &Reply{Message: answer}
 	return nil

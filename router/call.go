@@ -73,6 +73,14 @@ type Call struct {
 	// Stream, set by the ingress for a route whose method streams, carries
 	// the messages in both directions; Decode is then unused.
 	Stream Stream
+	// Flush, when the ingress sets it, says that its Stream's Send only
+	// writes a message, and Flush sends what was written: Dispatch calls
+	// it whenever the upstream has no further message ready, so a burst
+	// of messages leaves in one write and no message waits for one that
+	// has not come. What is written when the stream ends goes out with
+	// the ingress's end of the call. Whoever else calls Stream.Send must
+	// Flush after it.
+	Flush func() error
 	// Retry, set by the ingress, lets Dispatch retry the upstream call of
 	// a unary call (nil: the route's Retry).
 	Retry *Retry

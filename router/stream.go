@@ -18,7 +18,8 @@ import (
 // For a method with one request message (unary or server streaming),
 // Dispatch calls Recv once, before it calls the upstream.
 // Messages cross it one at a time, so a slow peer on either side slows the
-// other and no more than one message per direction is held by the gateway.
+// other and no more than one message per direction is held by the gateway
+// (readAhead messages toward a client whose ingress sets Call.Flush).
 type Stream interface {
 	// Recv returns the client's next request message in protobuf wire
 	// form, and io.EOF once the client has half-closed. A client mistake
@@ -143,9 +144,27 @@ func dispatchStream(ctx context.Context, c *Call) error {
 		}()
 	}
 
+	recvUp := up.Recv
+	unflushed := false // a message was sent since the last Flush
+	if c.Flush != nil {
+		ahead := startReadAhead(up.Recv)
+		defer ahead.stop()
+		recvUp = func() ([]byte, error) {
+			if unflushed && !ahead.ready() {
+				unflushed = false
+				if err := c.Flush(); err != nil {
+					return nil, flushError{err}
+				}
+			}
+			return ahead.recv()
+		}
+	}
 	first := true
 	for {
-		msg, err := up.Recv()
+		msg, err := recvUp()
+		if fe, ok := err.(flushError); ok {
+			return ended(ctx, fe.err) // the deferred cancel stops the upstream
+		}
 		if err != nil {
 			header, _ := up.Header()
 			c.Reply = &Reply{Header: header, Trailer: up.Trailer()}
@@ -170,5 +189,76 @@ func dispatchStream(ctx context.Context, c *Call) error {
 		if err := c.Stream.Send(msg); err != nil {
 			return ended(ctx, err) // the deferred cancel stops the upstream
 		}
+		unflushed = true
 	}
 }
+
+// readAhead bounds the upstream messages a stream toward a client whose
+// ingress flushes on demand (Call.Flush) holds ahead of the one it sends,
+// so that the relay can tell whether a further message is ready.
+const readAhead = 8
+
+// aheadReader receives an upstream stream's messages ahead of the relay:
+// readAhead-2 in its channel, one in its reader's hand, one in next.
+type aheadReader struct {
+	items chan received
+	done  chan struct{}
+	next  received
+	has   bool // next holds the next item
+}
+
+// received is one outcome of an upstream Recv.
+type received struct {
+	msg []byte
+	err error
+}
+
+// startReadAhead receives from recv until it fails (io.EOF included) or
+// stop is called.
+func startReadAhead(recv func() ([]byte, error)) *aheadReader {
+	r := &aheadReader{items: make(chan received, readAhead-2), done: make(chan struct{})}
+	go func() {
+		for {
+			msg, err := recv()
+			select {
+			case r.items <- received{msg, err}:
+			case <-r.done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return r
+}
+
+// ready reports whether the next outcome has been received.
+func (r *aheadReader) ready() bool {
+	if !r.has {
+		select {
+		case r.next = <-r.items:
+			r.has = true
+		default:
+		}
+	}
+	return r.has
+}
+
+// recv returns the next outcome, waiting for it.
+func (r *aheadReader) recv() ([]byte, error) {
+	if !r.has {
+		r.next = <-r.items
+	}
+	r.has = false
+	return r.next.msg, r.next.err
+}
+
+// stop lets the reader end once its Recv returns.
+func (r *aheadReader) stop() { close(r.done) }
+
+// flushError is a failed Call.Flush: the client's connection, not the
+// upstream.
+type flushError struct{ err error }
+
+func (e flushError) Error() string { return e.err.Error() }

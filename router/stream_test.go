@@ -198,3 +198,152 @@ func TestDispatchStreamBadRequestNeverCallsUpstream(t *testing.T) {
 		}
 	}
 }
+
+// scriptedUpstream is a server stream whose messages the test hands out
+// one at a time (closing out ends it); calls counts its Recv calls.
+type scriptedUpstream struct {
+	ctx   context.Context
+	out   chan string
+	calls chan int
+	n     int
+}
+
+func (u *scriptedUpstream) Send([]byte) error { return nil }
+func (u *scriptedUpstream) CloseSend() error  { return nil }
+func (u *scriptedUpstream) Recv() ([]byte, error) {
+	u.n++
+	if u.calls != nil {
+		u.calls <- u.n
+	}
+	select {
+	case msg, ok := <-u.out:
+		if !ok {
+			return nil, io.EOF
+		}
+		return []byte(msg), nil
+	case <-u.ctx.Done():
+		return nil, status.FromContextError(u.ctx.Err()).Err()
+	}
+}
+func (u *scriptedUpstream) Header() (metadata.MD, error) { return metadata.Pairs("h", "1"), nil }
+func (u *scriptedUpstream) Trailer() metadata.MD         { return nil }
+
+type scriptedInvoker struct{ up *scriptedUpstream }
+
+func (i *scriptedInvoker) Invoke(context.Context, string, []byte, metadata.MD) (*router.Reply, error) {
+	return nil, errors.New("unary call on a streaming test upstream")
+}
+
+func (i *scriptedInvoker) NewStream(ctx context.Context, _ string, _ protoreflect.MethodDescriptor, _ metadata.MD) (router.UpstreamStream, error) {
+	i.up.ctx = ctx
+	return i.up, nil
+}
+
+// flushingClient is an ingress stream whose Send only writes (the call's
+// Flush sends): it logs both, and reports each to events when set.
+type flushingClient struct {
+	clientStream
+	events   chan string
+	beforeM1 chan struct{} // when set, Send of "m1" waits for it
+	flushErr error
+}
+
+func (s *flushingClient) Send(msg []byte) error {
+	if string(msg) == "m1" && s.beforeM1 != nil {
+		<-s.beforeM1
+	}
+	s.clientStream.Send(msg)
+	s.event(string(msg))
+	return nil
+}
+
+func (s *flushingClient) Flush() error {
+	s.log = append(s.log, "flush")
+	s.event("flush")
+	return s.flushErr
+}
+
+func (s *flushingClient) event(e string) {
+	if s.events != nil {
+		s.events <- e
+	}
+}
+
+func streamBooksRoute(inv router.Invoker) *router.Route {
+	r := chatRoute(inv)
+	r.Method = r.Method.Parent().(protoreflect.ServiceDescriptor).Methods().ByName("StreamBooks")
+	return r
+}
+
+// TestDispatchStreamFlushesWhenIdle: with Call.Flush, a message is
+// flushed as soon as the upstream has no further one ready, never held
+// for the next.
+func TestDispatchStreamFlushesWhenIdle(t *testing.T) {
+	up := &scriptedUpstream{out: make(chan string)}
+	cs := &flushingClient{clientStream: clientStream{reqs: []string{"req"}}, events: make(chan string, 8)}
+	c := &router.Call{Route: streamBooksRoute(&scriptedInvoker{up}), Stream: cs, Flush: cs.Flush}
+	done := make(chan error, 1)
+	go func() { done <- router.Dispatch.Handle(t.Context(), c) }()
+	for _, msg := range []string{"m1", "m2"} {
+		up.out <- msg
+		for _, want := range []string{msg, "flush"} {
+			select {
+			case got := <-cs.events:
+				if got != want {
+					t.Fatalf("the client saw %q, want %q", got, want)
+				}
+			case <-time.After(10 * time.Second): // a hang guard: the flush never came
+				t.Fatalf("%q was not flushed while the upstream had nothing more", msg)
+			}
+		}
+	}
+	close(up.out)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"header 1", "m1", "flush", "m2", "flush"}; !reflect.DeepEqual(cs.log, want) {
+		t.Errorf("client saw %q, want %q", cs.log, want)
+	}
+}
+
+// TestDispatchStreamBatchesReadyMessages: a message the upstream already
+// has behind the one being sent is written with it, in one flush.
+func TestDispatchStreamBatchesReadyMessages(t *testing.T) {
+	up := &scriptedUpstream{out: make(chan string, 3), calls: make(chan int, 8)}
+	for _, m := range []string{"m1", "m2", "m3"} {
+		up.out <- m
+	}
+	close(up.out)
+	cs := &flushingClient{clientStream: clientStream{reqs: []string{"req"}}, beforeM1: make(chan struct{})}
+	go func() {
+		// Once the upstream is asked for its third message, the second
+		// has been read ahead: only then may m1 be sent.
+		for n := range up.calls {
+			if n == 3 {
+				close(cs.beforeM1)
+				return
+			}
+		}
+	}()
+	c := &router.Call{Route: streamBooksRoute(&scriptedInvoker{up}), Stream: cs, Flush: cs.Flush}
+	if err := router.Dispatch.Handle(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	if len(cs.log) < 3 || !reflect.DeepEqual(cs.log[:3], []string{"header 1", "m1", "m2"}) {
+		t.Errorf("client saw %q, want m1 and m2 without a flush between them", cs.log)
+	}
+}
+
+// TestDispatchStreamFlushFailure: a failed flush (the client gone) ends
+// the call with its error and cancels the upstream.
+func TestDispatchStreamFlushFailure(t *testing.T) {
+	gone := errors.New("connection reset")
+	up := &scriptedUpstream{out: make(chan string, 1)}
+	up.out <- "m1"
+	cs := &flushingClient{clientStream: clientStream{reqs: []string{"req"}}, flushErr: gone}
+	c := &router.Call{Route: streamBooksRoute(&scriptedInvoker{up}), Stream: cs, Flush: cs.Flush}
+	if err := router.Dispatch.Handle(t.Context(), c); !errors.Is(err, gone) {
+		t.Errorf("err %v, want the flush error", err)
+	}
+	waitDone(t, up.ctx)
+}

@@ -221,8 +221,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p protocol, rout
 	}
 	out.call = call
 	if route.Method.IsStreamingServer() {
-		http.NewResponseController(w).SetReadDeadline(time.Time{}) // a stream outlives the server's read timeout
+		out.rc = http.NewResponseController(w)
+		out.rc.SetReadDeadline(time.Time{}) // a stream outlives the server's read timeout
 		call.Stream = &stream{out: out, decode: decode}
+		call.Flush = out.rc.Flush
 	} else {
 		call.Decode = decode
 	}
@@ -404,6 +406,10 @@ type writer struct {
 	call    *router.Call
 	header  metadata.MD
 	started bool
+	// rc, a server stream's, flushes what was written (the relay says
+	// when: router.Call.Flush); a unary answer goes out in one write when
+	// the handler returns.
+	rc *http.ResponseController
 	// notFound answers a Connect unary error 404, as Connect does for an
 	// unknown method, rather than its code's status.
 	notFound bool
@@ -483,16 +489,14 @@ func (o *writer) send(msg []byte) error {
 	return o.frame(0, msg)
 }
 
-// frame writes one envelope and flushes it.
+// frame writes one envelope.
 func (o *writer) frame(flags byte, payload []byte) error {
 	b := translate.AppendEnvelope(nil, flags, payload)
 	if o.p.text {
 		b = []byte(base64.StdEncoding.EncodeToString(b))
 	}
-	if _, err := o.w.Write(b); err != nil {
-		return err
-	}
-	return http.NewResponseController(o.w).Flush()
+	_, err := o.w.Write(b)
+	return err
 }
 
 // end finishes the response with the call's outcome and returns its status.

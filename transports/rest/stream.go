@@ -58,6 +58,7 @@ func (h *Handler) serveStream(ctx context.Context, w http.ResponseWriter, r *htt
 		}
 	}
 	call.Stream = s
+	call.Flush = s.rc.Flush // Send only writes: the relay flushes
 	defer s.stopReading() // once the answer is written
 	err := call.Route.Handler.Handle(ctx, call)
 	if !s.started {
@@ -217,10 +218,8 @@ func (s *restStream) Send(msg []byte) error {
 	default:
 		out = translate.NDJSONResult(resp.Body)
 	}
-	if _, err := s.w.Write(out); err != nil {
-		return err
-	}
-	return s.rc.Flush()
+	_, err = s.w.Write(out)
+	return err
 }
 
 // upstreamMessageError is an upstream message that does not decode as the
