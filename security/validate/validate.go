@@ -40,12 +40,24 @@ type Validator struct {
 	responseViolations atomic.Uint64
 }
 
-// unmarshal decodes a message to check. AllowPartial: the rules checked are
+// decoder decodes messages of one type into what protovalidate checks.
+type decoder func([]byte) (proto.Message, error)
+
+// unmarshal is how a decoder parses. AllowPartial: the rules checked are
 // buf.validate's, and a proto2 required field is the upstream's to enforce
 // (as it is for a message without rules, which is never decoded here);
-// checking it would walk the whole dynamic message once more per call.
-func (v *Validator) unmarshal(b []byte, m proto.Message) error {
-	return proto.UnmarshalOptions{Resolver: v.resolver, AllowPartial: true}.Unmarshal(b, m)
+// checking it would walk the whole message once more per call.
+var unmarshal = proto.UnmarshalOptions{AllowPartial: true}
+
+// dynamicDecoder decodes into dynamicpb messages, with res resolving
+// extensions.
+func dynamicDecoder(md protoreflect.MessageDescriptor, res translate.Resolver) decoder {
+	opts := unmarshal
+	opts.Resolver = res
+	return func(b []byte) (proto.Message, error) {
+		m := dynamicpb.NewMessage(md)
+		return m, opts.Unmarshal(b, m)
+	}
 }
 
 // New returns a Validator for messages of the schema that res resolves.
@@ -70,9 +82,10 @@ func (v *Validator) Requests(md protoreflect.MethodDescriptor) router.Middleware
 	if !HasRules(in) {
 		return nil
 	}
+	decode := newDecoder(in, v.resolver)
 	check := func(req []byte) error {
-		msg := dynamicpb.NewMessage(in)
-		if err := v.unmarshal(req, msg); err != nil {
+		msg, err := decode(req)
+		if err != nil {
 			return status.Errorf(codes.InvalidArgument, "request %s: %v", in.FullName(), err)
 		}
 		return v.check(msg, "request")
@@ -173,13 +186,13 @@ func (v *Validator) Responses(md protoreflect.MethodDescriptor, mode ResponseMod
 	if mode == ResponsesOff || !HasRules(out) || md.IsStreamingServer() {
 		return nil
 	}
+	decode := newDecoder(out, v.resolver)
 	return func(next router.Handler) router.Handler {
 		return router.HandlerFunc(func(ctx context.Context, c *router.Call) error {
 			if err := next.Handle(ctx, c); err != nil || c.Reply == nil {
 				return err
 			}
-			msg := dynamicpb.NewMessage(out)
-			err := v.unmarshal(c.Reply.Message, msg)
+			msg, err := decode(c.Reply.Message)
 			if err == nil {
 				err = v.check(msg, "response")
 			}

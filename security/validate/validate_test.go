@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"buf.build/go/protovalidate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -261,4 +262,87 @@ func BenchmarkValidation(b *testing.B) {
 	}
 	b.Run("with-rules", func(b *testing.B) { run(b, place, validOrder) })
 	b.Run("without-rules", func(b *testing.B) { run(b, method(b, s, "Echo"), `{"anything":"x"}`) })
+}
+
+// FuzzDecodersAgree: the decoder the build uses (hyperpb on amd64 and
+// arm64) and dynamicpb's refuse the same bytes, and protovalidate finds
+// the same violations in what they decode.
+func FuzzDecodersAgree(f *testing.F) {
+	s, _ := loadShop(f)
+	in := method(f, s, "Place").Input()
+	for _, js := range []string{
+		validOrder,
+		`{"title":"t","items":[{"isbn":"123","quantity":11}],"labels":{"x":"y"},"giftNote":"hi"}`,
+		`{"items":[{"isbn":"1","quantity":0}],"size":7,"voucher":"v"}`,
+		`{}`,
+	} {
+		f.Add(wire(f, s, method(f, s, "Place"), js))
+	}
+	f.Add([]byte{0xff, 0xff})                  // a truncated varint tag
+	f.Add([]byte{0x0a, 0x02, 0xc3, 0x28})      // title: invalid UTF-8
+	f.Add([]byte{0x1a, 0x05, 0x0a, 0x03, 'x'}) // items[0] cut short
+	build, dynamic := validate.NewDecoder(in, s.Types()), validate.DynamicDecoder(in, s.Types())
+	pv, err := protovalidate.New()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m1, err1 := build(b)
+		m2, err2 := dynamic(b)
+		if (err1 == nil) != (err2 == nil) {
+			t.Fatalf("%x: the build's decoder says %v, dynamicpb %v", b, err1, err2)
+		}
+		if err1 != nil {
+			return
+		}
+		v1, v2 := violations(pv.Validate(m1)), violations(pv.Validate(m2))
+		if v1 != v2 {
+			t.Errorf("%x: violations %q, dynamicpb's %q", b, v1, v2)
+		}
+	})
+}
+
+// violations lists a validation error's violated fields and rules.
+func violations(err error) string {
+	var ve *protovalidate.ValidationError
+	if !errors.As(err, &ve) {
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		return ""
+	}
+	var out []string
+	for _, v := range ve.Violations {
+		out = append(out, protovalidate.FieldPathString(v.Proto.GetField())+" "+v.Proto.GetRuleId())
+	}
+	return strings.Join(out, "; ")
+}
+
+// BenchmarkDecoders compares the decoder the build uses with dynamicpb's
+// on a valid order, decoding and checking it.
+func BenchmarkDecoders(b *testing.B) {
+	s, _ := loadShop(b)
+	place := method(b, s, "Place")
+	req := wire(b, s, place, validOrder)
+	pv, err := protovalidate.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, decode := range map[string]func([]byte) (proto.Message, error){
+		"build":     validate.NewDecoder(place.Input(), s.Types()),
+		"dynamicpb": validate.DynamicDecoder(place.Input(), s.Types()),
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				m, err := decode(req)
+				if err == nil {
+					err = pv.Validate(m)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
