@@ -73,11 +73,12 @@ go test -run '^$' -fuzz '^FuzzParseForwarded$' -fuzztime 10s ./security/clientip
 go test -run '^$' -fuzz '^FuzzForwarding$' -fuzztime 10s ./transports/ingress
 go test -run '^$' -fuzz '^FuzzRESTForwarding$' -fuzztime 10s ./transports/rest
 
-echo "== fuzz (translate: the JSON transcoder against protojson; short runs)"
+echo "== fuzz (translate: the JSON transcoder against protojson; the validation decoders against dynamicpb; short runs)"
 go test -run '^$' -fuzz '^FuzzDecodeJSON$' -fuzztime 10s ./translate
 go test -run '^$' -fuzz '^FuzzEncodeJSON$' -fuzztime 10s ./translate
 go test -run '^$' -fuzz '^FuzzDecodeRequest$' -fuzztime 10s ./translate
 go test -run '^$' -fuzz '^FuzzWireValid$' -fuzztime 10s ./translate
+go test -run '^$' -fuzz '^FuzzDecodersAgree$' -fuzztime 10s ./security/validate
 
 echo "== fuzz (the other parsers: path templates, gRPC-Web and Connect requests, WebSocket messages, MQTT rules and packet framing, the configuration; short runs)"
 go test -run '^$' -fuzz '^FuzzParseTemplate$' -fuzztime 5s ./translate
