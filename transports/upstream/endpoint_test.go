@@ -135,26 +135,60 @@ func TestSmoothWeightedSpreadsByWeight(t *testing.T) {
 
 func TestLeastRequestAvoidsTheBusyEndpoint(t *testing.T) {
 	f := newFake(t, Options{Name: "u", Balancer: LeastRequest}, eps("busy", "idle")...)
-	// Pin a call on "busy" (with both idle, either may be chosen).
-	var held []attempt
-	for len(held) < 1 {
-		a, err := f.begin(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if a.e.addr == "busy" {
-			held = append(held, a)
-		} else {
-			a.end(codes.OK, false, false)
-		}
-	}
+	f.holdCalls(t, map[string]int64{"busy": 1})
 	for range 1000 {
 		if got := f.call(t, false); got != "idle" {
 			t.Fatalf("least request chose %s with a call in flight over none", got)
 		}
 	}
-	for _, a := range held {
-		a.end(codes.OK, false, false)
+}
+
+// holdCalls puts n calls in flight on each endpoint named in held, as many
+// calls begun there and not yet ended would, until the test ends.
+func (f *fakeCluster) holdCalls(t *testing.T, held map[string]int64) {
+	t.Helper()
+	f.cluster.mu.Lock()
+	defer f.cluster.mu.Unlock()
+	for _, e := range f.all {
+		if n := held[e.addr]; n > 0 {
+			e.inflight.Add(n)
+			t.Cleanup(func() { e.inflight.Add(-n) })
+		}
+	}
+}
+
+// TestLeastRequestSplitsByWeight: at equal load (none, then two calls in
+// flight on each) weights 1 and 3 split the calls 1:3, as Envoy's weighted
+// least request does. The split is deterministic (smooth weighted
+// round-robin over weight / (in flight + 1)); the bound is loose anyway.
+func TestLeastRequestSplitsByWeight(t *testing.T) {
+	for _, load := range []int64{0, 2} {
+		f := newFake(t, Options{Name: "u", Balancer: LeastRequest}, Endpoint{Addr: "light", Weight: 1}, Endpoint{Addr: "heavy", Weight: 3})
+		f.holdCalls(t, map[string]int64{"light": load, "heavy": load})
+		const n = 4000
+		counts := map[string]int{}
+		for range n {
+			counts[f.call(t, false)]++
+		}
+		if share := float64(counts["light"]) / n; share < 0.2 || share > 0.3 {
+			t.Errorf("%d in flight on each, weights 1 and 3: %v, want about 1000 and 3000", load, counts)
+		}
+	}
+}
+
+// TestLeastRequestWeighsLoadAgainstWeight: the heavier endpoint with five
+// calls in flight (3/6) counts for less than the idle lighter one (1/1),
+// which then gets about two calls in three; neither is passed over.
+func TestLeastRequestWeighsLoadAgainstWeight(t *testing.T) {
+	f := newFake(t, Options{Name: "u", Balancer: LeastRequest}, Endpoint{Addr: "light", Weight: 1}, Endpoint{Addr: "heavy", Weight: 3})
+	f.holdCalls(t, map[string]int64{"heavy": 5})
+	const n = 3000
+	counts := map[string]int{}
+	for range n {
+		counts[f.call(t, false)]++
+	}
+	if share := float64(counts["light"]) / n; share < 0.6 || share > 0.73 {
+		t.Errorf("weights 1 and 3, five calls in flight on the heavier: %v, want about 2000 and 1000", counts)
 	}
 }
 
