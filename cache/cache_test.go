@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/rosettagw/rosetta/internal/testwait"
 	"github.com/rosettagw/rosetta/router"
 )
 
@@ -60,17 +61,6 @@ func waiters(c *Cache) int {
 	return n
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // TestCoalescedCallerLeaves cancels the caller whose miss started the
 // upstream call: the others still get its answer, from one upstream call
 // that was never cancelled.
@@ -81,12 +71,12 @@ func TestCoalescedCallerLeaves(t *testing.T) {
 	leaderCtx, cancelLeader := context.WithCancel(context.Background())
 	errs := make(chan error, 3)
 	go func() { errs <- h.Handle(leaderCtx, newCall(nil)) }()
-	waitUntil(t, "the first call upstream", func() bool { return up.calls.Load() == 1 })
+	testwait.For(t, "the first call upstream", func() bool { return up.calls.Load() == 1 })
 	calls := []*router.Call{newCall(nil), newCall(nil)}
 	for _, call := range calls {
 		go func() { errs <- h.Handle(context.Background(), call) }()
 	}
-	waitUntil(t, "three callers on one flight", func() bool { return waiters(c) == 3 })
+	testwait.For(t, "three callers on one flight", func() bool { return waiters(c) == 3 })
 	cancelLeader()
 	if err := <-errs; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the cancelled caller got %v", err)
@@ -128,7 +118,7 @@ func TestCoalescedAllLeave(t *testing.T) {
 	for range 2 {
 		go func() { errs <- h.Handle(ctx, newCall(nil)) }()
 	}
-	waitUntil(t, "two callers on one flight", func() bool { return waiters(c) == 2 })
+	testwait.For(t, "two callers on one flight", func() bool { return waiters(c) == 2 })
 	cancel()
 	<-errs
 	<-errs

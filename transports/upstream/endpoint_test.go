@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/rosettagw/rosetta/internal/testwait"
 	"github.com/rosettagw/rosetta/router"
 )
 
@@ -88,17 +89,6 @@ func eps(addrs ...string) []Endpoint {
 		out[i] = Endpoint{Addr: a}
 	}
 	return out
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func TestRoundRobinTakesEachInTurn(t *testing.T) {
@@ -219,7 +209,7 @@ func TestOutlierEjectionGrowsAndEnds(t *testing.T) {
 			t.Fatalf("an ejected endpoint got a call")
 		}
 	}
-	waitUntil(t, "a's return", func() bool { return f.Usable() == 2 })
+	testwait.For(t, "a's return", func() bool { return f.Usable() == 2 })
 	failA()
 	st = f.Status()
 	if st.Endpoints[0].Ejections != 2 || time.Until(*st.Endpoints[0].EjectedUntil) <= first {
@@ -241,21 +231,21 @@ func TestOutlierEjectionGrowsAndEnds(t *testing.T) {
 func TestHealthChecksKeepUnhealthyEndpointsOut(t *testing.T) {
 	f := newFake(t, Options{Name: "u", Health: &HealthCheck{Interval: time.Millisecond, HealthyThreshold: 2, UnhealthyThreshold: 2}}, eps("a", "b", "c")...)
 	f.setHealthy("a", false)
-	waitUntil(t, "a unhealthy", func() bool { return f.Usable() == 2 })
+	testwait.For(t, "a unhealthy", func() bool { return f.Usable() == 2 })
 	for range 100 {
 		if f.call(t, false) == "a" {
 			t.Fatal("an unhealthy endpoint got a call")
 		}
 	}
 	f.setHealthy("a", true)
-	waitUntil(t, "a healthy again", func() bool { return f.Usable() == 3 })
+	testwait.For(t, "a healthy again", func() bool { return f.Usable() == 3 })
 }
 
 func TestPanicThreshold(t *testing.T) {
 	f := newFake(t, Options{Name: "u", Health: &HealthCheck{Interval: time.Millisecond, UnhealthyThreshold: 1}}, eps("a", "b")...)
 	f.setHealthy("a", false)
 	f.setHealthy("b", false)
-	waitUntil(t, "all unhealthy", func() bool { return f.Usable() == 0 })
+	testwait.For(t, "all unhealthy", func() bool { return f.Usable() == 0 })
 	// Below the default 50%, calls go to every endpoint (fail open).
 	seen := map[string]bool{}
 	for range 10 {
@@ -268,7 +258,7 @@ func TestPanicThreshold(t *testing.T) {
 	zero := 0
 	g := newFake(t, Options{Name: "u", PanicThreshold: &zero, Health: &HealthCheck{Interval: time.Millisecond, UnhealthyThreshold: 1}}, eps("a")...)
 	g.setHealthy("a", false)
-	waitUntil(t, "a unhealthy", func() bool { return g.Usable() == 0 })
+	testwait.For(t, "a unhealthy", func() bool { return g.Usable() == 0 })
 	if _, err := g.begin(context.Background()); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "no usable endpoint") {
 		t.Errorf("panic_threshold 0, nothing usable: %v, want UNAVAILABLE", err)
 	}
@@ -353,12 +343,12 @@ func TestBreakerOpensRefusesAndCloses(t *testing.T) {
 		t.Error("the refusal carries no gRPC status")
 	}
 	// Half-open: a failed probe opens it again.
-	waitUntil(t, "half-open", func() bool { return f.Status().Breaker == "half-open" })
+	testwait.For(t, "half-open", func() bool { return f.Status().Breaker == "half-open" })
 	f.call(t, true)
 	if f.Status().Breaker != "open" {
 		t.Fatalf("breaker %s after a failed probe, want open", f.Status().Breaker)
 	}
-	waitUntil(t, "half-open", func() bool { return f.Status().Breaker == "half-open" })
+	testwait.For(t, "half-open", func() bool { return f.Status().Breaker == "half-open" })
 	f.call(t, false)
 	f.call(t, false)
 	if f.Status().Breaker != "closed" {
