@@ -24,6 +24,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -31,7 +33,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
@@ -117,8 +121,10 @@ func (c *Cache) Purge(ctx context.Context, prefix string) (int, error) {
 	return c.store.Purge(ctx, prefix)
 }
 
-// Step returns the chain step that caches the calls of r's method. Calls
-// that stream, and calls without a decodable request, go on untouched.
+// Step returns the chain step that caches the calls of r's method. A call
+// of a unary method that its ingress carries as a Stream (a WebSocket
+// call) is answered as a unary call (asUnary). Calls of a streaming method,
+// and calls without a decodable request, go on untouched.
 func (c *Cache) Step(r Rule) router.Middleware {
 	m := c.metrics.of(r.Name)
 	var msgType protoreflect.MessageType
@@ -126,10 +132,7 @@ func (c *Cache) Step(r Rule) router.Middleware {
 		msgType = dynamicpb.NewMessageType(r.Input)
 	}
 	return func(next router.Handler) router.Handler {
-		return router.HandlerFunc(func(ctx context.Context, call *router.Call) error {
-			if call.Stream != nil || call.Decode == nil {
-				return next.Handle(ctx, call)
-			}
+		unary := router.HandlerFunc(func(ctx context.Context, call *router.Call) error {
 			req := parseControl(call.Incoming.Get("cache-control"))
 			if req.noStore {
 				m.bypass.Inc()
@@ -171,7 +174,42 @@ func (c *Cache) Step(r Rule) router.Middleware {
 			m.miss.Inc()
 			return c.fetch(ctx, r, m, key, call, next)
 		})
+		return router.HandlerFunc(func(ctx context.Context, call *router.Call) error {
+			switch {
+			case call.Stream != nil && !call.Route.IsStreaming():
+				return asUnary(ctx, call, unary)
+			case call.Stream != nil || call.Decode == nil:
+				return next.Handle(ctx, call)
+			}
+			return unary.Handle(ctx, call)
+		})
 	}
+}
+
+// asUnary answers a call of a unary method that its ingress carries as a
+// Stream (a WebSocket call) as the other protocols' calls of the method
+// are answered: it reads the one request message, lets unary answer it
+// as a unary call (from the cache, or from the upstream's unary call, the
+// route's timeout and retries applying), and sends the answer down the
+// stream.
+func asUnary(ctx context.Context, call *router.Call, unary router.Handler) error {
+	st := call.Stream
+	req, err := st.Recv()
+	if errors.Is(err, io.EOF) {
+		return status.Error(codes.Unimplemented, "the client sent no request message") // as Dispatch answers it
+	}
+	if err != nil {
+		return err
+	}
+	call.Stream, call.Decode = nil, func() ([]byte, error) { return req, nil }
+	defer func() { call.Stream, call.Decode = st, nil }()
+	if err := unary.Handle(ctx, call); err != nil {
+		return err
+	}
+	if err := st.SetHeader(call.Reply.Header); err != nil {
+		return err
+	}
+	return st.Send(call.Reply.Message)
 }
 
 // fetch calls the upstream for a miss, or waits for the identical call

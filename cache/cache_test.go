@@ -3,15 +3,19 @@ package cache
 import (
 	"context"
 	"errors"
+	"io"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/rosettagw/rosetta/internal/testwait"
 	"github.com/rosettagw/rosetta/router"
 )
 
@@ -57,17 +61,6 @@ func waiters(c *Cache) int {
 	return n
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // TestCoalescedCallerLeaves cancels the caller whose miss started the
 // upstream call: the others still get its answer, from one upstream call
 // that was never cancelled.
@@ -78,12 +71,12 @@ func TestCoalescedCallerLeaves(t *testing.T) {
 	leaderCtx, cancelLeader := context.WithCancel(context.Background())
 	errs := make(chan error, 3)
 	go func() { errs <- h.Handle(leaderCtx, newCall(nil)) }()
-	waitUntil(t, "the first call upstream", func() bool { return up.calls.Load() == 1 })
+	testwait.For(t, "the first call upstream", func() bool { return up.calls.Load() == 1 })
 	calls := []*router.Call{newCall(nil), newCall(nil)}
 	for _, call := range calls {
 		go func() { errs <- h.Handle(context.Background(), call) }()
 	}
-	waitUntil(t, "three callers on one flight", func() bool { return waiters(c) == 3 })
+	testwait.For(t, "three callers on one flight", func() bool { return waiters(c) == 3 })
 	cancelLeader()
 	if err := <-errs; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the cancelled caller got %v", err)
@@ -125,7 +118,7 @@ func TestCoalescedAllLeave(t *testing.T) {
 	for range 2 {
 		go func() { errs <- h.Handle(ctx, newCall(nil)) }()
 	}
-	waitUntil(t, "two callers on one flight", func() bool { return waiters(c) == 2 })
+	testwait.For(t, "two callers on one flight", func() bool { return waiters(c) == 2 })
 	cancel()
 	<-errs
 	<-errs
@@ -209,5 +202,56 @@ func BenchmarkStepHit(b *testing.B) {
 	}
 	if up.calls.Load() != 1 {
 		b.Fatalf("%d upstream calls", up.calls.Load())
+	}
+}
+
+// fakeStream is a router.Stream carrying reqs and recording what it is sent.
+type fakeStream struct {
+	reqs   [][]byte
+	header metadata.MD
+	sent   []string
+}
+
+func (s *fakeStream) Recv() ([]byte, error) {
+	if len(s.reqs) == 0 {
+		return nil, io.EOF
+	}
+	msg := s.reqs[0]
+	s.reqs = s.reqs[1:]
+	return msg, nil
+}
+
+func (s *fakeStream) SetHeader(md metadata.MD) error { s.header = md; return nil }
+
+func (s *fakeStream) Send(msg []byte) error { s.sent = append(s.sent, string(msg)); return nil }
+
+// TestStreamedUnaryCall: a call of a unary method carried as a Stream (as a
+// WebSocket call is) is cached as the same call with a Decode is: its one
+// request is read, the answer (the upstream's, then the stored one) sent
+// down the stream; without a request message it fails, never upstream.
+func TestStreamedUnaryCall(t *testing.T) {
+	c := New(Config{MaxBytes: 1 << 20, MaxEntryBytes: 1 << 10})
+	up := newUpstream()
+	close(up.release)
+	h := c.Step(rule)(up)
+	for i, want := range []string{"MISS", "HIT"} {
+		st := &fakeStream{reqs: [][]byte{nil}}
+		call := &router.Call{Route: &router.Route{Upstream: "up"}, Target: "/pkg.S/M", Incoming: metadata.MD{}, Stream: st}
+		if err := h.Handle(context.Background(), call); err != nil {
+			t.Fatalf("call %d: %v", i+1, err)
+		}
+		if len(st.sent) != 1 || st.sent[0] != "answer" || st.header.Get("x-up")[0] != "1" || call.ResponseHeader.Get(XCache)[0] != want {
+			t.Errorf("call %d: sent %q with header %v, %v; want the answer, %s", i+1, st.sent, st.header, call.ResponseHeader, want)
+		}
+		if call.Stream != st || call.Decode != nil {
+			t.Errorf("call %d: the call's Stream and Decode were not given back", i+1)
+		}
+	}
+	if n := up.calls.Load(); n != 1 {
+		t.Errorf("%d upstream calls, want 1", n)
+	}
+	call := &router.Call{Route: &router.Route{Upstream: "up"}, Target: "/pkg.S/M", Incoming: metadata.MD{}, Stream: &fakeStream{}}
+	if err := h.Handle(context.Background(), call); status.Code(err) != codes.Unimplemented || up.calls.Load() != 1 {
+		t.Errorf("a stream without a request: %v, %d upstream calls", err, up.calls.Load())
 	}
 }

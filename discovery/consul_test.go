@@ -2,9 +2,9 @@ package discovery
 
 import (
 	"testing"
-	"time"
 
 	"github.com/rosettagw/rosetta/discovery/discoverytest"
+	"github.com/rosettagw/rosetta/internal/testwait"
 )
 
 // TestConsul: the passing instances of a service (with the tag), by
@@ -23,7 +23,7 @@ func TestConsul(t *testing.T) {
 	w.want(t, "127.0.0.1:9001/2", "127.0.0.2:9002/1")
 
 	// The next query blocks on the index; a change answers it.
-	waitCond(t, "a blocking query", func() bool { _, blocked := c.Counts(); return blocked > 0 })
+	testwait.For(t, "a blocking query", func() bool { _, blocked := c.Counts(); return blocked > 0 })
 	c.Set("library",
 		discoverytest.ConsulInstance{ID: "b", Node: "n2", NodeAddr: "127.0.0.2", Port: 9002, Weight: 1, Tags: []string{"v1"}, Status: "passing"},
 		discoverytest.ConsulInstance{ID: "c", Node: "n3", NodeAddr: "127.0.0.3", Port: 9003, Weight: 5, Tags: []string{"v1"}, Status: "passing"},
@@ -37,17 +37,5 @@ func TestConsul(t *testing.T) {
 	queries, _ := c.Counts()
 	if queries > 6 {
 		t.Errorf("%d queries for 3 changes: the watch polls instead of blocking", queries)
-	}
-}
-
-// waitCond waits for cond.
-func waitCond(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(watchTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, watchTimeout)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

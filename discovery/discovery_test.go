@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/rosettagw/rosetta/internal/testwait"
 )
 
 // watchTimeout bounds the wait for one expected set.
@@ -76,7 +78,7 @@ func (w *watcher) errors(kind, reason string) float64 {
 // waitErrors waits until the watch has counted an error of a reason.
 func (w *watcher) waitErrors(t *testing.T, kind, reason string) {
 	t.Helper()
-	waitCond(t, reason+" error", func() bool { return w.errors(kind, reason) > 0 })
+	testwait.For(t, reason+" error", func() bool { return w.errors(kind, reason) > 0 })
 }
 
 // quiet asserts that no new set arrived.

@@ -301,7 +301,7 @@ type Upstream struct {
 	// Retry retries the calls that are safe to repeat (default: none).
 	Retry *RetryConfig `yaml:"retry"`
 	// Balancer spreads the calls over the endpoints: round_robin (the
-	// default), least_request or weighted.
+	// default), least_request (weight-aware, as Envoy's) or weighted.
 	Balancer string `yaml:"balancer"`
 	// HealthCheck probes every endpoint (default: none, every endpoint
 	// counts as healthy).
@@ -406,7 +406,7 @@ type BreakerConfig struct {
 }
 
 // Target is one static endpoint: "host:port", or {addr: "host:port",
-// weight: 3} for the weighted balancer.
+// weight: 3} for the weighted and least_request balancers.
 type Target struct {
 	Addr   string `yaml:"addr"`
 	Weight int    `yaml:"weight,omitempty"`

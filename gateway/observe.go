@@ -112,7 +112,7 @@ func (o *observe) fill(rec *accesslog.Record, ctx context.Context, c *router.Cal
 }
 
 // endpointOf is the address of the upstream endpoint the call's last
-// attempt reached, for the access log ("" for a stream, or a call that
+// attempt (or its stream) reached, for the access log ("" for a call that
 // reached none).
 func endpointOf(c *router.Call) string {
 	if c.Reply == nil {

@@ -63,6 +63,10 @@ type UpstreamStream interface {
 	// Trailer returns the upstream's trailer once Recv has returned an
 	// error or io.EOF.
 	Trailer() metadata.MD
+	// Endpoint returns the address of the upstream endpoint the stream
+	// went to, as Reply.Endpoint says it for a unary call ("" when the
+	// stream has none).
+	Endpoint() string
 }
 
 // IsStreaming reports whether the route's method streams in either
@@ -167,7 +171,7 @@ func dispatchStream(ctx context.Context, c *Call) error {
 		}
 		if err != nil {
 			header, _ := up.Header()
-			c.Reply = &Reply{Header: header, Trailer: up.Trailer()}
+			c.Reply = &Reply{Header: header, Trailer: up.Trailer(), Endpoint: up.Endpoint()}
 			mu.Lock()
 			defer mu.Unlock()
 			if clientErr != nil {

@@ -37,6 +37,11 @@ func (u *echoUpstream) Send(msg []byte) error {
 
 func (u *echoUpstream) CloseSend() error { close(u.in); return nil }
 
+// echoEndpoint is the address every echoUpstream says it went to.
+const echoEndpoint = "10.0.0.7:9090"
+
+func (u *echoUpstream) Endpoint() string { return echoEndpoint }
+
 func (u *echoUpstream) Recv() ([]byte, error) {
 	if u.failWith != nil && u.replies == 1 {
 		return nil, u.failWith
@@ -120,8 +125,8 @@ func TestDispatchStream(t *testing.T) {
 	if want := []string{"header 1", "echo a", "echo b"}; !reflect.DeepEqual(cs.log, want) {
 		t.Errorf("client saw %q, want %q", cs.log, want)
 	}
-	if c.Reply == nil || c.Reply.Trailer.Get("t")[0] != "2" {
-		t.Errorf("reply %+v, want the upstream's trailer", c.Reply)
+	if c.Reply == nil || c.Reply.Trailer.Get("t")[0] != "2" || c.Reply.Endpoint != echoEndpoint {
+		t.Errorf("reply %+v, want the upstream's trailer and endpoint %s", c.Reply, echoEndpoint)
 	}
 	if inv.ctx.Err() == nil {
 		t.Error("the upstream stream's context is still live after the call")

@@ -15,6 +15,7 @@ import (
 
 	gojwt "github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -373,8 +374,8 @@ security:
 	wantStatus(t, get(t, gw.base, "/v1/shelves/1"), http.StatusUnauthorized, codeUnauthenticated, "")
 }
 
-// TestCacheProtocols calls one method over REST, Connect and gRPC: all
-// three are served by the entry the first stored.
+// TestCacheProtocols calls one method over REST, Connect, gRPC and gRPC-Web:
+// all four are served by the entry the first stored.
 func TestCacheProtocols(t *testing.T) {
 	t.Parallel()
 	up := startCountingUpstream(t)
@@ -409,6 +410,13 @@ func TestCacheProtocols(t *testing.T) {
 	}
 	wantCache(t, cacheGet(t, gw, "/v1/shelves/2"), "HIT", "rosetta; hit", up, 1)
 	wantCache(t, connect(), "HIT", "rosetta; hit", up, 1)
+	frame := append([]byte{0, 0, 0, 0, 11}, "\n\x09shelves/2"...)
+	r = do(t, gw.base, request{method: http.MethodPost, path: getShelfMethod, body: string(frame),
+		header: map[string]string{"Content-Type": "application/grpc-web+proto", "X-Grpc-Web": "1"}})
+	if r.status != 200 {
+		t.Fatalf("gRPC-Web: %d %s", r.status, r.body)
+	}
+	wantCache(t, r, "HIT", "rosetta; hit", up, 1)
 }
 
 // TestCacheRedisShared runs two gateways on one Redis: an answer stored
@@ -498,4 +506,64 @@ func TestCacheAcrossReload(t *testing.T) {
 	wantCache(t, cacheGet(t, gw, "/v1/shelves/1"), "HIT", "rosetta; hit", up, 1)
 	reload(strings.Replace(string(first), "max_bytes: 1MiB", "max_bytes: 2MiB", 1))
 	wantCache(t, cacheGet(t, gw, "/v1/shelves/1"), "MISS", "rosetta; fwd=miss; stored", up, 2)
+}
+
+// TestCacheWebSocket calls a cached unary method over WebSocket twice: the
+// second call is answered from the cache (the upstream is called once, the
+// hit counted), with the same result, and the entry is the one a REST call
+// of the method finds.
+func TestCacheWebSocket(t *testing.T) {
+	t.Parallel()
+	up := startCountingUpstream(t)
+	admin := freePort(t)
+	gw := startRosettaListen(t, fmt.Sprintf("admin: %q", admin), libraryConfig(descriptorSetSchema(), up.addr, "    cache: {ttl: 1h}\n", ""))
+	getShelf := func() map[string]any {
+		c := dialWS(t, gw, "GetShelf", nil)
+		c.send(`{"name":"shelves/1"}`)
+		r := result(t, c.recv())
+		c.finish(codes.OK)
+		return r
+	}
+	first, second := getShelf(), getShelf()
+	if fmt.Sprint(second) != fmt.Sprint(first) || first["theme"] == nil {
+		t.Errorf("the second call answered %v, the first %v", second, first)
+	}
+	if n := up.count(getShelfMethod); n != 1 {
+		t.Errorf("the upstream received %d GetShelf calls, want 1", n)
+	}
+	if hits := metricValue(t, admin, `rosetta_cache_requests_total{method="example.library.v1.LibraryService/GetShelf",result="hit"}`); hits != 1 {
+		t.Errorf("%v cache hits, want 1", hits)
+	}
+	wantCache(t, cacheGet(t, gw, "/v1/shelves/1"), "HIT", "rosetta; hit", up, 1)
+}
+
+// TestCacheMQTT publishes the same message twice on an uplink rule calling
+// a cached method: the second is answered from the cache (the upstream is
+// called once, the hit counted), and both replies carry the same answer.
+func TestCacheMQTT(t *testing.T) {
+	t.Parallel()
+	up := startCountingUpstream(t)
+	admin, broker := freePort(t), freePort(t)
+	startRosettaListen(t, fmt.Sprintf("admin: %q, mqtt: %q", admin, broker), libraryConfig(descriptorSetSchema(), up.addr, "    cache: {ttl: 1h}\n", anonymous+`
+routes:
+  - mqtt: library/shelf/get
+    call: example.library.v1.LibraryService/GetShelf
+    reply: library/shelf/reply
+`))
+	sub := subscribe(t, broker, "mqttv5", "library/shelf/reply")
+	for range 2 {
+		if out, code := publish(t, broker, "mqttv5", "-q", "1", "-t", "library/shelf/get", "-m", `{"name":"shelves/1"}`); code != 0 {
+			t.Fatalf("mosquitto_pub: %d\n%s", code, out)
+		}
+	}
+	first, second := sub.next(t, 1), sub.next(t, 2)
+	if second != first || !strings.Contains(first, `"theme"`) {
+		t.Errorf("the second reply is %s, the first %s", second, first)
+	}
+	if n := up.count(getShelfMethod); n != 1 {
+		t.Errorf("the upstream received %d GetShelf calls, want 1", n)
+	}
+	if hits := metricValue(t, admin, `rosetta_cache_requests_total{method="example.library.v1.LibraryService/GetShelf",result="hit"}`); hits != 1 {
+		t.Errorf("%v cache hits, want 1", hits)
+	}
 }

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rosettagw/rosetta/internal/testwait"
 )
 
 // Paths set up by TestMain.
@@ -589,14 +591,6 @@ const (
 	codeUnavailable       = 14
 )
 
-// waitFor polls cond until it holds, failing the test after startTimeout.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(startTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds, failing the test after a minute: the
+// shared loop of the unit tests, under the name these tests use.
+var waitFor = testwait.For

@@ -17,7 +17,9 @@ import (
 	ws "github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	libraryv1 "github.com/rosettagw/rosetta/proto/example/library/v1"
 )
@@ -290,4 +292,56 @@ func (p *promServer) series(t testing.TB, metric string) int {
 		t.Fatalf("query %s: %v %s", metric, err, r.Status)
 	}
 	return len(r.Data.Result)
+}
+
+// TestAccessLogNamesStreamEndpoint: a streaming call's access-log line names
+// the upstream endpoint it went to, as a unary call's does, whether the
+// stream ends well (a WebSocket Chat) or with the upstream's error (a native
+// gRPC StreamBooks that fails after one book).
+func TestAccessLogNamesStreamEndpoint(t *testing.T) {
+	t.Parallel()
+	up, gw := startStreaming(t, "")
+
+	if r := do(t, gw.base, request{method: "GET", path: "/v1/shelves/1"}); r.status != http.StatusOK {
+		t.Fatalf("REST: %d %s", r.status, r.body)
+	}
+	c := dialWS(t, gw, "Chat", nil)
+	c.send(`{"message":"hi"}`)
+	c.recv()
+	c.closeSend()
+	c.finish(codes.OK)
+	conn, err := grpc.NewClient(strings.TrimPrefix(gw.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	s, err := libraryv1.NewLibraryServiceClient(conn).StreamBooks(ctx, &libraryv1.ListBooksRequest{Parent: "shelves/fail"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for err == nil {
+		_, err = s.Recv()
+	}
+	if status.Code(err) != codes.DataLoss {
+		t.Fatalf("StreamBooks ended with %v, want DATA_LOSS", err)
+	}
+
+	protocols := []string{"http", "websocket", "grpc"}
+	var lines map[string]map[string]any
+	waitFor(t, "the access-log lines of the three calls", func() bool {
+		lines = accessLines(t, gw.stderr.String())
+		for _, p := range protocols {
+			if lines[p] == nil {
+				return false
+			}
+		}
+		return true
+	})
+	for _, p := range protocols {
+		if l := lines[p]; l["endpoint"] != up.addr {
+			t.Errorf("%s: access line %v, want endpoint %s", p, l, up.addr)
+		}
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	ws "github.com/coder/websocket"
+
+	"github.com/rosettagw/rosetta/bench/internal/promtext"
 )
 
 // The WebSocket run's fixed settings.
@@ -283,39 +284,11 @@ var runtimeMetrics = []struct{ name, label string }{
 	{"go_memstats_next_gc_bytes", "heap goal of the next collection (KiB)"},
 }
 
-// scrapeRuntime reads runtimeMetrics from a Prometheus text exposition.
+// scrapeRuntime reads the gateway's /metrics and checks that it names every
+// one of runtimeMetrics.
 func scrapeRuntime(ctx context.Context, url string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	out, err := promtext.Scrape(ctx, url)
 	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") {
-			continue
-		}
-		for _, m := range runtimeMetrics {
-			if name == m.name {
-				v, err := strconv.ParseFloat(value, 64)
-				if err != nil {
-					return nil, fmt.Errorf("%s: %s %q", url, name, value)
-				}
-				out[name] = v
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
 		return nil, err
 	}
 	for _, m := range runtimeMetrics {

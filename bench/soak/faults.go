@@ -4,13 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rosettagw/rosetta/bench/internal/promtext"
 )
 
 // fault is one kind of trouble the soak causes, from begin until end.
@@ -147,39 +146,14 @@ func takeSample(w *world, at time.Duration) (resourceSample, error) {
 	if s.fds, err = openFiles(pid); err != nil {
 		return s, err
 	}
-	m, err := scrape(w.admin + "/metrics")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m, err := promtext.Scrape(ctx, w.admin+"/metrics")
 	if err != nil {
 		return s, err
 	}
 	s.goroutines, s.openFDs, s.heap = m["go_goroutines"], m["process_open_fds"], m["go_memstats_heap_inuse_bytes"]
 	return s, nil
-}
-
-// scrape reads the unlabelled samples of a Prometheus text exposition.
-func scrape(url string) (map[string]float64, error) {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
-			continue
-		}
-		if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
-			out[name] = v
-		}
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return out, sc.Err()
 }
 
 // complaints returns how many lines the gateway logged (at warn and above,

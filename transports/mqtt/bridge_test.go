@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
 
+	"github.com/rosettagw/rosetta/internal/testwait"
 	iotv1 "github.com/rosettagw/rosetta/proto/example/iot/v1"
 	"github.com/rosettagw/rosetta/router"
 	"github.com/rosettagw/rosetta/security/owner"
@@ -299,13 +300,7 @@ func TestPublisher(t *testing.T) {
 		_, err := p.Invoke(ctx, "devices/d1/commands?wait=1m", nil, nil)
 		waiting <- err
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(p.pending) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the first call never waited")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, "the first call to wait", func() bool { return len(p.pending) > 0 })
 	if _, busy := p.Invoke(context.Background(), "devices/d1/commands?wait=1s", nil, nil); status.Code(busy) != codes.ResourceExhausted {
 		t.Errorf("second waiting call: %v, want RESOURCE_EXHAUSTED", busy)
 	}

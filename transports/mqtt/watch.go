@@ -179,6 +179,9 @@ func (s *watch) Send(req []byte) error {
 
 func (s *watch) CloseSend() error { return nil }
 
+// Endpoint is "": a watch reads the broker, not an upstream endpoint.
+func (s *watch) Endpoint() string { return "" }
+
 // Recv returns the next message on the filter.
 func (s *watch) Recv() ([]byte, error) {
 	select {

@@ -21,8 +21,8 @@ import (
 type Endpoint struct {
 	// Addr is "host:port".
 	Addr string
-	// Weight is the endpoint's share under the weighted balancer (0 is 1);
-	// other balancers ignore it.
+	// Weight is the endpoint's share under the weighted and least request
+	// balancers (0 is 1); round robin ignores it.
 	Weight int
 }
 
@@ -73,9 +73,10 @@ type endpoint struct {
 	ejectedUntil  time.Time
 	ejections     int       // times ejected, the multiplier of the ejection time
 	lastEjected   time.Time // when the last ejection ended or will end
-	// current is the smooth weighted balancer's running value, guarded by
-	// its own mutex.
-	current int64
+	// current is smooth weighted round-robin's running value (the
+	// weighted balancer's, or the least request balancer's while weights
+	// differ), guarded by that balancer's mutex.
+	current float64
 }
 
 // numCodes is the number of gRPC codes (OK to Unauthenticated).

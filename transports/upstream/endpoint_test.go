@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/rosettagw/rosetta/internal/testwait"
 	"github.com/rosettagw/rosetta/router"
 )
 
@@ -90,17 +91,6 @@ func eps(addrs ...string) []Endpoint {
 	return out
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func TestRoundRobinTakesEachInTurn(t *testing.T) {
 	f := newFake(t, Options{Name: "u"}, eps("a", "b", "c")...)
 	counts := map[string]int{}
@@ -135,26 +125,60 @@ func TestSmoothWeightedSpreadsByWeight(t *testing.T) {
 
 func TestLeastRequestAvoidsTheBusyEndpoint(t *testing.T) {
 	f := newFake(t, Options{Name: "u", Balancer: LeastRequest}, eps("busy", "idle")...)
-	// Pin a call on "busy" (with both idle, either may be chosen).
-	var held []attempt
-	for len(held) < 1 {
-		a, err := f.begin(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if a.e.addr == "busy" {
-			held = append(held, a)
-		} else {
-			a.end(codes.OK, false, false)
-		}
-	}
+	f.holdCalls(t, map[string]int64{"busy": 1})
 	for range 1000 {
 		if got := f.call(t, false); got != "idle" {
 			t.Fatalf("least request chose %s with a call in flight over none", got)
 		}
 	}
-	for _, a := range held {
-		a.end(codes.OK, false, false)
+}
+
+// holdCalls puts n calls in flight on each endpoint named in held, as many
+// calls begun there and not yet ended would, until the test ends.
+func (f *fakeCluster) holdCalls(t *testing.T, held map[string]int64) {
+	t.Helper()
+	f.cluster.mu.Lock()
+	defer f.cluster.mu.Unlock()
+	for _, e := range f.all {
+		if n := held[e.addr]; n > 0 {
+			e.inflight.Add(n)
+			t.Cleanup(func() { e.inflight.Add(-n) })
+		}
+	}
+}
+
+// TestLeastRequestSplitsByWeight: at equal load (none, then two calls in
+// flight on each) weights 1 and 3 split the calls 1:3, as Envoy's weighted
+// least request does. The split is deterministic (smooth weighted
+// round-robin over weight / (in flight + 1)); the bound is loose anyway.
+func TestLeastRequestSplitsByWeight(t *testing.T) {
+	for _, load := range []int64{0, 2} {
+		f := newFake(t, Options{Name: "u", Balancer: LeastRequest}, Endpoint{Addr: "light", Weight: 1}, Endpoint{Addr: "heavy", Weight: 3})
+		f.holdCalls(t, map[string]int64{"light": load, "heavy": load})
+		const n = 4000
+		counts := map[string]int{}
+		for range n {
+			counts[f.call(t, false)]++
+		}
+		if share := float64(counts["light"]) / n; share < 0.2 || share > 0.3 {
+			t.Errorf("%d in flight on each, weights 1 and 3: %v, want about 1000 and 3000", load, counts)
+		}
+	}
+}
+
+// TestLeastRequestWeighsLoadAgainstWeight: the heavier endpoint with five
+// calls in flight (3/6) counts for less than the idle lighter one (1/1),
+// which then gets about two calls in three; neither is passed over.
+func TestLeastRequestWeighsLoadAgainstWeight(t *testing.T) {
+	f := newFake(t, Options{Name: "u", Balancer: LeastRequest}, Endpoint{Addr: "light", Weight: 1}, Endpoint{Addr: "heavy", Weight: 3})
+	f.holdCalls(t, map[string]int64{"heavy": 5})
+	const n = 3000
+	counts := map[string]int{}
+	for range n {
+		counts[f.call(t, false)]++
+	}
+	if share := float64(counts["light"]) / n; share < 0.6 || share > 0.73 {
+		t.Errorf("weights 1 and 3, five calls in flight on the heavier: %v, want about 2000 and 1000", counts)
 	}
 }
 
@@ -185,7 +209,7 @@ func TestOutlierEjectionGrowsAndEnds(t *testing.T) {
 			t.Fatalf("an ejected endpoint got a call")
 		}
 	}
-	waitUntil(t, "a's return", func() bool { return f.Usable() == 2 })
+	testwait.For(t, "a's return", func() bool { return f.Usable() == 2 })
 	failA()
 	st = f.Status()
 	if st.Endpoints[0].Ejections != 2 || time.Until(*st.Endpoints[0].EjectedUntil) <= first {
@@ -207,21 +231,21 @@ func TestOutlierEjectionGrowsAndEnds(t *testing.T) {
 func TestHealthChecksKeepUnhealthyEndpointsOut(t *testing.T) {
 	f := newFake(t, Options{Name: "u", Health: &HealthCheck{Interval: time.Millisecond, HealthyThreshold: 2, UnhealthyThreshold: 2}}, eps("a", "b", "c")...)
 	f.setHealthy("a", false)
-	waitUntil(t, "a unhealthy", func() bool { return f.Usable() == 2 })
+	testwait.For(t, "a unhealthy", func() bool { return f.Usable() == 2 })
 	for range 100 {
 		if f.call(t, false) == "a" {
 			t.Fatal("an unhealthy endpoint got a call")
 		}
 	}
 	f.setHealthy("a", true)
-	waitUntil(t, "a healthy again", func() bool { return f.Usable() == 3 })
+	testwait.For(t, "a healthy again", func() bool { return f.Usable() == 3 })
 }
 
 func TestPanicThreshold(t *testing.T) {
 	f := newFake(t, Options{Name: "u", Health: &HealthCheck{Interval: time.Millisecond, UnhealthyThreshold: 1}}, eps("a", "b")...)
 	f.setHealthy("a", false)
 	f.setHealthy("b", false)
-	waitUntil(t, "all unhealthy", func() bool { return f.Usable() == 0 })
+	testwait.For(t, "all unhealthy", func() bool { return f.Usable() == 0 })
 	// Below the default 50%, calls go to every endpoint (fail open).
 	seen := map[string]bool{}
 	for range 10 {
@@ -234,7 +258,7 @@ func TestPanicThreshold(t *testing.T) {
 	zero := 0
 	g := newFake(t, Options{Name: "u", PanicThreshold: &zero, Health: &HealthCheck{Interval: time.Millisecond, UnhealthyThreshold: 1}}, eps("a")...)
 	g.setHealthy("a", false)
-	waitUntil(t, "a unhealthy", func() bool { return g.Usable() == 0 })
+	testwait.For(t, "a unhealthy", func() bool { return g.Usable() == 0 })
 	if _, err := g.begin(context.Background()); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "no usable endpoint") {
 		t.Errorf("panic_threshold 0, nothing usable: %v, want UNAVAILABLE", err)
 	}
@@ -319,12 +343,12 @@ func TestBreakerOpensRefusesAndCloses(t *testing.T) {
 		t.Error("the refusal carries no gRPC status")
 	}
 	// Half-open: a failed probe opens it again.
-	waitUntil(t, "half-open", func() bool { return f.Status().Breaker == "half-open" })
+	testwait.For(t, "half-open", func() bool { return f.Status().Breaker == "half-open" })
 	f.call(t, true)
 	if f.Status().Breaker != "open" {
 		t.Fatalf("breaker %s after a failed probe, want open", f.Status().Breaker)
 	}
-	waitUntil(t, "half-open", func() bool { return f.Status().Breaker == "half-open" })
+	testwait.For(t, "half-open", func() bool { return f.Status().Breaker == "half-open" })
 	f.call(t, false)
 	f.call(t, false)
 	if f.Status().Breaker != "closed" {

@@ -151,7 +151,11 @@ func (b balancedConn) Invoke(ctx context.Context, method string, args, reply any
 }
 
 func (b balancedConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	return b.g.newStream(ctx, desc, method, opts...)
+	s, err := b.g.newStream(ctx, desc, method, opts...)
+	if err != nil {
+		return nil, err // not a nil *trackedStream in a non-nil interface
+	}
+	return s, nil
 }
 
 // Invoke makes one unary call of fullMethod with a request in wire form.

@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/rosettagw/rosetta/internal/testwait"
 )
 
 func TestHTTPInvoke(t *testing.T) {
@@ -99,7 +101,7 @@ func TestHTTPEndpointsAndHealth(t *testing.T) {
 		t.Errorf("round robin over two targets: endpoints %v, calls %d and %d", seen, calls[0].Load(), calls[1].Load())
 	}
 	sick.Store(true)
-	waitUntil(t, "the sick target unhealthy", func() bool { return h.Usable() == 1 })
+	testwait.For(t, "the sick target unhealthy", func() bool { return h.Usable() == 1 })
 	before := calls[1].Load()
 	for range 10 {
 		if _, err := h.Invoke(context.Background(), "GET /x", nil, nil); err != nil {

@@ -36,7 +36,7 @@ func (g *GRPC) NewStream(ctx context.Context, fullMethod string, method protoref
 
 // newStream opens a stream on a chosen endpoint, recording its outcome
 // when it ends: at its last message or error, or when ctx ends.
-func (g *GRPC) newStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+func (g *GRPC) newStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (*trackedStream, error) {
 	a, err := g.begin(ctx)
 	if err != nil {
 		return nil, err
@@ -82,7 +82,7 @@ func (s *trackedStream) finish(err error) {
 
 // grpcStream adapts a grpc.ClientStream to router.UpstreamStream.
 type grpcStream struct {
-	cs grpc.ClientStream
+	cs *trackedStream
 	// single is set for methods with one response message; done once it
 	// has been received.
 	single, done bool
@@ -109,3 +109,5 @@ func (s *grpcStream) Recv() ([]byte, error) {
 func (s *grpcStream) Header() (metadata.MD, error) { return s.cs.Header() }
 
 func (s *grpcStream) Trailer() metadata.MD { return s.cs.Trailer() }
+
+func (s *grpcStream) Endpoint() string { return s.cs.a.e.addr }
