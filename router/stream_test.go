@@ -232,6 +232,7 @@ func (u *scriptedUpstream) Recv() ([]byte, error) {
 }
 func (u *scriptedUpstream) Header() (metadata.MD, error) { return metadata.Pairs("h", "1"), nil }
 func (u *scriptedUpstream) Trailer() metadata.MD         { return nil }
+func (u *scriptedUpstream) Endpoint() string             { return "" }
 
 type scriptedInvoker struct{ up *scriptedUpstream }
 
