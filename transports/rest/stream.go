@@ -59,7 +59,7 @@ func (h *Handler) serveStream(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	call.Stream = s
 	call.Flush = s.rc.Flush // Send only writes: the relay flushes
-	defer s.stopReading() // once the answer is written
+	defer s.stopReading()   // once the answer is written
 	err := call.Route.Handler.Handle(ctx, call)
 	if !s.started {
 		if err != nil {
