@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -302,7 +303,8 @@ func FuzzDecodersAgree(f *testing.F) {
 	})
 }
 
-// violations lists a validation error's violated fields and rules.
+// violations lists a validation error's violated fields and rules, sorted:
+// the order of a map's violations follows the map's iteration order.
 func violations(err error) string {
 	var ve *protovalidate.ValidationError
 	if !errors.As(err, &ve) {
@@ -315,6 +317,7 @@ func violations(err error) string {
 	for _, v := range ve.Violations {
 		out = append(out, protovalidate.FieldPathString(v.Proto.GetField())+" "+v.Proto.GetRuleId())
 	}
+	slices.Sort(out)
 	return strings.Join(out, "; ")
 }
 
