@@ -254,18 +254,32 @@ func startPrometheus(t *testing.T, target string) *promServer {
 	}()
 	t.Cleanup(func() { p.stop(t) })
 	prom := &promServer{base: "http://" + addr}
+	// A target shows as up before its scrape's samples are committed (one
+	// CI run queried in between and found none): wait for the scrape's
+	// own up series, committed with the samples.
 	waitFor(t, "Prometheus's first scrape of the gateway", func() bool {
 		if p.exited() {
 			t.Fatalf("prometheus exited:\n%s", p.stderr)
 		}
-		var targets struct {
-			Data struct {
-				ActiveTargets []struct{ Health string }
-			}
-		}
-		return prom.get("/api/v1/targets", &targets) == nil && len(targets.Data.ActiveTargets) == 1 && targets.Data.ActiveTargets[0].Health == "up"
+		n, err := prom.count("up")
+		return err == nil && n == 1
 	})
 	return prom
+}
+
+// count returns the number of series of metric Prometheus holds now.
+func (p *promServer) count(metric string) (int, error) {
+	var r struct {
+		Status string
+		Data   struct{ Result []json.RawMessage }
+	}
+	if err := p.get("/api/v1/query?query="+url.QueryEscape(metric), &r); err != nil {
+		return 0, err
+	}
+	if r.Status != "success" {
+		return 0, fmt.Errorf("query %s: %s", metric, r.Status)
+	}
+	return len(r.Data.Result), nil
 }
 
 // get decodes the JSON answer of a Prometheus API path.
@@ -284,14 +298,11 @@ func (p *promServer) get(path string, v any) error {
 // series returns the number of series of metric Prometheus holds now.
 func (p *promServer) series(t testing.TB, metric string) int {
 	t.Helper()
-	var r struct {
-		Status string
-		Data   struct{ Result []json.RawMessage }
+	n, err := p.count(metric)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := p.get("/api/v1/query?query="+url.QueryEscape(metric), &r); err != nil || r.Status != "success" {
-		t.Fatalf("query %s: %v %s", metric, err, r.Status)
-	}
-	return len(r.Data.Result)
+	return n
 }
 
 // TestAccessLogNamesStreamEndpoint: a streaming call's access-log line names
