@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/rosettagw/rosetta/bench/internal/machine"
 	libraryv1 "github.com/rosettagw/rosetta/proto/example/library/v1"
 )
 
@@ -143,7 +144,7 @@ func run(ctx context.Context, cfg config) error {
 	fmt.Fprintf(os.Stderr, "measuring: %d rounds × %d runs of %ds (+%ds warm-up); at most %s\n",
 		cfg.rounds, cells, cfg.seconds, cfg.warmup, budget)
 
-	loadBefore := loadAverage()
+	loadBefore := machine.LoadAverage()
 	samples := make(map[cell][]sample)
 	for round := range cfg.rounds {
 		for i, sc := range scs {
@@ -164,7 +165,7 @@ func run(ctx context.Context, cfg config) error {
 		}
 	}
 
-	loadAfter := loadAverage()
+	loadAfter := machine.LoadAverage()
 	// The same check after the load: a proxy that broke under it fails
 	// the run.
 	if _, _, err := check(ctx, upstream.addr, targets, scs); err != nil {
@@ -183,18 +184,15 @@ func run(ctx context.Context, cfg config) error {
 // returns the targets, direct gRPC last. Processes started before an error
 // are returned too, so that the caller stops them.
 func start(cfg config) (*process, []*target, error) {
-	upAddr, err := freeAddr()
+	upstream, err := startUpstream(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	upstream, err := startProcess(cfg.work, "upstream", upAddr, filepath.Join(cfg.bin, "upstream"), "-listen", upAddr)
-	if err != nil {
-		return nil, nil, err
-	}
+	upAddr := upstream.addr
 	var targets []*target
 	// add starts bin as target name, its log in the file named logName.
 	add := func(name, bin, logName string, args func(addr string) ([]string, error)) error {
-		addr, err := freeAddr()
+		addr, err := machine.FreeAddr()
 		if err != nil {
 			return err
 		}
@@ -321,17 +319,6 @@ func measure(ctx context.Context, gen *loadGen, hz float64, cfg config, t *targe
 	return measureRun(hz, cfg, t.proc, upstream, func(d time.Duration) (result, error) {
 		return gen.run(ctx, t, i, sc, upstream.addr, d)
 	})
-}
-
-// loadAverage returns the one-minute load average from /proc/loadavg, which
-// tells how busy the machine was besides the benchmark.
-func loadAverage() string {
-	raw, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	avg, _, _ := strings.Cut(string(raw), " ")
-	return avg
 }
 
 // header describes the run: when, where, with what settings and tools, and

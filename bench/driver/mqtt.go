@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/rosettagw/rosetta/bench/internal/machine"
 	iotv1 "github.com/rosettagw/rosetta/proto/example/iot/v1"
 )
 
@@ -69,17 +70,14 @@ func runMQTT(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	upAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	upstream, err := startProcess(cfg.work, "upstream", upAddr, filepath.Join(cfg.bin, "upstream"), "-listen", upAddr)
+	upstream, err := startUpstream(cfg)
 	if err != nil {
 		return err
 	}
 	defer upstream.stop()
-	httpAddr, err1 := freeAddr()
-	mqttAddr, err2 := freeAddr()
+	upAddr := upstream.addr
+	httpAddr, err1 := machine.FreeAddr()
+	mqttAddr, err2 := machine.FreeAddr()
 	if err := errors.Join(err1, err2); err != nil {
 		return err
 	}
@@ -121,7 +119,7 @@ func runMQTT(ctx context.Context, cfg config) error {
 	defer cancel()
 	fmt.Fprintf(os.Stderr, "measuring: %d rounds × %d targets of %ds (+%ds warm-up), %d devices × %d in flight; at most %s\n",
 		cfg.rounds, len(targets), cfg.seconds, cfg.warmup, cfg.concurrency, mqttWindow, budget)
-	loadBefore := loadAverage()
+	loadBefore := machine.LoadAverage()
 	samples := map[string][]mqttSample{}
 	for round := range cfg.rounds {
 		for k := range targets {
@@ -140,7 +138,7 @@ func runMQTT(ctx context.Context, cfg config) error {
 			samples[t.name] = append(samples[t.name], s)
 		}
 	}
-	loadAfter := loadAverage()
+	loadAfter := machine.LoadAverage()
 	if err := r.check(ctx, targets); err != nil {
 		return fmt.Errorf("after the load: %w", err)
 	}
@@ -186,7 +184,7 @@ access_log: false
 // its own: anonymous devices, no persistence, queues large enough that no
 // message of the run is dropped for a subscriber.
 func startMosquitto(cfg config) (*process, error) {
-	addr, err := freeAddr()
+	addr, err := machine.FreeAddr()
 	if err != nil {
 		return nil, err
 	}

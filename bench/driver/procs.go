@@ -2,15 +2,18 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rosettagw/rosetta/bench/internal/machine"
 )
 
 // process is one server the driver started: a proxy or the upstream.
@@ -20,6 +23,15 @@ type process struct {
 	log  string // file holding its standard output and error
 	cmd  *exec.Cmd
 	done chan struct{} // closed once it has exited
+}
+
+// startUpstream starts the bench upstream on a free loopback port.
+func startUpstream(cfg config) (*process, error) {
+	addr, err := machine.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	return startProcess(cfg.work, "upstream", addr, filepath.Join(cfg.bin, "upstream"), "-listen", addr)
 }
 
 // startProcess runs bin with args, its output going to a log file in dir,
@@ -40,23 +52,14 @@ func startProcess(dir, name, addr, bin string, args ...string) (*process, error)
 		_ = p.cmd.Wait()
 		close(p.done)
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return p, nil
-		}
-		select {
-		case <-p.done:
-			return nil, fmt.Errorf("%s exited before listening (%v); see %s", name, p.cmd.ProcessState, p.log)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			p.stop()
-			return nil, fmt.Errorf("%s did not listen on %s within 20s; see %s", name, addr, p.log)
-		}
+	switch err := machine.WaitListening(addr, p.done, 20*time.Second); {
+	case errors.Is(err, machine.ErrExited):
+		return nil, fmt.Errorf("%s exited before listening (%v); see %s", name, p.cmd.ProcessState, p.log)
+	case err != nil:
+		p.stop()
+		return nil, fmt.Errorf("%s %w; see %s", name, err, p.log)
 	}
+	return p, nil
 }
 
 // stop sends SIGTERM and waits for the process to exit, killing it after
@@ -123,16 +126,6 @@ func (p *process) complaints(max int) (gone, other int, examples []string) {
 		}
 	}
 	return gone, other, examples
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // clockTicks returns the kernel's clock ticks per second (getconf CLK_TCK).

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rosettagw/rosetta/bench/fixtures"
+	"github.com/rosettagw/rosetta/bench/internal/machine"
 	libraryv1 "github.com/rosettagw/rosetta/proto/example/library/v1"
 )
 
@@ -104,21 +105,18 @@ func runRPC(ctx context.Context, cfg config) error {
 		}
 	}
 
-	upAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
 	var procs []*process
 	defer func() {
 		for _, p := range procs {
 			p.stop()
 		}
 	}()
-	upstream, err := startProcess(cfg.work, "upstream", upAddr, filepath.Join(cfg.bin, "upstream"), "-listen", upAddr)
+	upstream, err := startUpstream(cfg)
 	if err != nil {
 		return err
 	}
 	procs = append(procs, upstream)
+	upAddr := upstream.addr
 	rosAddr, rosGRPCAddr, nginxAddr, vgAddr := mustAddr(), mustAddr(), mustAddr(), mustAddr()
 	file := filepath.Join(cfg.work, "rosetta.yaml")
 	// Native gRPC both on the shared listener and on listen.grpc.
@@ -196,7 +194,7 @@ func runRPC(ctx context.Context, cfg config) error {
 	defer cancel()
 	fmt.Fprintf(os.Stderr, "measuring: %d rounds × %d runs of %ds (+%ds warm-up); at most %s\n",
 		cfg.rounds, len(rscs)*len(targets), cfg.seconds, cfg.warmup, budget)
-	loadBefore := loadAverage()
+	loadBefore := machine.LoadAverage()
 	samples := make(map[rpcCell][]sample)
 	for round := range cfg.rounds {
 		for _, r := range rscs {
@@ -223,7 +221,7 @@ func runRPC(ctx context.Context, cfg config) error {
 			}
 		}
 	}
-	loadAfter := loadAverage()
+	loadAfter := machine.LoadAverage()
 	checkErr := checkAll("after")
 
 	w := os.Stdout
@@ -268,7 +266,7 @@ func runRPC(ctx context.Context, cfg config) error {
 type rpcCell struct{ scenario, proto, target string }
 
 func mustAddr() string {
-	a, err := freeAddr()
+	a, err := machine.FreeAddr()
 	if err != nil {
 		panic(err)
 	}

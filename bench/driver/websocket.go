@@ -19,6 +19,7 @@ import (
 
 	ws "github.com/coder/websocket"
 
+	"github.com/rosettagw/rosetta/bench/internal/machine"
 	"github.com/rosettagw/rosetta/bench/internal/promtext"
 )
 
@@ -47,16 +48,13 @@ func runWebSocket(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	upAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	upstream, err := startProcess(cfg.work, "upstream", upAddr, filepath.Join(cfg.bin, "upstream"), "-listen", upAddr)
+	upstream, err := startUpstream(cfg)
 	if err != nil {
 		return err
 	}
 	defer upstream.stop()
-	addr, err := freeAddr()
+	upAddr := upstream.addr
+	addr, err := machine.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -64,7 +62,7 @@ func runWebSocket(ctx context.Context, cfg config) error {
 	// Heartbeat and idle timeout far beyond the run: idle clients do not read,
 	// so they would not answer pings.
 	// The admin listener's metrics break the idle memory down (Go runtime).
-	adminAddr, err := freeAddr()
+	adminAddr, err := machine.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -88,7 +86,7 @@ func runWebSocket(ctx context.Context, cfg config) error {
 	defer cancel()
 	fmt.Fprintf(os.Stderr, "measuring: %d rounds of %ds echo (+%ds warm-up) on %d connections, then %d idle connections; at most %s\n",
 		cfg.rounds, cfg.seconds, cfg.warmup, cfg.concurrency, idle, budget)
-	loadBefore := loadAverage()
+	loadBefore := machine.LoadAverage()
 	var echoes []echoSample
 	for round := range cfg.rounds {
 		s, err := echoRound(ctx, cfg, hz, url, gw, upstream)
@@ -103,7 +101,7 @@ func runWebSocket(ctx context.Context, cfg config) error {
 	if err != nil {
 		return fmt.Errorf("idle connections: %w", err)
 	}
-	writeWebSocketReport(os.Stdout, cfg, hz, loadBefore, loadAverage(), echoes, mem)
+	writeWebSocketReport(os.Stdout, cfg, hz, loadBefore, machine.LoadAverage(), echoes, mem)
 	return nil
 }
 

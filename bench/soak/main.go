@@ -32,6 +32,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rosettagw/rosetta/bench/internal/machine"
 )
 
 // config is the soak's command line.
@@ -128,7 +130,7 @@ func startWorld(cfg config, w *world) error {
 		return err
 	}
 	for i := range 2 {
-		addr, err := freeAddr()
+		addr, err := machine.FreeAddr()
 		if err != nil {
 			return err
 		}
@@ -144,7 +146,7 @@ func startWorld(cfg config, w *world) error {
 		return err
 	}
 
-	redisAddr, err := freeAddr()
+	redisAddr, err := machine.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -157,7 +159,7 @@ func startWorld(cfg config, w *world) error {
 		return err
 	}
 
-	brokerAddr, err := freeAddr()
+	brokerAddr, err := machine.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -183,11 +185,11 @@ func startWorld(cfg config, w *world) error {
 		return err
 	}
 
-	httpAddr, err := freeAddr()
+	httpAddr, err := machine.FreeAddr()
 	if err != nil {
 		return err
 	}
-	adminAddr, err := freeAddr()
+	adminAddr, err := machine.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -306,7 +308,7 @@ func run(ctx context.Context, cfg config) error {
 			rates[name] = c * cfg.load
 		}
 	}
-	loadBefore := loadAverage()
+	loadBefore := machine.LoadAverage()
 	start := time.Now()
 	calls := newRecorder(start)
 	runCtx, cancel := context.WithTimeout(ctx, cfg.duration)
@@ -326,7 +328,7 @@ func run(ctx context.Context, cfg config) error {
 	events, faultErr := runFaults(runCtx, cfg, w, start, faults(cfg, w))
 	wg.Wait()
 	end := time.Now()
-	loadAfter := loadAverage()
+	loadAfter := machine.LoadAverage()
 	if faultErr != nil {
 		return faultErr
 	}

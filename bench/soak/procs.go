@@ -2,14 +2,16 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rosettagw/rosetta/bench/internal/machine"
 )
 
 // proc is one process of the soak that may be killed and started again
@@ -47,22 +49,14 @@ func (p *proc) start() error {
 		_ = cmd.Wait()
 		close(done)
 	}(p.cmd, p.done)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c, err := net.DialTimeout("tcp", p.addr, time.Second); err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited before listening (%v); see %s", p.name, p.cmd.ProcessState, p.log)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			p.kill(syscall.SIGKILL)
-			return fmt.Errorf("%s did not listen on %s within 30s; see %s", p.name, p.addr, p.log)
-		}
+	switch err := machine.WaitListening(p.addr, p.done, 30*time.Second); {
+	case errors.Is(err, machine.ErrExited):
+		return fmt.Errorf("%s exited before listening (%v); see %s", p.name, p.cmd.ProcessState, p.log)
+	case err != nil:
+		p.kill(syscall.SIGKILL)
+		return fmt.Errorf("%s %w; see %s", p.name, err, p.log)
 	}
+	return nil
 }
 
 // kill sends sig and waits for the process to exit, sending SIGKILL after
@@ -110,24 +104,4 @@ func rssBytes(pid int) (int64, error) {
 func openFiles(pid int) (int, error) {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	return len(ents), err
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// loadAverage returns the one-minute load average, from /proc/loadavg.
-func loadAverage() string {
-	raw, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	one, _, _ := strings.Cut(string(raw), " ")
-	return one
 }
