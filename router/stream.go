@@ -149,26 +149,22 @@ func dispatchStream(ctx context.Context, c *Call) error {
 	}
 
 	recvUp := up.Recv
-	unflushed := false // a message was sent since the last Flush
+	var ahead *aheadReader
 	if c.Flush != nil {
-		ahead := startReadAhead(up.Recv)
+		ahead = startReadAhead(up.Recv)
 		defer ahead.stop()
-		recvUp = func() ([]byte, error) {
-			if unflushed && !ahead.ready() {
-				unflushed = false
-				if err := c.Flush(); err != nil {
-					return nil, flushError{err}
-				}
-			}
-			return ahead.recv()
-		}
+		recvUp = ahead.recv
 	}
+	unflushed := false // a message was sent since the last Flush
 	first := true
 	for {
-		msg, err := recvUp()
-		if fe, ok := err.(flushError); ok {
-			return ended(ctx, fe.err) // the deferred cancel stops the upstream
+		if unflushed && !ahead.ready() {
+			unflushed = false
+			if err := c.Flush(); err != nil {
+				return ended(ctx, err) // the deferred cancel stops the upstream
+			}
 		}
+		msg, err := recvUp()
 		if err != nil {
 			header, _ := up.Header()
 			c.Reply = &Reply{Header: header, Trailer: up.Trailer(), Endpoint: up.Endpoint()}
@@ -193,7 +189,7 @@ func dispatchStream(ctx context.Context, c *Call) error {
 		if err := c.Stream.Send(msg); err != nil {
 			return ended(ctx, err) // the deferred cancel stops the upstream
 		}
-		unflushed = true
+		unflushed = ahead != nil
 	}
 }
 
@@ -260,9 +256,3 @@ func (r *aheadReader) recv() ([]byte, error) {
 
 // stop lets the reader end once its Recv returns.
 func (r *aheadReader) stop() { close(r.done) }
-
-// flushError is a failed Call.Flush: the client's connection, not the
-// upstream.
-type flushError struct{ err error }
-
-func (e flushError) Error() string { return e.err.Error() }
