@@ -22,9 +22,7 @@ import (
 
 	ws "github.com/coder/websocket"
 	gojwt "github.com/golang-jwt/jwt/v5"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -172,11 +170,7 @@ var attackWays = []attackWay{
 		}
 	}},
 	{"gRPC", func(t *testing.T, gw *rosetta, tg attackTarget, h http.Header) outcome {
-		conn, err := grpc.NewClient(strings.TrimPrefix(gw.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn := gw.grpcConn(t)
 		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 		defer cancel()
 		// gRPC has no Grpc-Metadata- prefix: its metadata is the key itself.
@@ -186,7 +180,7 @@ var attackWays = []attackWay{
 				ctx = metadata.AppendToOutgoingContext(ctx, key, v)
 			}
 		}
-		err = conn.Invoke(ctx, libSvc+tg.method, tg.msg, &emptypb.Empty{}) // only the status matters: any reply parses as Empty
+		err := conn.Invoke(ctx, libSvc+tg.method, tg.msg, &emptypb.Empty{}) // only the status matters: any reply parses as Empty
 		return outcome{code: status.Code(err), answer: status.Convert(err).Message()}
 	}},
 }

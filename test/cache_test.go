@@ -16,7 +16,6 @@ import (
 	gojwt "github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/rosettagw/rosetta/examples/library"
@@ -390,11 +389,7 @@ func TestCacheProtocols(t *testing.T) {
 	}
 	wantCache(t, r, "MISS", "rosetta; fwd=miss; stored", up, 1)
 
-	conn, err := grpc.NewClient(strings.TrimPrefix(gw.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := gw.grpcConn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	var header metadata.MD

@@ -308,11 +308,7 @@ func TestHiddenMethods(t *testing.T) {
 		header: map[string]string{"Connect-Protocol-Version": "1"}}); r.status != http.StatusNotFound {
 		t.Errorf("Connect: %d %s, want 404", r.status, r.body)
 	}
-	conn, err := grpc.NewClient(strings.TrimPrefix(gw.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := gw.grpcConn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	if _, err := libraryv1.NewLibraryServiceClient(conn).GetShelf(ctx, &libraryv1.GetShelfRequest{Name: "shelves/1"}); status.Code(err) != codes.Unimplemented {

@@ -24,6 +24,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/rosettagw/rosetta/internal/testwait"
 )
 
@@ -249,6 +252,18 @@ type rosetta struct {
 	// grpc is the address of its native gRPC listener (listen.grpc), ""
 	// when it has none.
 	grpc string
+}
+
+// grpcConn returns a plaintext gRPC connection to the shared listener,
+// closed when the test ends.
+func (r *rosetta) grpcConn(t testing.TB) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(strings.TrimPrefix(r.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // writeConfig writes a configuration into the test's temporary directory

@@ -25,7 +25,6 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -1142,11 +1141,7 @@ func TestMQTTDownlinkGRPC(t *testing.T) {
 	up := startIoTUpstream(t)
 	broker := freePort(t)
 	gw := startRosettaListen(t, fmt.Sprintf("mqtt: %q", broker), iotConfig(up.addr, anonymous, uplinkRoutes+fmt.Sprintf(grpcDownlinkRoutes, sha256Hex("device-ops"))))
-	conn, err := grpc.NewClient(strings.TrimPrefix(gw.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := gw.grpcConn(t)
 	client := iotv1.NewDeviceCommandsClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
@@ -1202,6 +1197,7 @@ func TestMQTTDownlinkGRPC(t *testing.T) {
 		publish(t, broker, "mqttv5", "-u", "gs", "-q", "1", "-t", "devices/gs/telemetry", "-m", `{"id":"gs-1","reading":{"temperature":7}}`)
 		var got *iotv1.RecordRequest
 		waitFor(t, "the state of devices/gs/telemetry", func() bool {
+			var err error
 			got, err = client.GetTelemetry(ctx, &iotv1.GetDeviceRequest{DeviceId: "gs"})
 			return err == nil
 		})

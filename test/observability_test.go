@@ -16,9 +16,7 @@ import (
 
 	ws "github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	libraryv1 "github.com/rosettagw/rosetta/proto/example/library/v1"
@@ -56,11 +54,7 @@ routes:
 	if r := do(t, gw.base, request{method: "GET", path: "/v1/shelves/1", header: map[string]string{"X-Request-Id": "req-http"}}); r.status != http.StatusOK {
 		t.Fatalf("REST: %d %s", r.status, r.body)
 	}
-	conn, err := grpc.NewClient(strings.TrimPrefix(gw.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := gw.grpcConn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	if _, err := libraryv1.NewLibraryServiceClient(conn).GetShelf(ctx, &libraryv1.GetShelfRequest{Name: "shelves/1"}); err != nil {
@@ -85,16 +79,7 @@ routes:
 
 	// Every call has its access-log line, written once the answer was sent.
 	protocols := []string{"http", "grpc", "connect", "grpc-web", "websocket", "mqtt"}
-	var lines map[string]map[string]any
-	waitFor(t, "an access-log line per protocol", func() bool {
-		lines = accessLines(t, gw.stderr.String())
-		for _, p := range protocols {
-			if lines[p] == nil {
-				return false
-			}
-		}
-		return true
-	})
+	lines := waitAccessLines(t, gw, protocols)
 	t.Run("access log", func(t *testing.T) {
 		for _, p := range protocols {
 			l := lines[p]
@@ -169,6 +154,24 @@ routes:
 			}
 		}
 	})
+}
+
+// waitAccessLines waits for gw's access log to hold a line of each of
+// protocols (a line is written once its call's answer was sent) and returns
+// the latest line of each protocol.
+func waitAccessLines(t testing.TB, gw *rosetta, protocols []string) map[string]map[string]any {
+	t.Helper()
+	var lines map[string]map[string]any
+	waitFor(t, "an access-log line of each of "+strings.Join(protocols, ", "), func() bool {
+		lines = accessLines(t, gw.stderr.String())
+		for _, p := range protocols {
+			if lines[p] == nil {
+				return false
+			}
+		}
+		return true
+	})
+	return lines
 }
 
 // accessLines returns the latest access-log line of each protocol in log.
@@ -321,11 +324,7 @@ func TestAccessLogNamesStreamEndpoint(t *testing.T) {
 	c.recv()
 	c.closeSend()
 	c.finish(codes.OK)
-	conn, err := grpc.NewClient(strings.TrimPrefix(gw.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := gw.grpcConn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	s, err := libraryv1.NewLibraryServiceClient(conn).StreamBooks(ctx, &libraryv1.ListBooksRequest{Parent: "shelves/fail"})
@@ -340,16 +339,7 @@ func TestAccessLogNamesStreamEndpoint(t *testing.T) {
 	}
 
 	protocols := []string{"http", "websocket", "grpc"}
-	var lines map[string]map[string]any
-	waitFor(t, "the access-log lines of the three calls", func() bool {
-		lines = accessLines(t, gw.stderr.String())
-		for _, p := range protocols {
-			if lines[p] == nil {
-				return false
-			}
-		}
-		return true
-	})
+	lines := waitAccessLines(t, gw, protocols)
 	for _, p := range protocols {
 		if l := lines[p]; l["endpoint"] != up.addr {
 			t.Errorf("%s: access line %v, want endpoint %s", p, l, up.addr)

@@ -35,7 +35,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -303,11 +302,7 @@ func TestSecurityJWTOverGRPC(t *testing.T) {
 	is := startIssuer(t)
 	up := startObservedUpstream(t, "")
 	gw := startRosetta(t, securityConfig(up.addr, is, ""))
-	conn, err := grpc.NewClient(strings.TrimPrefix(gw.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := gw.grpcConn(t)
 	client := libraryv1.NewLibraryServiceClient(conn)
 	good := signToken(t, gojwt.SigningMethodES256, is.ec, "e1", claims(nil))
 
@@ -960,11 +955,7 @@ func TestRateLimitProtocols(t *testing.T) {
 		gw := startRosetta(t, libraryConfig(descriptorSetSchema(), up.addr, "    policies: [tight]\n", `policies:
   tight: {rate_limit: {rate: 2/h, key: header:x-tenant}}
 `))
-		conn, err := grpc.NewClient(strings.TrimPrefix(gw.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn := gw.grpcConn(t)
 		c := libraryv1.NewLibraryServiceClient(conn)
 		var got []codes.Code
 		var header metadata.MD

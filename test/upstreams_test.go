@@ -15,7 +15,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/rosettagw/rosetta/examples/library"
@@ -349,11 +348,7 @@ func TestCallerDeadline(t *testing.T) {
 	gw := startRosetta(t, edit(t, libraryConfig(descriptorSetSchema(), up.addr, "", ""), "timeout: 5s}", "timeout: 2s}"))
 	const short, gateway = 500 * time.Millisecond, 2 * time.Second
 
-	conn, err := grpc.NewClient(strings.TrimPrefix(gw.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := gw.grpcConn(t)
 	client := libraryv1.NewLibraryServiceClient(conn)
 	viaGRPC := func(d time.Duration) func() error {
 		return func() error {

@@ -15,7 +15,6 @@ import (
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -281,11 +280,7 @@ func TestValidationGRPC(t *testing.T) {
 	t.Parallel()
 	up := startObservedUpstream(t, "")
 	gw := startRosetta(t, libraryConfig(descriptorSetSchema(), up.addr, "", ""))
-	conn, err := grpc.NewClient(strings.TrimPrefix(gw.base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := gw.grpcConn(t)
 	lib := libraryv1.NewLibraryServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
